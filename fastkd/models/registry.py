@@ -1,0 +1,38 @@
+"""timm-style model registry: decorate an entrypoint once, build it by name everywhere."""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Callable
+
+import torch.nn as nn
+
+_ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Record `fn` under its function name; a second registration of the same name is a bug."""
+    name = fn.__name__
+    if name in _ENTRYPOINTS:
+        raise ValueError(f"model {name!r} is registered twice")
+    _ENTRYPOINTS[name] = fn
+    return fn
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching an fnmatch pattern, sorted."""
+    return sorted(n for n in _ENTRYPOINTS if fnmatch.fnmatch(n, pattern))
+
+
+def is_model(name: str) -> bool:
+    return name in _ENTRYPOINTS
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Build a registered model; kwargs that are None are dropped so model defaults win.
+
+    Example: ``create_model("resnet18", num_classes=100, downsample_factor=4.0)``
+    """
+    if name not in _ENTRYPOINTS:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
+    return _ENTRYPOINTS[name](**{k: v for k, v in kwargs.items() if v is not None})
