@@ -53,22 +53,24 @@ def _find(root: str | os.PathLike | None, folder: str, layout: str) -> Path:
 
 
 def _unpickle(path: Path, layout: str) -> dict:
+    """The official files are Python 2 pickles (bytes keys when read this way); re-saved ones have str keys."""
     try:
         with open(path, "rb") as fh:
-            return pickle.load(fh, encoding="bytes")
+            entry = pickle.load(fh, encoding="bytes")
+        return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
     except FileNotFoundError:
         raise DataError(f"{path}: missing; expected {layout}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
         raise DataError(f"{path}: truncated or not a CIFAR pickle ({type(exc).__name__}); expected {layout}") from None
 
 
-def _cifar_arrays(files: list[Path], label_key: bytes, layout: str) -> tuple[np.ndarray, np.ndarray]:
+def _cifar_arrays(files: list[Path], label_key: str, layout: str) -> tuple[np.ndarray, np.ndarray]:
     images, labels = [], []
     for path in files:
         entry = _unpickle(path, layout)
-        if not isinstance(entry, dict) or b"data" not in entry or label_key not in entry:
-            raise DataError(f"{path}: lacks the b'data'/{label_key!r} entries; expected {layout}")
-        data = np.asarray(entry[b"data"], dtype=np.uint8)
+        if "data" not in entry or label_key not in entry:
+            raise DataError(f"{path}: lacks the 'data'/'{label_key}' entries; expected {layout}")
+        data = np.asarray(entry["data"], dtype=np.uint8)
         if data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] != len(entry[label_key]):
             raise DataError(f"{path}: data has shape {data.shape}, expected (N, 3072) with N labels; expected {layout}")
         images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
@@ -79,11 +81,11 @@ def _cifar_arrays(files: list[Path], label_key: bytes, layout: str) -> tuple[np.
 def load_cifar(root: str | None, num_classes: int) -> tuple[ArrayDataset, ArrayDataset]:
     """CIFAR-10/100 from the python-pickle layout (read directly: torchvision would demand the official md5s)."""
     if num_classes == 10:
-        folder, layout, key, stats = "cifar-10-batches-py", CIFAR10_LAYOUT, b"labels", CIFAR10_STATS
+        folder, layout, key, stats = "cifar-10-batches-py", CIFAR10_LAYOUT, "labels", CIFAR10_STATS
         train_files = [f"data_batch_{i}" for i in range(1, 6)]
         test_files = ["test_batch"]
     else:
-        folder, layout, key, stats = "cifar-100-python", CIFAR100_LAYOUT, b"fine_labels", CIFAR100_STATS
+        folder, layout, key, stats = "cifar-100-python", CIFAR100_LAYOUT, "fine_labels", CIFAR100_STATS
         train_files, test_files = ["train"], ["test"]
     base = _find(root, folder, layout)
     splits = []
@@ -174,6 +176,17 @@ def load_digits(test_fraction: float = 0.2) -> tuple[ArrayDataset, ArrayDataset]
         ArrayDataset("digits", train_x, labels[train_idx], 10, mean, std),
         ArrayDataset("digits", images[test_idx], labels[test_idx], 10, mean, std),
     )
+
+
+DIGITS_SIZE = 1797
+STANDARD_TRAIN_SIZES = {"cifar10": 50000, "cifar100": 50000, "tiny_imagenet": 100000}
+
+
+def train_size(name: str, test_fraction: float = 0.2) -> int:
+    """Training-split size without reading the data (for `fastkd plan`)."""
+    if name == "digits":
+        return DIGITS_SIZE - int(round(DIGITS_SIZE * test_fraction))
+    return STANDARD_TRAIN_SIZES[name]
 
 
 def load_dataset(name: str, root: str | None = None, *, test_fraction: float = 0.2,

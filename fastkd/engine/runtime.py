@@ -1,0 +1,88 @@
+"""Device, precision, compile and seeding decisions, made once per run from the config."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    """Autocast dtype, or None for fp32."""
+    compile: bool
+    channels_last: bool
+
+    @property
+    def needs_grad_scaler(self) -> bool:
+        return self.amp_dtype == torch.float16
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def to_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The memory format the models were converted to."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def describe(self) -> str:
+        amp = str(self.amp_dtype).removeprefix("torch.") if self.amp_dtype else "fp32"
+        return (f"device={self.device} precision={amp} compile={'on' if self.compile else 'off'} "
+                f"channels_last={'on' if self.channels_last else 'off'} threads={torch.get_num_threads()}")
+
+
+def build_runtime(cfg: TrainConfig) -> Runtime:
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device: cuda was asked for but no CUDA device is visible; use train.device=cpu")
+    device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+                          else "cpu")
+    on_cuda = device.type == "cuda"
+    amp = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16,
+           "auto": torch.bfloat16 if on_cuda else None}[cfg.amp]
+    if amp == torch.float16 and not on_cuda:
+        raise ValueError("train.amp: fp16 autocast needs CUDA; use train.amp=off (or bf16) on CPU")
+    compile_ = {"on": True, "off": False, "auto": on_cuda}[cfg.compile]
+    return Runtime(device=device, amp_dtype=amp, compile=compile_, channels_last=cfg.channels_last)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def rng_state() -> dict:
+    """Every RNG a training step may touch, in a form `torch.load(weights_only=True)` accepts."""
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": [np.random.get_state()[1].tolist(), int(np.random.get_state()[2])]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(_as_tuple(state["python"]))
+    keys, pos = state["numpy"]
+    np.random.set_state(("MT19937", np.asarray(keys, dtype=np.uint32), pos, 0, 0.0))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(obj):
+    return tuple(_as_tuple(o) for o in obj) if isinstance(obj, (list, tuple)) else obj

@@ -1,0 +1,69 @@
+"""The command line: plan numbers, train/eval round trip, resume guards, one-line errors without tracebacks."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from datasets_on_disk import write_cifar100
+
+
+def fastkd(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "fastkd.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+def test_plan_json_for_the_paper_cifar100_config(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("method: spaced_online_kd\ndata:\n  dataset: cifar100\nkd:\n  interval: 1.5\n")
+    proc = fastkd("plan", str(cfg), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert (plan["iters_per_epoch"], plan["interval"], plan["replay_events"], plan["never_distilled"]) == \
+        (391, 586, 53, 222)
+
+
+@pytest.mark.slow
+def test_train_eval_and_resume_guard(tmp_path):
+    root = write_cifar100(tmp_path / "data", n_train=24, n_test=8)
+    args = ["train", "name=cli", "output_dir=runs", "data.dataset=cifar100", f"data.root={root}",
+            "data.batch_size=8", "model.downsample_factor=64", "model.student_downsample_factor=64",
+            "train.epochs=2", "train.progress=false", "train.tensorboard=false"]
+    cfg = tmp_path / "base.yaml"
+    cfg.write_text("kd:\n  interval: 1.0\n")
+    proc = fastkd(args[0], str(cfg), *args[1:], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run = tmp_path / "runs" / "cli"
+    for name in ("config.yaml", "metrics.csv", "last.pt", "best.pt", "summary.json"):
+        assert (run / name).is_file(), name
+    header, *rows = (run / "metrics.csv").read_text().splitlines()
+    assert "eval_student_top1" in header and len(rows) == 2
+    assert "student best" in proc.stdout
+
+    again = fastkd(args[0], str(cfg), *args[1:], cwd=tmp_path)
+    assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr
+
+    done = fastkd("train", "--resume", str(run), "--quiet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr  # already finished: resumes into nothing left to do
+
+    ev = fastkd("eval", str(run / "best.pt"), "--json", cwd=tmp_path)
+    assert ev.returncode == 0, ev.stderr
+    assert {"eval_teacher_top1", "eval_student_top1"} <= set(json.loads(ev.stdout))
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["eval", "missing.pt"], "missing.pt: no such checkpoint file"),
+    (["train", "nope.yaml"], "nope.yaml: cannot read config"),
+    (["train", "--resume", "runs/none"], "no config.yaml there"),
+    (["train", "c.yaml", "data.dataset=cifar100"], "data.root is not set"),
+    (["train", "c.yaml", "model.student=resnet19"], "unknown model 'resnet19'"),
+    (["eval", "garbage.pt"], "garbage.pt: not a readable checkpoint"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, args, expected):
+    (tmp_path / "c.yaml").write_text("train:\n  epochs: 1\n")
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
+    proc = fastkd(*args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
