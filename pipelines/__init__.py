@@ -1,0 +1,109 @@
+"""Batch pipelines: ``pipeline(indices, seed) -> (images, labels)`` on the training device, replayable bit-exactly.
+
+Two backends implement the same recipes from the same host-drawn random parameters (``params.draw_params``):
+``torch`` keeps the uint8 split on the device and augments with batched per-sample tensor ops; ``dali`` feeds the
+pixels and the parameters to a DALI graph through ``external_source``. Example::
+
+    from fastkd.pipelines import build_pipeline, get_recipe
+    pipeline = build_pipeline(images, labels, get_recipe("online_kd"), mean=MEAN, std=STD, device="cuda")
+    x, y = pipeline(torch.tensor([3, 1, 4]), seed=7)   # same call, same pixels
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Literal, Protocol
+
+import torch
+
+from .recipes import Recipe, available_recipes, get_recipe
+from .torch_pipeline import TorchPipeline
+
+DALI_INSTALL_HINT = "NVIDIA DALI is not installed; install it with `pip install fastkd[dali]` (nvidia-dali-cuda120)"
+
+
+class BatchPipeline(Protocol):
+    backend: str
+
+    def __call__(self, indices: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, h, w) normalized images and int64 labels on the device; a pure function of (indices, seed)."""
+        ...
+
+
+def dali_available() -> bool:
+    return importlib.util.find_spec("nvidia") is not None and importlib.util.find_spec("nvidia.dali") is not None
+
+
+def available_backends() -> list[str]:
+    """``["torch"]``, plus ``"dali"`` when ``nvidia.dali`` is importable."""
+    return ["torch", "dali"] if dali_available() else ["torch"]
+
+
+def _check_inputs(
+    images: torch.Tensor, labels: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
+) -> None:
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(
+            f"images must be a uint8 (N, H, W, 3) tensor, got {images.dtype} {tuple(images.shape)}; "
+            "convert with `torch.as_tensor(array).expand(..., 3)` for grey images"
+        )
+    if labels.ndim != 1 or len(labels) != len(images) or labels.dtype != torch.int64:
+        raise ValueError(
+            f"labels must be an int64 (N,) tensor with N = {len(images)} images, got {labels.dtype} {tuple(labels.shape)}"
+        )
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise ValueError(f"mean and std need 3 values each with std > 0, got mean={mean}, std={std}")
+
+
+def build_pipeline(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    recipe: Recipe,
+    *,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+    device: torch.device | str = "cpu",
+    backend: Literal["auto", "torch", "dali"] = "auto",
+    dtype: torch.dtype = torch.float32,
+    channels_last: bool = True,
+) -> BatchPipeline:
+    """A batch pipeline over an in-memory split.
+
+    Args:
+        images: uint8 (N, H, W, 3) on the CPU, the whole split.
+        labels: int64 (N,).
+        recipe: the augmentation (see :func:`get_recipe`).
+        mean, std: per-channel statistics of the data set, on the 0..1 scale.
+        device: where batches are returned (and, for the torch backend, where the split is held).
+        backend: ``"auto"`` picks DALI when it is installed and ``device`` is CUDA, else torch: on a CPU the torch
+            pipeline is the faster one (bench/bench_pipelines.py).
+        dtype: float dtype of the returned images.
+        channels_last: return images in channels_last memory format.
+    """
+    _check_inputs(images, labels, mean, std)
+    device = torch.device(device)
+    if backend == "auto":
+        backend = "dali" if device.type == "cuda" and dali_available() else "torch"
+    if backend == "torch":
+        return TorchPipeline(
+            images, labels, recipe, mean=mean, std=std, device=device, dtype=dtype, channels_last=channels_last
+        )
+    if backend == "dali":
+        if not dali_available():
+            raise ImportError(DALI_INSTALL_HINT)
+        from .dali_pipeline import DaliPipeline
+
+        return DaliPipeline(
+            images, labels, recipe, mean=mean, std=std, device=device, dtype=dtype, channels_last=channels_last
+        )
+    raise ValueError(f"unknown pipeline backend {backend!r}; choose one of: auto, torch, dali")
+
+
+__all__ = [
+    "BatchPipeline",
+    "Recipe",
+    "available_backends",
+    "available_recipes",
+    "build_pipeline",
+    "get_recipe",
+]

@@ -1,0 +1,252 @@
+"""Batched image ops with one parameter per sample, numerically following torchvision.transforms.v2.functional.
+
+Images are uint8 ``(B, C, H, W)`` tensors (any memory format) on any device; parameters are host tensors, one row
+per sample. Each op reproduces the arithmetic of the torchvision tensor kernel it is named after, so a sample
+comes out as torchvision would make it with the same scalar parameter (see tests/pipelines/test_torch_ops.py).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
+
+_GREY_WEIGHTS = (0.2989, 0.587, 0.114)
+
+
+def per_sample(values: torch.Tensor, like: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Host values (B,) as a (B, 1, 1, 1) tensor on ``like``'s device, ready to broadcast over C, H, W."""
+    return values.to(dtype).view(-1, 1, 1, 1).to(like.device, non_blocking=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Crop and flip: a single gather from the padded batch.
+
+
+def crop_flip(
+    images: torch.Tensor, offsets: torch.Tensor | None, flips: torch.Tensor | None, padding: int, fill: int
+) -> torch.Tensor:
+    """RandomCrop(size=(H, W), padding, fill) then horizontal flip, per sample, for NHWC uint8 ``images``.
+
+    ``offsets`` (B, 2) are (top, left) in the padded image; ``flips`` (B,) are booleans. Either may be None.
+    """
+    batch, height, width, _ = images.shape
+    device = images.device
+    rows = torch.arange(height, device=device).expand(batch, height)
+    cols = torch.arange(width, device=device).expand(batch, width)
+    if flips is not None:
+        cols = torch.where(flips.to(device, non_blocking=True)[:, None], width - 1 - cols, cols)
+    if offsets is not None and padding:
+        images = F.pad(images, (0, 0, padding, padding, padding, padding), value=fill)
+        offsets = offsets.to(device, non_blocking=True)
+        rows = rows + offsets[:, :1]
+        cols = cols + offsets[:, 1:]
+    sample = torch.arange(batch, device=device)[:, None, None]
+    return images[sample, rows[:, :, None], cols[:, None, :]]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Affine warps (rotate, translate, shear): torchvision's inverse matrix, grid and fill handling, batched.
+
+
+def inverse_affine_matrices(
+    angles: torch.Tensor,
+    translate: torch.Tensor,
+    shear: torch.Tensor,
+    center: torch.Tensor,
+) -> torch.Tensor:
+    """Per-sample inverse affine matrices (B, 2, 3) in float64, as torchvision's ``_get_inverse_affine_matrix``.
+
+    ``angles`` (B,) and ``shear`` (B, 2) in degrees, ``translate`` (B, 2) in pixels, ``center`` (B, 2) relative to
+    the image centre; scale is 1.
+    """
+    rot = torch.deg2rad(angles)
+    sx, sy = torch.deg2rad(shear).unbind(1)
+    cx, cy = center.unbind(1)
+    tx, ty = translate.unbind(1)
+    cos_sy = torch.cos(sy)
+    tan_sx = torch.tan(sx)
+    a = torch.cos(rot - sy) / cos_sy
+    b = -(a * tan_sx + torch.sin(rot))
+    c = torch.sin(rot - sy) / cos_sy
+    d = torch.cos(rot) - c * tan_sx
+    m0, m1, m3, m4 = d, -b, -c, a
+    cx_plus_tx, cy_plus_ty = cx + tx, cy + ty
+    m2 = cx - m0 * cx_plus_tx - m1 * cy_plus_ty
+    m5 = cy - m3 * cx_plus_tx - m4 * cy_plus_ty
+    return torch.stack([m0, m1, m2, m3, m4, m5], dim=1).view(-1, 2, 3)
+
+
+def rotation_matrices(angles: torch.Tensor) -> torch.Tensor:
+    """Inverse matrices of ``TF.rotate(img, angle)`` about the image centre (counter-clockwise degrees)."""
+    zeros = torch.zeros(len(angles), 2, dtype=torch.float64)
+    # torchvision wraps the angle into [0, 360) and rotates by its negative in the affine convention.
+    return inverse_affine_matrices(-torch.remainder(angles, 360.0), zeros, zeros, zeros)
+
+
+def _affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Sampling grid (B, H, W, 2) of torchvision's ``_affine_grid`` for float32 ``theta`` (B, 2, 3)."""
+    device = theta.device
+    base_grid = torch.empty(1, height, width, 3, dtype=theta.dtype, device=device)
+    base_grid[..., 0].copy_(torch.linspace((1.0 - width) * 0.5, (width - 1.0) * 0.5, steps=width, device=device))
+    y_grid = torch.linspace((1.0 - height) * 0.5, (height - 1.0) * 0.5, steps=height, device=device)
+    base_grid[..., 1].copy_(y_grid.unsqueeze_(-1))
+    base_grid[..., 2].fill_(1)
+    rescaled_theta = theta.transpose(1, 2) / torch.tensor([0.5 * width, 0.5 * height], dtype=theta.dtype, device=device)
+    batch = theta.shape[0]
+    grid = base_grid.view(1, height * width, 3).expand(batch, -1, -1).bmm(rescaled_theta)
+    return grid.view(batch, height, width, 2)
+
+
+def affine_warp(images: torch.Tensor, matrices: torch.Tensor, mode: str, fill: float) -> torch.Tensor:
+    """Warp each uint8 image by its inverse matrix (B, 2, 3), as torchvision's ``_apply_grid_transform``."""
+    batch, channels, height, width = images.shape
+    theta = matrices.to(torch.float32).to(images.device, non_blocking=True)
+    grid = _affine_grid(theta, height, width)
+    float_images = images.to(torch.float32)
+    # For nearest sampling a zero fill equals zero padding; otherwise an extra all-ones channel marks what was inside.
+    with_mask = not (mode == "nearest" and fill == 0)
+    if with_mask:
+        mask = torch.ones(batch, 1, height, width, dtype=torch.float32, device=images.device)
+        float_images = torch.cat((float_images, mask), dim=1)
+    warped = F.grid_sample(float_images, grid, mode=mode, padding_mode="zeros", align_corners=False)
+    if with_mask:
+        warped, mask = torch.tensor_split(warped, indices=(-1,), dim=-3)
+        mask = mask.expand_as(warped)
+        fill_image = torch.tensor([float(fill)], dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+        if mode == "nearest":
+            warped = torch.where(mask < 0.5, fill_image.expand_as(warped), warped)
+        else:
+            warped = warped.sub_(fill_image).mul_(mask).add_(fill_image)
+    return warped.round_().to(torch.uint8)
+
+
+def rotate(images: torch.Tensor, angles: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
+    """``TF.rotate(img, angle, NEAREST, fill=fill)`` per sample, output size kept."""
+    return affine_warp(images, rotation_matrices(angles), "nearest", fill)
+
+
+def translate(images: torch.Tensor, pixels: torch.Tensor, axis: int, fill: float) -> torch.Tensor:
+    """``TF.affine(img, 0, translate, 1, [0, 0], NEAREST, fill)`` with ``pixels`` along x (axis 0) or y (axis 1)."""
+    zeros = torch.zeros(len(pixels), 2, dtype=torch.float64)
+    shift = zeros.clone()
+    shift[:, axis] = pixels
+    return affine_warp(images, inverse_affine_matrices(zeros[:, 0], shift, zeros, zeros), "nearest", fill)
+
+
+def shear(images: torch.Tensor, degrees: torch.Tensor, axis: int, fill: float) -> torch.Tensor:
+    """``TF.affine(img, 0, [0, 0], 1, shear, BILINEAR, fill, center=[0, 0])``: PIL's shear about the top-left corner.
+
+    The reference shears with PIL bicubic; torchvision's tensor affine offers only nearest and bilinear.
+    """
+    batch = len(degrees)
+    _, _, height, width = images.shape
+    zeros = torch.zeros(batch, 2, dtype=torch.float64)
+    angles = zeros.clone()
+    angles[:, axis] = degrees
+    corner = torch.tensor([[-0.5 * width, -0.5 * height]], dtype=torch.float64).expand(batch, 2)
+    return affine_warp(images, inverse_affine_matrices(zeros[:, 0], zeros, angles, corner), "bilinear", fill)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Colour ops.
+
+
+def _greyscale_floor(images: torch.Tensor) -> torch.Tensor:
+    """torchvision's float greyscale of uint8 RGB, floored: (B, 1, H, W) float32."""
+    r, g, b = images.unbind(dim=-3)
+    return r.mul(_GREY_WEIGHTS[0]).add_(g, alpha=_GREY_WEIGHTS[1]).add_(b, alpha=_GREY_WEIGHTS[2]).unsqueeze_(-3).floor_()
+
+
+def _fused_multiply_add(base: torch.Tensor, other: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """``base + alpha * other`` rounded once to float32, like the FMA behind torchvision's ``add_(alpha=...)``.
+
+    The float64 sum of float32 operands is exact here (image values and 24-bit factors), so casting it back rounds
+    exactly once; a float32 ``addcmul`` rounds twice and can land one grey level off after truncation.
+    """
+    return base.double().addcmul_(other.double(), alpha).to(torch.float32)
+
+
+def _blend(images: torch.Tensor, degenerate: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """``factor * img + (1 - factor) * degenerate``, clamped and truncated to uint8, as torchvision's ``_blend``."""
+    scaled = images.mul(per_sample(factors, images))
+    one_minus = per_sample(1.0 - factors.to(torch.float64), images).double()
+    return _fused_multiply_add(scaled, degenerate, one_minus).clamp_(0, 255).to(torch.uint8)
+
+
+def adjust_brightness(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    return images.mul(per_sample(factors, images)).clamp_(0, 255).to(torch.uint8)
+
+
+def adjust_saturation(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    return _blend(images, _greyscale_floor(images), factors)
+
+
+def adjust_contrast(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    mean = torch.mean(_greyscale_floor(images), dim=(-3, -2, -1), keepdim=True)
+    return _blend(images, mean, factors)
+
+
+def adjust_sharpness(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Blend with the 3x3 smoothed image on the interior; border pixels stay (torchvision/PIL behaviour)."""
+    channels = images.shape[-3]
+    if images.shape[-1] <= 2 or images.shape[-2] <= 2:
+        return images
+    a, b = 1.0 / 13.0, 5.0 / 13.0
+    kernel = torch.tensor([[a, a, a], [a, b, a], [a, a, a]], dtype=torch.float32, device=images.device)
+    output = images.to(torch.float32, copy=True)
+    blurred = F.conv2d(output, kernel.expand(channels, 1, 3, 3), groups=channels).round_()
+    interior = output[..., 1:-1, 1:-1]
+    one_minus = per_sample(1.0 - factors.to(torch.float64), images).double()
+    interior.copy_(_fused_multiply_add(interior, blurred.sub_(interior), one_minus))
+    return output.clamp_(0, 255).to(torch.uint8)
+
+
+def posterize(images: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+    """Keep the top ``bits`` bits of every channel."""
+    masks = ((1 << bits.to(torch.int64)) - 1) << (8 - bits.to(torch.int64))
+    return images & per_sample(masks, images, torch.uint8)
+
+
+def solarize(images: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """Invert the pixels ``>= threshold``."""
+    return torch.where(images >= per_sample(thresholds, images), images.bitwise_not(), images)
+
+
+def invert(images: torch.Tensor) -> torch.Tensor:
+    return images.bitwise_not()
+
+
+def autocontrast(images: torch.Tensor) -> torch.Tensor:
+    return TF.autocontrast(images)
+
+
+def equalize(images: torch.Tensor) -> torch.Tensor:
+    return TF.equalize(images)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cutout and normalisation.
+
+
+def cutout(images: torch.Tensor, centres: torch.Tensor, length: int) -> torch.Tensor:
+    """Zero one ``length`` x ``length`` box per sample centred at ``centres`` (B, 2), clipped to the image (spec 1.6)."""
+    _, _, height, width = images.shape
+    centres = centres.to(images.device, non_blocking=True)
+    rows = torch.arange(height, device=images.device)
+    cols = torch.arange(width, device=images.device)
+    top, left = (centres - length // 2).unbind(1)
+    bottom, right = (centres + length // 2).unbind(1)
+    inside_rows = (rows >= top[:, None]) & (rows < bottom[:, None])
+    inside_cols = (cols >= left[:, None]) & (cols < right[:, None])
+    hole = inside_rows[:, None, :, None] & inside_cols[:, None, None, :]
+    return images.masked_fill(hole, 0)
+
+
+def normalize(
+    images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, dtype: torch.dtype, channels_last: bool
+) -> torch.Tensor:
+    """``(x / 255 - mean) / std`` in float32 (ToTensor + Normalize), then cast to ``dtype``."""
+    normalized = images.to(torch.float32).div_(255.0).sub_(mean.view(1, -1, 1, 1)).div_(std.view(1, -1, 1, 1))
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    return normalized.to(dtype=dtype, memory_format=memory_format)

@@ -1,0 +1,115 @@
+"""The device-resident torch pipeline against the torchvision per-sample oracle (tests/pipelines/pipeline_oracle.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pipeline_oracle import CIFAR100_MEAN, CIFAR100_STD, make_images, reference_batch, unnormalize
+
+from fastkd.pipelines import available_backends, build_pipeline, get_recipe
+
+RECIPES = ("none", "online_kd", "tiny_online_kd", "self_kd")
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[torch.Tensor, torch.Tensor]:
+    images = make_images(96, 32)
+    return images, torch.arange(96) % 10
+
+
+def _pipeline(data, recipe: str, **kwargs):
+    images, labels = data
+    return build_pipeline(images, labels, get_recipe(recipe), mean=CIFAR100_MEAN, std=CIFAR100_STD,
+                          backend="torch", **kwargs)
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_matches_torchvision_sample_by_sample(data, recipe):
+    images, labels = data
+    indices = torch.randperm(96, generator=torch.Generator().manual_seed(0))[:64]
+    out, out_labels = _pipeline(data, recipe)(indices, seed=11)
+    expected, _, expected_labels = reference_batch(images, labels, get_recipe(recipe), indices, seed=11)
+    assert torch.equal(out_labels, expected_labels)
+    pixels, expected_pixels = unnormalize(out), unnormalize(expected)
+    assert (pixels - expected_pixels).abs().max() < 1e-3, "pixels differ from the torchvision oracle"
+    torch.testing.assert_close(out, expected, rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_is_a_pure_function_of_indices_and_seed(data, recipe):
+    pipeline = _pipeline(data, recipe)
+    indices = torch.tensor([5, 3, 3, 90, 0, 17])
+    first, _ = pipeline(indices, seed=123)
+    pipeline(torch.tensor([1, 2]), seed=9)  # an unrelated call in between must not matter
+    again, _ = _pipeline(data, recipe)(indices, seed=123)
+    assert torch.equal(first, again)
+    assert torch.equal(first, pipeline(indices, seed=123)[0])
+    if get_recipe(recipe).is_random:
+        assert not torch.equal(first, pipeline(indices, seed=124)[0])
+
+
+@pytest.mark.parametrize("recipe", ("online_kd", "self_kd"))
+def test_randomness_is_per_sample(data, recipe):
+    """One image repeated 32 times must come out as (nearly) 32 different augmentations."""
+    indices = torch.full((32,), 7)
+    out, _ = _pipeline(data, recipe)(indices, seed=3)
+    distinct = {tuple(sample.flatten().tolist()) for sample in out.to(torch.float16)}
+    assert len(distinct) >= 30
+
+
+@pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16, torch.float16))
+@pytest.mark.parametrize("channels_last", (True, False))
+def test_layout_dtype_and_value_range(data, dtype, channels_last):
+    out, labels = _pipeline(data, "self_kd", dtype=dtype, channels_last=channels_last)(torch.arange(40), seed=0)
+    assert out.shape == (40, 3, 32, 32) and out.dtype == dtype and labels.dtype == torch.int64
+    assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    low = (0 - torch.tensor(CIFAR100_MEAN)) / torch.tensor(CIFAR100_STD)
+    high = (1 - torch.tensor(CIFAR100_MEAN)) / torch.tensor(CIFAR100_STD)
+    per_channel = out.float().transpose(0, 1).flatten(1)
+    assert (per_channel.min(1).values >= low - 0.02).all() and (per_channel.max(1).values <= high + 0.02).all()
+
+
+def test_none_recipe_is_plain_normalisation(data):
+    images, _ = data
+    out, _ = _pipeline(data, "none")(torch.tensor([4, 2]), seed=0)
+    expected = (images[[4, 2]].permute(0, 3, 1, 2) / 255.0 - torch.tensor(CIFAR100_MEAN).view(1, 3, 1, 1)) / torch.tensor(
+        CIFAR100_STD
+    ).view(1, 3, 1, 1)
+    torch.testing.assert_close(out, expected, rtol=0, atol=2e-6)
+
+
+def test_64px_recipe_keeps_size(data):
+    images = make_images(8, 64)
+    pipeline = build_pipeline(images, torch.zeros(8, dtype=torch.int64), get_recipe("tiny_online_kd"),
+                              mean=CIFAR100_MEAN, std=CIFAR100_STD, backend="torch")
+    assert pipeline(torch.arange(8), seed=1)[0].shape == (8, 3, 64, 64)
+
+
+def test_bad_inputs_get_one_clear_error(data):
+    images, labels = data
+    recipe = get_recipe("none")
+    with pytest.raises(ValueError, match=r"uint8 \(N, H, W, 3\)"):
+        build_pipeline(images.float(), labels, recipe, mean=CIFAR100_MEAN, std=CIFAR100_STD)
+    with pytest.raises(ValueError, match="labels must be an int64"):
+        build_pipeline(images, labels[:5], recipe, mean=CIFAR100_MEAN, std=CIFAR100_STD)
+    with pytest.raises(ValueError, match="std > 0"):
+        build_pipeline(images, labels, recipe, mean=CIFAR100_MEAN, std=(0.2, 0.0, 0.2))
+    with pytest.raises(ValueError, match="auto, torch, dali"):
+        build_pipeline(images, labels, recipe, mean=CIFAR100_MEAN, std=CIFAR100_STD, backend="pil")
+
+
+def test_auto_backend_on_cpu_is_torch(data):
+    assert "torch" in available_backends()
+    images, labels = data
+    pipeline = build_pipeline(images, labels, get_recipe("none"), mean=CIFAR100_MEAN, std=CIFAR100_STD, device="cpu")
+    assert pipeline.backend == "torch"
+
+
+def test_missing_dali_gives_the_install_line(data, monkeypatch):
+    import fastkd.pipelines as pipelines
+
+    monkeypatch.setattr(pipelines, "dali_available", lambda: False)
+    assert pipelines.available_backends() == ["torch"]
+    images, labels = data
+    with pytest.raises(ImportError, match=r"pip install fastkd\[dali\]"):
+        build_pipeline(images, labels, get_recipe("none"), mean=CIFAR100_MEAN, std=CIFAR100_STD, backend="dali")
