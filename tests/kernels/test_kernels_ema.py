@@ -1,0 +1,241 @@
+"""FlatEMA (CPU twin) against the float64 closed form; aliasing of the flat views; policies; EmaSchedule."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from kd_oracles import ema_closed_form
+from kernel_checks import assert_close_verbose
+from torch import nn
+
+from fastkd.kernels import EmaSchedule, FlatEMA
+
+
+def _small_model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 5))
+
+
+def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    model(torch.randn(4, 3, 8, 8)).square().mean().backward()
+    optimizer.step()
+
+
+def _assert_aliased(ema: FlatEMA) -> None:
+    """Every tracked tensor of both models lives inside its group's flat storage."""
+    for group in ema._averaged + ema._copied:
+        for flat, tensors in ((group.source, group.source_tensors), (group.average, group.average_tensors)):
+            storage = flat.untyped_storage().data_ptr()
+            assert all(t.untyped_storage().data_ptr() == storage for t in tensors)
+    tracked = {id(t) for g in ema._averaged + ema._copied for t in g.source_tensors}
+    assert all(id(p) in tracked for p in ema.source_model.parameters())
+
+
+@pytest.mark.parametrize("decay", [0.0, 0.5, 0.999])
+def test_k_updates_equal_the_closed_form(decay: float) -> None:
+    model = _small_model()
+    ema = FlatEMA(model, decay, impl="twin")
+    initial = {name: p.detach().clone() for name, p in model.named_parameters()}
+    history: dict[str, list[torch.Tensor]] = {name: [] for name in initial}
+    for _ in range(7):
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                param.add_(torch.randn_like(param))
+                history[name].append(param.detach().clone())
+        ema.update()
+    for name, average in ema.module.named_parameters():
+        expected = ema_closed_form(initial[name], history[name], decay)
+        assert_close_verbose(average, expected, rtol=1e-5, atol=1e-6, name=name)
+
+
+def test_optimizer_steps_keep_the_views_aliased_and_visible_to_the_update() -> None:
+    model = _small_model()
+    ema = FlatEMA(model, 0.0, impl="twin")  # decay 0: the EMA becomes an exact copy of the source
+    for optimizer in (
+        torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, foreach=True),
+        torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, foreach=False),
+        torch.optim.Adam(model.parameters(), lr=1e-2, fused=True),
+        torch.optim.AdamW(model.parameters(), lr=1e-2, foreach=True),
+    ):
+        _train_step(model, optimizer)
+        _assert_aliased(ema)
+        ema.update()
+        for (name, param), average in zip(model.named_parameters(), ema.module.parameters()):
+            assert torch.equal(param, average), name
+
+
+def test_optimizer_created_before_the_ema_still_updates_the_flattened_parameters() -> None:
+    model = _small_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, foreach=True)
+    ema = FlatEMA(model, 0.0, impl="twin")
+    before = ema._averaged[0].source.clone()
+    _train_step(model, optimizer)
+    assert not torch.equal(ema._averaged[0].source, before), "the optimizer step did not reach the flat buffer"
+    _assert_aliased(ema)
+
+
+@pytest.mark.parametrize(
+    "move",
+    [lambda m: m.to(torch.float64), lambda m: m.to(memory_format=torch.channels_last), lambda m: m.float()],
+    ids=["to_float64", "to_channels_last", "to_same_dtype"],
+)
+def test_to_is_detected_and_reflattened(move) -> None:
+    model = _small_model()
+    ema = FlatEMA(model, 0.5, impl="twin")
+    expected = [0.5 * a.double() + 0.5 * p.double() for a, p in zip(ema.module.parameters(), model.parameters())]
+    move(model)
+    ema.update()
+    _assert_aliased(ema)
+    for (name, average), param, want in zip(ema.module.named_parameters(), model.parameters(), expected):
+        assert average.dtype == param.dtype and average.stride() == param.stride(), name
+        assert_close_verbose(average, want, rtol=1e-6, atol=1e-7, name=name)
+
+
+def test_checkpoint_load_keeps_aliasing_and_state_dict_round_trips() -> None:
+    model = _small_model(0)
+    ema = FlatEMA(model, 0.9, policy="params_and_buffers", impl="twin")
+    _train_step(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    ema.update()
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "ema": ema.state_dict()}, buffer)
+
+    restored_model = _small_model(1)
+    restored = FlatEMA(restored_model, 0.5, policy="params_and_buffers", impl="twin")
+    buffer.seek(0)
+    checkpoint = torch.load(buffer, weights_only=True)
+    restored_model.load_state_dict(checkpoint["model"])
+    restored.load_state_dict(checkpoint["ema"])
+    _assert_aliased(restored)
+    assert restored.decay == 0.9
+    for (name, got), want in zip(restored.module.state_dict().items(), ema.module.state_dict().values()):
+        assert torch.equal(got, want), name
+    restored.update()
+    ema.update()
+    for (name, got), want in zip(restored.module.state_dict().items(), ema.module.state_dict().values()):
+        assert torch.equal(got, want), name
+
+
+def test_load_state_dict_rejects_another_policy() -> None:
+    ema = FlatEMA(_small_model(), 0.9, policy="params_only", impl="twin")
+    state = FlatEMA(_small_model(), 0.9, policy="copy_buffers", impl="twin").state_dict()
+    with pytest.raises(ValueError, match="policy"):
+        ema.load_state_dict(state)
+
+
+@pytest.mark.parametrize("policy", ["params_only", "params_and_buffers", "copy_buffers"])
+def test_policies_treat_buffers_as_specified(policy: str) -> None:
+    model = _small_model()
+    ema = FlatEMA(model, 0.5, policy=policy, impl="twin")
+    bn_source, bn_average = model[1], ema.module[1]
+    initial_mean = bn_average.running_mean.clone()
+    model(torch.randn(4, 3, 8, 8))  # train-mode forward: running stats and num_batches_tracked change
+    ema.update()
+    if policy == "params_only":
+        assert torch.equal(bn_average.running_mean, initial_mean)
+        assert int(bn_average.num_batches_tracked) == 0
+    elif policy == "params_and_buffers":
+        expected = 0.5 * initial_mean.double() + 0.5 * bn_source.running_mean.double()
+        assert_close_verbose(bn_average.running_mean, expected, rtol=1e-6, atol=1e-7, name="running_mean")
+        assert int(bn_average.num_batches_tracked) == 1
+    else:
+        assert torch.equal(bn_average.running_mean, bn_source.running_mean)
+        assert int(bn_average.num_batches_tracked) == 1
+
+
+def test_set_decay_changes_the_device_scalar_in_place() -> None:
+    model = _small_model()
+    ema = FlatEMA(model, 0.9, impl="twin")
+    weight = ema._weights[torch.device("cpu")]
+    ema.set_decay(0.25)
+    assert ema._weights[torch.device("cpu")] is weight and float(weight) == 0.75
+    with pytest.raises(ValueError, match="decay"):
+        ema.set_decay(1.5)
+
+
+def test_ema_module_is_a_frozen_deep_copy() -> None:
+    model = _small_model()
+    ema = FlatEMA(model, 0.9, impl="twin")
+    assert ema.module is not model
+    assert all(not p.requires_grad for p in ema.module.parameters())
+    for p, e in zip(model.parameters(), ema.module.parameters()):
+        assert torch.equal(p, e) and p.data_ptr() != e.data_ptr()
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="policy"):
+        FlatEMA(_small_model(), 0.9, policy="buffers")
+    with pytest.raises(ValueError, match="impl"):
+        FlatEMA(_small_model(), 0.9, impl="cuda")
+
+
+# ---------------------------------------------------------------- schedule (spec 5), CIFAR-100: L = 391
+
+
+def _fire_steps(schedule: EmaSchedule, steps: int) -> list[int]:
+    return [step for step in range(1, steps + 1) if schedule.step()]
+
+
+def test_reference_interval_0_1_updates_every_39_iterations() -> None:
+    schedule = EmaSchedule.from_reference(0.1, 391, seed=0)
+    assert schedule.interval == 39
+    assert _fire_steps(schedule, 400) == list(range(39, 401, 39))
+
+
+def test_reference_interval_1_updates_once_per_epoch() -> None:
+    assert _fire_steps(EmaSchedule.from_reference(1.0, 391), 1200) == [391, 782, 1173]
+
+
+def test_reference_interval_below_one_batch_never_updates() -> None:
+    schedule = EmaSchedule.from_reference(0.001, 391)
+    assert schedule.interval == 0
+    assert _fire_steps(schedule, 5000) == []
+
+
+def test_reference_interval_zero_updates_every_step() -> None:
+    assert _fire_steps(EmaSchedule.from_reference(0.0, 391), 50) == list(range(1, 51))
+
+
+def test_reference_random_intervals_lie_in_1_to_157_and_vary() -> None:
+    schedule = EmaSchedule.from_reference(501.0, 391, seed=3)
+    fired = _fire_steps(schedule, 40000)
+    gaps = [b - a for a, b in zip([0] + fired, fired)]
+    assert min(gaps) >= 1 and max(gaps) <= 157
+    assert len(set(gaps)) > 100  # draws cover most of 1..157
+    assert max(gaps) >= 150 and min(gaps) <= 5
+
+
+def test_schedule_state_dict_round_trip_continues_identically() -> None:
+    schedule = EmaSchedule.from_reference(600.0, 391, seed=7)
+    _fire_steps(schedule, 1234)
+    state = schedule.state_dict()
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    restored = EmaSchedule.from_reference(600.0, 391, seed=99)
+    restored.load_state_dict(torch.load(buffer, weights_only=True))
+    assert _fire_steps(restored, 5000) == _fire_steps(schedule, 5000)
+
+
+def test_same_seed_same_random_schedule() -> None:
+    first = _fire_steps(EmaSchedule.from_reference(1000.0, 391, seed=1), 3000)
+    assert first == _fire_steps(EmaSchedule.from_reference(1000.0, 391, seed=1), 3000)
+    assert first != _fire_steps(EmaSchedule.from_reference(1000.0, 391, seed=2), 3000)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(interval_iters=None, random_max=None), "exactly one"),
+        (dict(interval_iters=5, random_max=3.0), "exactly one"),
+        (dict(interval_iters=-1), "interval_iters"),
+        (dict(interval_iters=None, random_max=0.0), "random_max"),
+    ],
+)
+def test_schedule_bad_arguments(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        EmaSchedule(**kwargs)
+    with pytest.raises(ValueError, match="s >= 0"):
+        EmaSchedule.from_reference(-1.0, 391)
