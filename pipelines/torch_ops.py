@@ -1,7 +1,7 @@
 """Batched image ops with one parameter per sample, numerically following torchvision.transforms.v2.functional.
 
-Images are uint8 ``(B, C, H, W)`` tensors (any memory format) on any device; parameters are host tensors, one row
-per sample. Each op reproduces the arithmetic of the torchvision tensor kernel it is named after, so a sample
+Images are uint8 ``(B, C, H, W)`` tensors (any memory format) on any device, except where a docstring says NHWC;
+parameters are host tensors, one row per sample. Each op reproduces the arithmetic of the torchvision tensor kernel it is named after, so a sample
 comes out as torchvision would make it with the same scalar parameter (see tests/pipelines/test_torch_ops.py).
 """
 
@@ -17,32 +17,6 @@ _GREY_WEIGHTS = (0.2989, 0.587, 0.114)
 def per_sample(values: torch.Tensor, like: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Host values (B,) as a (B, 1, 1, 1) tensor on ``like``'s device, ready to broadcast over C, H, W."""
     return values.to(dtype).view(-1, 1, 1, 1).to(like.device, non_blocking=True)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Crop and flip: a single gather from the padded batch.
-
-
-def crop_flip(
-    images: torch.Tensor, offsets: torch.Tensor | None, flips: torch.Tensor | None, padding: int, fill: int
-) -> torch.Tensor:
-    """RandomCrop(size=(H, W), padding, fill) then horizontal flip, per sample, for NHWC uint8 ``images``.
-
-    ``offsets`` (B, 2) are (top, left) in the padded image; ``flips`` (B,) are booleans. Either may be None.
-    """
-    batch, height, width, _ = images.shape
-    device = images.device
-    rows = torch.arange(height, device=device).expand(batch, height)
-    cols = torch.arange(width, device=device).expand(batch, width)
-    if flips is not None:
-        cols = torch.where(flips.to(device, non_blocking=True)[:, None], width - 1 - cols, cols)
-    if offsets is not None and padding:
-        images = F.pad(images, (0, 0, padding, padding, padding, padding), value=fill)
-        offsets = offsets.to(device, non_blocking=True)
-        rows = rows + offsets[:, :1]
-        cols = cols + offsets[:, 1:]
-    sample = torch.arange(batch, device=device)[:, None, None]
-    return images[sample, rows[:, :, None], cols[:, None, :]]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -85,17 +59,41 @@ def rotation_matrices(angles: torch.Tensor) -> torch.Tensor:
 
 
 def _affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Sampling grid (B, H, W, 2) of torchvision's ``_affine_grid`` for float32 ``theta`` (B, 2, 3)."""
+    """Sampling grid (B, H, W, 2) of torchvision's ``_affine_grid`` for float32 ``theta`` (B, 2, 3).
+
+    torchvision multiplies a (1, H*W, 3) base grid by one matrix with ``bmm``; written out elementwise in the same
+    order (x*t0 + y*t1) + t2 it gives the same bits on the CPU at a fraction of the cost of a batched ``bmm``.
+    """
     device = theta.device
-    base_grid = torch.empty(1, height, width, 3, dtype=theta.dtype, device=device)
-    base_grid[..., 0].copy_(torch.linspace((1.0 - width) * 0.5, (width - 1.0) * 0.5, steps=width, device=device))
-    y_grid = torch.linspace((1.0 - height) * 0.5, (height - 1.0) * 0.5, steps=height, device=device)
-    base_grid[..., 1].copy_(y_grid.unsqueeze_(-1))
-    base_grid[..., 2].fill_(1)
-    rescaled_theta = theta.transpose(1, 2) / torch.tensor([0.5 * width, 0.5 * height], dtype=theta.dtype, device=device)
-    batch = theta.shape[0]
-    grid = base_grid.view(1, height * width, 3).expand(batch, -1, -1).bmm(rescaled_theta)
-    return grid.view(batch, height, width, 2)
+    xs = torch.linspace((1.0 - width) * 0.5, (width - 1.0) * 0.5, steps=width, device=device).view(1, 1, width, 1)
+    ys = torch.linspace((1.0 - height) * 0.5, (height - 1.0) * 0.5, steps=height, device=device).view(1, height, 1, 1)
+    scale = torch.tensor([0.5 * width, 0.5 * height], dtype=theta.dtype, device=device)
+    rescaled = (theta.transpose(1, 2) / scale).view(-1, 1, 3, 2)  # rows: multipliers of x, of y, and the offset
+    return (xs * rescaled[:, :, 0:1] + ys * rescaled[:, :, 1:2]) + rescaled[:, :, 2:3]
+
+
+def nearest_sources(theta: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source (rows, cols) (B, H, W) that nearest ``grid_sample`` (CPU kernel) reads for each output pixel, as
+    rounded float32; a source outside 0..H-1 x 0..W-1 means the output is the fill.
+
+    Same arithmetic as ``_affine_grid`` followed by grid_sample's unnormalisation, but per coordinate: tensors
+    with a trailing dimension of 2 take the CPU's slow broadcasting path.
+    """
+    device = theta.device
+    xs = torch.linspace((1.0 - width) * 0.5, (width - 1.0) * 0.5, steps=width, device=device).view(1, 1, width)
+    ys = torch.linspace((1.0 - height) * 0.5, (height - 1.0) * 0.5, steps=height, device=device).view(1, height, 1)
+    scale = torch.tensor([0.5 * width, 0.5 * height], dtype=theta.dtype, device=device)
+    rescaled = (theta.transpose(1, 2) / scale).unsqueeze(-1)  # (B, 3, 2, 1): multipliers of x, of y, the offset
+
+    def source(axis: int, size: int) -> torch.Tensor:
+        grid = (xs * rescaled[:, 0, axis:axis + 1] + ys * rescaled[:, 1, axis:axis + 1]) + rescaled[:, 2, axis:axis + 1]
+        return grid.add_(1).mul_(size / 2).sub_(0.5).round_()
+
+    return source(1, height), source(0, width)
+
+
+def _outside(rows: torch.Tensor, cols: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    return (rows < 0) | (rows >= height) | (cols < 0) | (cols >= width)
 
 
 def affine_warp(images: torch.Tensor, matrices: torch.Tensor, mode: str, fill: float) -> torch.Tensor:
@@ -146,6 +144,64 @@ def shear(images: torch.Tensor, degrees: torch.Tensor, axis: int, fill: float) -
     angles[:, axis] = degrees
     corner = torch.tensor([[-0.5 * width, -0.5 * height]], dtype=torch.float64).expand(batch, 2)
     return affine_warp(images, inverse_affine_matrices(zeros[:, 0], zeros, angles, corner), "bilinear", fill)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# RandomCrop -> flip -> rotation as one gather: every output pixel knows which input pixel (or fill) it shows.
+
+
+def with_fill_pixels(images: torch.Tensor, fills: tuple[int, ...]) -> torch.Tensor:
+    """The split as (N*H*W + len(fills), C) pixel rows, the last rows grey ``fills``: gather sources for
+    :func:`crop_flip_rotate`, which points padding and rotation corners at them instead of masking afterwards."""
+    channels = images.shape[-1]
+    extra = torch.tensor(fills, dtype=images.dtype, device=images.device).view(-1, 1).expand(-1, channels)
+    return torch.cat([images.reshape(-1, channels), extra])
+
+
+def crop_flip_rotate(
+    pixels: torch.Tensor,
+    image_shape: tuple[int, int],
+    indices: torch.Tensor,
+    offsets: torch.Tensor | None,
+    flips: torch.Tensor | None,
+    angles: torch.Tensor | None,
+    padding: int,
+) -> torch.Tensor:
+    """``rotate(hflip(crop(pad(image, padding, crop_fill))), angle, NEAREST, fill=0)`` per sample, as uint8 NHWC.
+
+    ``pixels`` comes from ``with_fill_pixels(split, (crop_fill, 0))``; ``offsets`` (B, 2) are (top, left) in the
+    padded image, ``flips`` (B,) booleans, ``angles`` (B,) degrees; each may be None. The composed map from
+    output pixel to source pixel is built first and gathered once.
+    """
+    height, width = image_shape
+    channels = pixels.shape[-1]
+    batch, device = len(indices), pixels.device
+    index_dtype = torch.int32 if len(pixels) < 2**31 else torch.int64
+    crop_fill_row, zero_row = len(pixels) - 2, len(pixels) - 1
+    # Without rotation, rows and columns stay separable, (B, H, 1) and (B, 1, W), until the final index.
+    rows = torch.arange(height, dtype=index_dtype, device=device).view(1, height, 1).expand(batch, height, 1)
+    cols = torch.arange(width, dtype=index_dtype, device=device).view(1, 1, width).expand(batch, 1, width)
+    outside_rotation = None
+    if angles is not None:
+        theta = rotation_matrices(angles).to(torch.float32).to(device, non_blocking=True)
+        rows, cols = nearest_sources(theta, height, width)
+        outside_rotation = _outside(rows, cols, height, width)
+        rows, cols = rows.to(index_dtype), cols.to(index_dtype)
+    if flips is not None:
+        cols = torch.where(flips.to(device, non_blocking=True).view(-1, 1, 1), width - 1 - cols, cols)
+    outside_image = None
+    if offsets is not None and padding:
+        offsets = (offsets - padding).to(index_dtype).to(device, non_blocking=True)
+        rows = rows + offsets[:, 0].view(-1, 1, 1)
+        cols = cols + offsets[:, 1].view(-1, 1, 1)
+        outside_image = _outside(rows, cols, height, width)
+    # Out-of-image entries of `flat` are garbage until the masks point them at the fill rows.
+    flat = (indices.to(index_dtype).view(-1, 1, 1) * height + rows) * width + cols
+    if outside_image is not None:
+        flat = flat.masked_fill_(outside_image, crop_fill_row)
+    if outside_rotation is not None:
+        flat = flat.masked_fill_(outside_rotation, zero_row)
+    return pixels.index_select(0, flat.view(-1)).view(batch, height, width, channels)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -229,24 +285,27 @@ def equalize(images: torch.Tensor) -> torch.Tensor:
 # Cutout and normalisation.
 
 
-def cutout(images: torch.Tensor, centres: torch.Tensor, length: int) -> torch.Tensor:
-    """Zero one ``length`` x ``length`` box per sample centred at ``centres`` (B, 2), clipped to the image (spec 1.6)."""
-    _, _, height, width = images.shape
+def cutout_(images: torch.Tensor, centres: torch.Tensor, length: int) -> torch.Tensor:
+    """Zero, in place, one ``length`` x ``length`` box per sample of uint8 NHWC ``images``, centred at ``centres``
+    (B, 2) and clipped to the image (spec 1.6)."""
+    batch, height, width, channels = images.shape
     centres = centres.to(images.device, non_blocking=True)
     rows = torch.arange(height, device=images.device)
-    cols = torch.arange(width, device=images.device)
+    # One mask entry per (column, channel) keeps the fill a plain elementwise op on the contiguous rows.
+    cols = torch.arange(width * channels, device=images.device) // channels
     top, left = (centres - length // 2).unbind(1)
     bottom, right = (centres + length // 2).unbind(1)
     inside_rows = (rows >= top[:, None]) & (rows < bottom[:, None])
     inside_cols = (cols >= left[:, None]) & (cols < right[:, None])
-    hole = inside_rows[:, None, :, None] & inside_cols[:, None, None, :]
-    return images.masked_fill(hole, 0)
+    hole = inside_rows[:, :, None] & inside_cols[:, None, :]
+    images.view(batch, height, width * channels).masked_fill_(hole, 0)
+    return images
 
 
-def normalize(
-    images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, dtype: torch.dtype, channels_last: bool
-) -> torch.Tensor:
-    """``(x / 255 - mean) / std`` in float32 (ToTensor + Normalize), then cast to ``dtype``."""
-    normalized = images.to(torch.float32).div_(255.0).sub_(mean.view(1, -1, 1, 1)).div_(std.view(1, -1, 1, 1))
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    return normalized.to(dtype=dtype, memory_format=memory_format)
+def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """ToTensor + Normalize, ``(x * (1/255) - mean) / std`` in float32, for uint8 NHWC ``images``.
+
+    ``mean`` and ``std`` are full (H, W, 3) tables: broadcasting a size-3 innermost dimension is several times
+    slower on the CPU than an elementwise op against a table.
+    """
+    return images.to(torch.float32).mul_(1.0 / 255.0).sub_(mean).div_(std)

@@ -38,20 +38,28 @@ _AUTOAUGMENT_OPS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def apply_autoaugment(images: torch.Tensor, params: AutoAugmentParams) -> torch.Tensor:
-    """Apply each sample's sub-policy to uint8 NCHW ``images`` in place and return them.
+    """Each sample's sub-policy applied to uint8 NCHW ``images``; returns a new channels_last batch.
 
-    Per stage, the samples sharing an op are gathered and transformed together; the grouping is known on the host
-    (the parameters are host tensors), so no device sync is needed.
+    Per stage the batch is reordered so that samples sharing an op are one contiguous slice, each op runs once
+    on its slice, and a final gather restores the order. The grouping comes from host tensors: no device sync.
     """
+    images = images.contiguous()  # NCHW rows: the gathers below are row copies, the ops' reductions run fastest
+    order = torch.arange(len(images))  # order[i] = original position of the sample now at row i
     for stage in range(2):
-        stage_ops = params.op_ids[:, stage]
-        for op_id in torch.unique(stage_ops).tolist():
-            if op_id == IDENTITY:
-                continue
-            members = torch.nonzero(stage_ops == op_id).squeeze(1)
-            on_device = members.to(images.device, non_blocking=True)
-            images[on_device] = _AUTOAUGMENT_OPS[OPS[op_id]](images[on_device], params.values[members, stage])
-    return images
+        stage_ops = params.op_ids[order, stage]
+        regroup = torch.argsort(stage_ops, stable=True)
+        order = order[regroup]
+        images = images.index_select(0, regroup.to(images.device, non_blocking=True))
+        op_ids, counts = torch.unique_consecutive(stage_ops[regroup], return_counts=True)
+        values = params.values[order, stage]
+        start = 0
+        for op_id, count in zip(op_ids.tolist(), counts.tolist()):
+            if op_id != IDENTITY:
+                stop = start + count
+                images[start:stop] = _AUTOAUGMENT_OPS[OPS[op_id]](images[start:stop], values[start:stop])
+            start += count
+    restore = torch.argsort(order).to(images.device, non_blocking=True)
+    return images.index_select(0, restore).contiguous(memory_format=torch.channels_last)
 
 
 class TorchPipeline:
@@ -77,26 +85,31 @@ class TorchPipeline:
         self.device = device
         self.dtype = dtype
         self.channels_last = channels_last
-        self.images = images.to(device)
+        _, height, width, _ = images.shape
+        self.image_shape = (height, width)
+        self.pixels = ops.with_fill_pixels(images.to(device), (recipe.crop_fill, 0))
+        self.images = self.pixels[: -2].view(images.shape)
         self.labels = labels.to(device)
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=device)
-        self.std = torch.tensor(std, dtype=torch.float32, device=device)
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).expand(height, width, 3).contiguous()
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).expand(height, width, 3).contiguous()
 
     def __call__(self, indices: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalized (B, 3, h, w) images in ``dtype`` and int64 labels; a pure function of (indices, seed)."""
         recipe = self.recipe
         indices = indices.to(self.device, torch.int64, non_blocking=True)
-        batch = self.images[indices]
-        _, height, width, _ = batch.shape
-        params = draw_params(recipe, len(indices), height, width, seed)
-        if params.crop_offsets is not None or params.flips is not None:
-            batch = ops.crop_flip(batch, params.crop_offsets, params.flips, recipe.crop_padding, recipe.crop_fill)
-        images = batch.permute(0, 3, 1, 2)  # NCHW view of NHWC memory, i.e. channels_last
-        if params.angles is not None:
-            images = ops.rotate(images, params.angles)
+        params = draw_params(recipe, len(indices), *self.image_shape, seed)
+        if params.crop_offsets is None and params.flips is None and params.angles is None:
+            batch = self.images.index_select(0, indices)
+        else:
+            batch = ops.crop_flip_rotate(
+                self.pixels, self.image_shape, indices, params.crop_offsets, params.flips, params.angles,
+                recipe.crop_padding,
+            )
         if params.autoaugment is not None:
-            images = apply_autoaugment(images, params.autoaugment)
+            batch = apply_autoaugment(batch.permute(0, 3, 1, 2), params.autoaugment).permute(0, 2, 3, 1)
         if params.cutout_centres is not None:
-            images = ops.cutout(images, params.cutout_centres, recipe.cutout_length)
-        normalized = ops.normalize(images, self.mean, self.std, self.dtype, self.channels_last)
+            ops.cutout_(batch, params.cutout_centres, recipe.cutout_length)
+        normalized = ops.normalize(batch, self.mean, self.std).to(self.dtype).permute(0, 3, 1, 2)
+        if not self.channels_last:
+            normalized = normalized.contiguous()
         return normalized, self.labels[indices]
