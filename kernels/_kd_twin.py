@@ -27,7 +27,9 @@ def twin_rows(
     # 1. Planes [z | t/T | z/T (if T != 1)], every row shifted by its max BEFORE scaling by 1/T, so the
     #    dominant entries stay exact even for logits of +-1e4.
     planes = num_heads + (1 if spec.has_teacher else 0) + (num_heads if tempered_student else 0)
-    shifted = torch.empty((planes, batch, classes), dtype=torch.float32, device=student.device)
+    # fp32 accumulation for fp16/bf16/fp32 inputs; float64 inputs (exact oracle runs) stay float64.
+    acc_dtype = torch.float64 if student.dtype == torch.float64 else torch.float32
+    shifted = torch.empty((planes, batch, classes), dtype=acc_dtype, device=student.device)
     shifted[:num_heads].copy_(student)
     if spec.has_teacher:
         shifted[num_heads].copy_(teacher.detach())

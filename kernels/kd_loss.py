@@ -107,10 +107,10 @@ def _run(
     backend = _resolve_impl(impl, student)
     if backend == "reference":
         ce_rows, soft_rows, total = _reference_rows(student, teacher, labels, spec)
+        per_row = spec.per_row(ce_rows, soft_rows)
     else:
         rows_fn = twin_rows if backend == "twin" else _triton_rows()
-        total, ce_rows, soft_rows = _FusedKD.apply(student, teacher, labels, spec, rows_fn)
-    per_row = spec.per_row(ce_rows, soft_rows)
+        total, per_row, ce_rows, soft_rows = _FusedKD.apply(student, teacher, labels, spec, rows_fn)
     ce = ce_rows.sum(-1).mul_(spec.ce_scale)
     soft = soft_rows.sum(-1).mul_(spec.soft_scale)
     if squeeze:
@@ -125,12 +125,13 @@ class _FusedKD(torch.autograd.Function):
     def forward(ctx, student, teacher, labels, spec: LossSpec, rows_fn):  # type: ignore[override]
         rows: Rows = rows_fn(student, teacher, labels, spec)
         ctx.save_for_backward(rows.grad)
-        total = spec.total(rows.ce, rows.soft)
-        ctx.mark_non_differentiable(rows.ce, rows.soft)
-        return total, rows.ce, rows.soft
+        per_row = spec.per_row(rows.ce, rows.soft)
+        total = per_row.sum().mul_(spec.ce_scale)  # = sum over heads of (1-a) CE + a soft
+        ctx.mark_non_differentiable(per_row, rows.ce, rows.soft)
+        return total, per_row, rows.ce, rows.soft
 
     @staticmethod
-    def backward(ctx, grad_total, _grad_ce, _grad_soft):  # type: ignore[override]
+    def backward(ctx, grad_total, _grad_per_row, _grad_ce, _grad_soft):  # type: ignore[override]
         (grad,) = ctx.saved_tensors
         return grad * grad_total.to(grad.dtype), None, None, None, None
 
@@ -140,7 +141,7 @@ def _reference_rows(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The reference code's unfused op sequence (softmax, log, KLDivLoss, CE), differentiated by autograd."""
     num_heads, batch, classes = student.shape
-    logits = student.float()
+    logits = student.double() if student.dtype == torch.float64 else student.float()
     ce_rows = F.cross_entropy(
         logits.reshape(-1, classes),
         labels.repeat(num_heads),
@@ -151,7 +152,7 @@ def _reference_rows(
         soft_rows = torch.zeros_like(ce_rows)
     else:
         temperature = spec.temperature
-        target = F.softmax(teacher.detach().float() / temperature, dim=-1).expand_as(logits)
+        target = F.softmax(teacher.detach().to(logits.dtype) / temperature, dim=-1).expand_as(logits)
         if spec.soft == "reference_prob_kl":
             soft_rows = F.kl_div(F.softmax(logits / temperature, dim=-1), target, reduction="none").sum(-1)
         elif spec.soft == "kl":
