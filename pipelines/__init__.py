@@ -34,6 +34,12 @@ def dali_available() -> bool:
     return importlib.util.find_spec("nvidia") is not None and importlib.util.find_spec("nvidia.dali") is not None
 
 
+def dali_supports(recipe: Recipe) -> bool:
+    """The DALI graphs cover the CNN recipes; the ViT recipes (RandomResizedCrop to 224, RandAugment, random
+    erasing, resize) run on the torch backend."""
+    return not (recipe.resized_crop_size or recipe.randaugment or recipe.random_erasing_prob or recipe.resize)
+
+
 def available_backends() -> list[str]:
     """``["torch"]``, plus ``"dali"`` when ``nvidia.dali`` is importable."""
     return ["torch", "dali"] if dali_available() else ["torch"]
@@ -75,15 +81,16 @@ def build_pipeline(
         recipe: the augmentation (see :func:`get_recipe`).
         mean, std: per-channel statistics of the data set, on the 0..1 scale.
         device: where batches are returned (and, for the torch backend, where the split is held).
-        backend: ``"auto"`` picks DALI when it is installed and ``device`` is CUDA, else torch: on a CPU the torch
-            pipeline is the faster one (bench/bench_pipelines.py).
+        backend: ``"auto"`` picks DALI when it is installed, ``device`` is CUDA and DALI implements the recipe
+            (:func:`dali_supports`), else torch: on a CPU the torch pipeline is the faster one
+            (bench/bench_pipelines.py).
         dtype: float dtype of the returned images.
         channels_last: return images in channels_last memory format.
     """
     _check_inputs(images, labels, mean, std)
     device = torch.device(device)
     if backend == "auto":
-        backend = "dali" if device.type == "cuda" and dali_available() else "torch"
+        backend = "dali" if device.type == "cuda" and dali_available() and dali_supports(recipe) else "torch"
     if backend == "torch":
         return TorchPipeline(
             images, labels, recipe, mean=mean, std=std, device=device, dtype=dtype, channels_last=channels_last
@@ -91,6 +98,8 @@ def build_pipeline(
     if backend == "dali":
         if not dali_available():
             raise ImportError(DALI_INSTALL_HINT)
+        if not dali_supports(recipe):
+            raise ValueError(f"recipe {recipe.name!r} is not implemented on the DALI backend; use backend='torch'")
         from .dali_pipeline import DaliPipeline
 
         return DaliPipeline(

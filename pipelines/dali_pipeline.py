@@ -354,8 +354,6 @@ class DaliPipeline:
         channels_last: bool,
         num_threads: int = 2,
     ) -> None:
-        if recipe.resized_crop_size or recipe.randaugment or recipe.random_erasing_prob or recipe.resize:
-            raise NotImplementedError(f"recipe {recipe.name!r} is not available on the DALI in-memory backend")
         self.recipe = recipe
         self.device = device
         self.dtype = dtype

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 # Operation ids, shared by the host-side parameter draws and the torch and DALI op dispatch.
 OPS: tuple[str, ...] = (
     "invert",
@@ -97,3 +99,68 @@ def signed_parameter(op: str, index: int, sign: int, height: int, width: int) ->
     if op in SIGNED_OPS:
         return sign * value
     return value
+
+
+# timm's RandAugment, increasing-severity op set ("rand-...-inc1", spec 1.4), in timm's order.
+RANDAUGMENT_OPS: tuple[str, ...] = (
+    "autocontrast",
+    "equalize",
+    "invert",
+    "rotate",
+    "posterize",
+    "solarize",
+    "solarize_add",
+    "color",
+    "contrast",
+    "brightness",
+    "sharpness",
+    "shear_x",
+    "shear_y",
+    "translate_x",
+    "translate_y",
+)
+
+
+def parse_randaugment(config: str) -> dict[str, float]:
+    """timm's ``rand-m9-mstd0.5-inc1`` string as magnitude, magnitude_std, num_layers and prob (timm defaults:
+    magnitude 10, 2 layers, prob 0.5); only the increasing op set is implemented."""
+    settings = {"magnitude": 10.0, "magnitude_std": 0.0, "num_layers": 2.0, "prob": 0.5, "increasing": 0.0}
+    keys = {"m": "magnitude", "mstd": "magnitude_std", "n": "num_layers", "p": "prob", "inc": "increasing"}
+    sections = config.split("-")
+    if sections[0] != "rand":
+        raise ValueError(f"RandAugment config {config!r} must start with 'rand-'")
+    for section in sections[1:]:
+        key = section.rstrip("0123456789.")
+        if key not in keys:
+            raise ValueError(f"RandAugment section {section!r} of {config!r} is not one of: {', '.join(keys)}")
+        settings[keys[key]] = float(section[len(key):])
+    if not settings["increasing"]:
+        raise ValueError(f"RandAugment {config!r}: only the increasing op set (inc1) is implemented")
+    return settings
+
+
+def randaugment_parameters(
+    op_ids: torch.Tensor, magnitudes: torch.Tensor, signs: torch.Tensor, height: int, width: int
+) -> torch.Tensor:
+    """timm's level-to-argument maps (magnitude in 0..10) as the values the batched ops consume, float64."""
+    level = magnitudes / 10.0
+    signed = level * signs
+    by_op = {
+        "rotate": signed * 30.0,
+        "posterize": 4.0 - torch.trunc(level * 4.0),
+        "solarize": 256.0 - torch.clamp(torch.trunc(level * 256.0), max=256.0),
+        "solarize_add": torch.clamp(torch.trunc(level * 110.0), max=128.0),
+        "shear_x": torch.rad2deg(torch.atan(signed * 0.3)),
+        "shear_y": torch.rad2deg(torch.atan(signed * 0.3)),
+        "translate_x": signed * 0.45 * width,
+        "translate_y": signed * 0.45 * height,
+    }
+    enhance = torch.clamp(1.0 + signed * 0.9, min=0.1)
+    values = torch.zeros_like(magnitudes)
+    for op_id, op in enumerate(RANDAUGMENT_OPS):
+        chosen = op_ids == op_id
+        if op in by_op:
+            values[chosen] = by_op[op][chosen]
+        elif op in ("color", "contrast", "brightness", "sharpness"):
+            values[chosen] = enhance[chosen]
+    return values

@@ -96,14 +96,18 @@ def _outside(rows: torch.Tensor, cols: torch.Tensor, height: int, width: int) ->
     return (rows < 0) | (rows >= height) | (cols < 0) | (cols >= width)
 
 
-def affine_warp(images: torch.Tensor, matrices: torch.Tensor, mode: str, fill: float) -> torch.Tensor:
+Fill = float | tuple[float, ...]
+
+
+def affine_warp(images: torch.Tensor, matrices: torch.Tensor, mode: str, fill: Fill) -> torch.Tensor:
     """Warp each uint8 image by its inverse matrix (B, 2, 3), as torchvision's ``_apply_grid_transform``."""
     batch, channels, height, width = images.shape
     theta = matrices.to(torch.float32).to(images.device, non_blocking=True)
     grid = _affine_grid(theta, height, width)
     float_images = images.to(torch.float32)
     # For nearest sampling a zero fill equals zero padding; otherwise an extra all-ones channel marks what was inside.
-    with_mask = not (mode == "nearest" and fill == 0)
+    fill = fill if isinstance(fill, tuple) else (float(fill),)
+    with_mask = not (mode == "nearest" and not any(fill))
     if with_mask:
         mask = torch.ones(batch, 1, height, width, dtype=torch.float32, device=images.device)
         float_images = torch.cat((float_images, mask), dim=1)
@@ -111,7 +115,7 @@ def affine_warp(images: torch.Tensor, matrices: torch.Tensor, mode: str, fill: f
     if with_mask:
         warped, mask = torch.tensor_split(warped, indices=(-1,), dim=-3)
         mask = mask.expand_as(warped)
-        fill_image = torch.tensor([float(fill)], dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+        fill_image = torch.tensor(fill, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
         if mode == "nearest":
             warped = torch.where(mask < 0.5, fill_image.expand_as(warped), warped)
         else:
@@ -119,20 +123,20 @@ def affine_warp(images: torch.Tensor, matrices: torch.Tensor, mode: str, fill: f
     return warped.round_().to(torch.uint8)
 
 
-def rotate(images: torch.Tensor, angles: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
-    """``TF.rotate(img, angle, NEAREST, fill=fill)`` per sample, output size kept."""
-    return affine_warp(images, rotation_matrices(angles), "nearest", fill)
+def rotate(images: torch.Tensor, angles: torch.Tensor, fill: Fill = 0.0, mode: str = "nearest") -> torch.Tensor:
+    """``TF.rotate(img, angle, mode, fill=fill)`` per sample, output size kept."""
+    return affine_warp(images, rotation_matrices(angles), mode, fill)
 
 
-def translate(images: torch.Tensor, pixels: torch.Tensor, axis: int, fill: float) -> torch.Tensor:
-    """``TF.affine(img, 0, translate, 1, [0, 0], NEAREST, fill)`` with ``pixels`` along x (axis 0) or y (axis 1)."""
+def translate(images: torch.Tensor, pixels: torch.Tensor, axis: int, fill: Fill, mode: str = "nearest") -> torch.Tensor:
+    """``TF.affine(img, 0, translate, 1, [0, 0], mode, fill)`` with ``pixels`` along x (axis 0) or y (axis 1)."""
     zeros = torch.zeros(len(pixels), 2, dtype=torch.float64)
     shift = zeros.clone()
     shift[:, axis] = pixels
-    return affine_warp(images, inverse_affine_matrices(zeros[:, 0], shift, zeros, zeros), "nearest", fill)
+    return affine_warp(images, inverse_affine_matrices(zeros[:, 0], shift, zeros, zeros), mode, fill)
 
 
-def shear(images: torch.Tensor, degrees: torch.Tensor, axis: int, fill: float) -> torch.Tensor:
+def shear(images: torch.Tensor, degrees: torch.Tensor, axis: int, fill: Fill) -> torch.Tensor:
     """``TF.affine(img, 0, [0, 0], 1, shear, BILINEAR, fill, center=[0, 0])``: PIL's shear about the top-left corner.
 
     The reference shears with PIL bicubic; torchvision's tensor affine offers only nearest and bilinear.
@@ -269,6 +273,12 @@ def solarize(images: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
     return torch.where(images >= per_sample(thresholds, images), images.bitwise_not(), images)
 
 
+def solarize_add(images: torch.Tensor, amounts: torch.Tensor) -> torch.Tensor:
+    """timm's SolarizeAdd: add ``amount`` (saturating at 255) to the pixels below 128."""
+    added = images.to(torch.int16).add_(per_sample(amounts, images, torch.int16)).clamp_(max=255).to(torch.uint8)
+    return torch.where(images < 128, added, images)
+
+
 def invert(images: torch.Tensor) -> torch.Tensor:
     return images.bitwise_not()
 
@@ -302,10 +312,32 @@ def cutout_(images: torch.Tensor, centres: torch.Tensor, length: int) -> torch.T
     return images
 
 
+def resized_crops(images: torch.Tensor, indices: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """``TF.resized_crop(image, *box, [size, size], BICUBIC, antialias=True)`` per sample of the NHWC uint8
+    split; boxes differ in size, so this is a loop of torchvision calls. Returns NCHW uint8 (B, C, size, size)."""
+    chosen = images.index_select(0, indices.to(images.device)).permute(0, 3, 1, 2)
+    return torch.stack([
+        TF.resized_crop(image, *box, [size, size], TF.InterpolationMode.BICUBIC, antialias=True)
+        for image, box in zip(chosen, boxes.tolist())
+    ])
+
+
+def erase_with_noise_(images: torch.Tensor, boxes: torch.Tensor, seed: int) -> torch.Tensor:
+    """timm's per-pixel RandomErasing on normalized NCHW float ``images``, in place: each box of ``boxes`` (B, 4)
+    with height > 0 gets standard-normal noise, drawn in sample order from a generator on the images' device
+    seeded with ``seed`` (so it replays exactly on that device type)."""
+    generator = torch.Generator(device=images.device).manual_seed(seed)
+    for i, (top, left, height, width) in enumerate(boxes.tolist()):
+        if height:
+            noise = torch.randn(images.shape[1], height, width, generator=generator, device=images.device)
+            images[i, :, top:top + height, left:left + width] = noise
+    return images
+
+
 def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """ToTensor + Normalize, ``(x * (1/255) - mean) / std`` in float32, for uint8 NHWC ``images``.
+    """ToTensor + Normalize, ``(x * (1/255) - mean) / std`` in the dtype of ``mean``, for uint8 NHWC ``images``.
 
     ``mean`` and ``std`` are full (H, W, 3) tables: broadcasting a size-3 innermost dimension is several times
     slower on the CPU than an elementwise op against a table.
     """
-    return images.to(torch.float32).mul_(1.0 / 255.0).sub_(mean).div_(std)
+    return images.to(mean.dtype).mul_(1.0 / 255.0).sub_(mean).div_(std)

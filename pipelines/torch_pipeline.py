@@ -11,15 +11,20 @@ from typing import Callable
 
 import torch
 
+import torchvision.transforms.v2.functional as TF
+
 from . import torch_ops as ops
-from .params import AutoAugmentParams, draw_params
-from .policies import IDENTITY, OPS
+from .params import BatchParams, draw_params
+from .policies import IDENTITY, OPS, RANDAUGMENT_OPS
 from .recipes import Recipe
 
 AUTOAUGMENT_FILL = 128.0
 """Grey fill of the reference's AutoAugment geometric ops (spec 1.5)."""
 
-_AUTOAUGMENT_OPS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+OpTable = dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
+"""Batched op per name: (uint8 NCHW images, per-sample float64 parameters) -> images."""
+
+_AUTOAUGMENT_OPS: OpTable = {
     "invert": lambda x, v: ops.invert(x),
     "contrast": ops.adjust_contrast,
     "rotate": lambda x, v: ops.rotate(x, v, AUTOAUGMENT_FILL),
@@ -37,26 +42,44 @@ _AUTOAUGMENT_OPS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 }
 
 
-def apply_autoaugment(images: torch.Tensor, params: AutoAugmentParams) -> torch.Tensor:
-    """Each sample's sub-policy applied to uint8 NCHW ``images``; returns a new channels_last batch.
+def randaugment_ops(fill: tuple[float, float, float]) -> OpTable:
+    """timm's RandAugment ops; geometric ones fill with the mean colour and sample bilinearly (timm uses PIL
+    bicubic, which torchvision's tensor warps do not offer)."""
+    return {
+        **{name: _AUTOAUGMENT_OPS[name] for name in ("autocontrast", "equalize", "invert", "posterize", "solarize",
+                                                      "color", "contrast", "brightness", "sharpness")},
+        "solarize_add": ops.solarize_add,
+        "rotate": lambda x, v: ops.rotate(x, v, fill, "bilinear"),
+        "shear_x": lambda x, v: ops.shear(x, v, 0, fill),
+        "shear_y": lambda x, v: ops.shear(x, v, 1, fill),
+        "translate_x": lambda x, v: ops.translate(x, v, 0, fill, "bilinear"),
+        "translate_y": lambda x, v: ops.translate(x, v, 1, fill, "bilinear"),
+    }
 
-    Per stage the batch is reordered so that samples sharing an op are one contiguous slice, each op runs once
-    on its slice, and a final gather restores the order. The grouping comes from host tensors: no device sync.
+
+def apply_op_layers(
+    images: torch.Tensor, op_ids: torch.Tensor, values: torch.Tensor, names: tuple[str, ...], table: OpTable
+) -> torch.Tensor:
+    """Apply per-sample op sequences to uint8 NCHW ``images``; returns a new channels_last batch.
+
+    ``op_ids`` and ``values`` are host tensors (B, layers) indexing ``names`` (``IDENTITY`` = skip). Per layer the
+    batch is reordered so that samples sharing an op are one contiguous slice, each op runs once on its slice, and
+    a final gather restores the order; the grouping is known on the host, so there is no device sync.
     """
     images = images.contiguous()  # NCHW rows: the gathers below are row copies, the ops' reductions run fastest
     order = torch.arange(len(images))  # order[i] = original position of the sample now at row i
-    for stage in range(2):
-        stage_ops = params.op_ids[order, stage]
-        regroup = torch.argsort(stage_ops, stable=True)
+    for layer in range(op_ids.shape[1]):
+        layer_ops = op_ids[order, layer]
+        regroup = torch.argsort(layer_ops, stable=True)
         order = order[regroup]
         images = images.index_select(0, regroup.to(images.device, non_blocking=True))
-        op_ids, counts = torch.unique_consecutive(stage_ops[regroup], return_counts=True)
-        values = params.values[order, stage]
+        groups, counts = torch.unique_consecutive(layer_ops[regroup], return_counts=True)
+        layer_values = values[order, layer]
         start = 0
-        for op_id, count in zip(op_ids.tolist(), counts.tolist()):
+        for op_id, count in zip(groups.tolist(), counts.tolist()):
             if op_id != IDENTITY:
                 stop = start + count
-                images[start:stop] = _AUTOAUGMENT_OPS[OPS[op_id]](images[start:stop], values[start:stop])
+                images[start:stop] = table[names[op_id]](images[start:stop], layer_values[start:stop])
             start += count
     restore = torch.argsort(order).to(images.device, non_blocking=True)
     return images.index_select(0, restore).contiguous(memory_format=torch.channels_last)
@@ -79,8 +102,6 @@ class TorchPipeline:
         dtype: torch.dtype,
         channels_last: bool,
     ) -> None:
-        if recipe.resized_crop_size or recipe.randaugment or recipe.random_erasing_prob or recipe.resize:
-            raise NotImplementedError(f"recipe {recipe.name!r} is not available on the torch backend")
         self.recipe = recipe
         self.device = device
         self.dtype = dtype
@@ -90,26 +111,55 @@ class TorchPipeline:
         self.pixels = ops.with_fill_pixels(images.to(device), (recipe.crop_fill, 0))
         self.images = self.pixels[: -2].view(images.shape)
         self.labels = labels.to(device)
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).expand(height, width, 3).contiguous()
-        self.std = torch.tensor(std, dtype=torch.float32, device=device).expand(height, width, 3).contiguous()
+        # float64 output (exact oracle runs) is normalised in float64; everything else in float32.
+        stats_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+        out_shape = (*recipe.output_size(height, width), 3)
+        self.mean = torch.tensor(mean, dtype=stats_dtype, device=device).expand(out_shape).contiguous()
+        self.std = torch.tensor(std, dtype=stats_dtype, device=device).expand(out_shape).contiguous()
+        # timm fills RandAugment's geometric ops with the mean colour of the normalisation statistics
+        self.randaugment_ops = randaugment_ops(tuple(float(min(255, round(255 * m))) for m in mean))
+
+    def _geometry(self, indices: torch.Tensor, params: BatchParams) -> torch.Tensor:
+        """The batch after its crop / flip / rotation / resize, as contiguous uint8 NHWC."""
+        recipe = self.recipe
+        if params.resized_crops is not None:
+            images = ops.resized_crops(self.images, indices, params.resized_crops, recipe.resized_crop_size)
+            if params.flips is not None:
+                flipped = torch.nonzero(params.flips).squeeze(1).to(self.device, non_blocking=True)
+                images[flipped] = images[flipped].flip(-1)
+            return images.permute(0, 2, 3, 1).contiguous()
+        if recipe.resize:
+            images = self.images.index_select(0, indices).permute(0, 3, 1, 2)
+            resized = TF.resize(images, [recipe.resize, recipe.resize], TF.InterpolationMode.BILINEAR, antialias=True)
+            return resized.permute(0, 2, 3, 1).contiguous()
+        if params.crop_offsets is None and params.flips is None and params.angles is None:
+            return self.images.index_select(0, indices)
+        return ops.crop_flip_rotate(
+            self.pixels, self.image_shape, indices, params.crop_offsets, params.flips, params.angles,
+            recipe.crop_padding,
+        )
 
     def __call__(self, indices: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalized (B, 3, h, w) images in ``dtype`` and int64 labels; a pure function of (indices, seed)."""
         recipe = self.recipe
         indices = indices.to(self.device, torch.int64, non_blocking=True)
         params = draw_params(recipe, len(indices), *self.image_shape, seed)
-        if params.crop_offsets is None and params.flips is None and params.angles is None:
-            batch = self.images.index_select(0, indices)
-        else:
-            batch = ops.crop_flip_rotate(
-                self.pixels, self.image_shape, indices, params.crop_offsets, params.flips, params.angles,
-                recipe.crop_padding,
-            )
+        batch = self._geometry(indices, params)
         if params.autoaugment is not None:
-            batch = apply_autoaugment(batch.permute(0, 3, 1, 2), params.autoaugment).permute(0, 2, 3, 1)
+            images = batch.permute(0, 3, 1, 2)
+            aa = params.autoaugment
+            batch = apply_op_layers(images, aa.op_ids, aa.values, OPS, _AUTOAUGMENT_OPS).permute(0, 2, 3, 1)
+        if params.randaugment is not None:
+            images = batch.permute(0, 3, 1, 2)
+            ra = params.randaugment
+            batch = apply_op_layers(images, ra.op_ids, ra.values, RANDAUGMENT_OPS, self.randaugment_ops)
+            batch = batch.permute(0, 2, 3, 1)
         if params.cutout_centres is not None:
             ops.cutout_(batch, params.cutout_centres, recipe.cutout_length)
-        normalized = ops.normalize(batch, self.mean, self.std).to(self.dtype).permute(0, 3, 1, 2)
+        normalized = ops.normalize(batch, self.mean, self.std).permute(0, 3, 1, 2)
+        if params.erasing_boxes is not None:
+            ops.erase_with_noise_(normalized, params.erasing_boxes, seed)
+        normalized = normalized.to(self.dtype)
         if not self.channels_last:
             normalized = normalized.contiguous()
         return normalized, self.labels[indices]

@@ -9,7 +9,7 @@ import torchvision.transforms.v2.functional as TF
 from torchvision.transforms.v2 import InterpolationMode
 
 from fastkd.pipelines.params import BatchParams, draw_params
-from fastkd.pipelines.policies import IDENTITY, OPS
+from fastkd.pipelines.policies import IDENTITY, OPS, RANDAUGMENT_OPS
 from fastkd.pipelines.recipes import Recipe
 
 CIFAR100_MEAN = (0.507, 0.487, 0.441)
@@ -60,9 +60,35 @@ def autoaugment_op(image: torch.Tensor, op: str, value: float) -> torch.Tensor:
     raise ValueError(op)
 
 
-def augment_sample(image: torch.Tensor, recipe: Recipe, params: BatchParams, i: int) -> torch.Tensor:
+def randaugment_op(image: torch.Tensor, op: str, value: float, fill: list[float]) -> torch.Tensor:
+    """One timm RandAugment op in torchvision terms, geometric ops bilinear with the mean-colour fill."""
+    bilinear = InterpolationMode.BILINEAR
+    if op == "rotate":
+        return TF.rotate(image, value, bilinear, fill=fill)
+    if op == "translate_x":
+        return TF.affine(image, 0.0, [value, 0.0], 1.0, [0.0, 0.0], bilinear, fill=fill)
+    if op == "translate_y":
+        return TF.affine(image, 0.0, [0.0, value], 1.0, [0.0, 0.0], bilinear, fill=fill)
+    if op == "shear_x":
+        return TF.affine(image, 0.0, [0.0, 0.0], 1.0, [value, 0.0], bilinear, fill=fill, center=[0, 0])
+    if op == "shear_y":
+        return TF.affine(image, 0.0, [0.0, 0.0], 1.0, [0.0, value], bilinear, fill=fill, center=[0, 0])
+    if op == "solarize" and value > 255:
+        return image  # timm's threshold 256 (magnitude 0) leaves every pixel; torchvision rejects it
+    if op == "solarize_add":  # no torchvision op: PIL's lookup table of timm
+        return torch.where(image < 128, (image.int() + int(value)).clamp(max=255).to(torch.uint8), image)
+    return autoaugment_op(image, op, value)
+
+
+def augment_sample(image: torch.Tensor, recipe: Recipe, params: BatchParams, i: int, mean=None) -> torch.Tensor:
     """Sample ``i`` of a batch: CHW uint8 in, CHW uint8 out (before normalisation)."""
     _, height, width = image.shape
+    if params.resized_crops is not None:
+        size = [recipe.resized_crop_size] * 2
+        image = TF.resized_crop(image, *params.resized_crops[i].tolist(), size, InterpolationMode.BICUBIC,
+                                antialias=True)
+    if recipe.resize:
+        image = TF.resize(image, [recipe.resize] * 2, InterpolationMode.BILINEAR, antialias=True)
     if params.crop_offsets is not None:
         padded = TF.pad(image, [recipe.crop_padding], fill=recipe.crop_fill)
         top, left = params.crop_offsets[i].tolist()
@@ -82,6 +108,12 @@ def augment_sample(image: torch.Tensor, recipe: Recipe, params: BatchParams, i: 
         top, left = max(row - half, 0), max(col - half, 0)
         bottom, right = min(row + half, height), min(col + half, width)
         image = TF.erase(image, top, left, bottom - top, right - left, torch.tensor(0, dtype=torch.uint8))
+    if params.randaugment is not None:
+        fill = [float(min(255, round(255 * m))) for m in mean]
+        for layer in range(params.randaugment.op_ids.shape[1]):
+            op_id = int(params.randaugment.op_ids[i, layer])
+            if op_id != IDENTITY:
+                image = randaugment_op(image, RANDAUGMENT_OPS[op_id], float(params.randaugment.values[i, layer]), fill)
     return image
 
 
@@ -97,10 +129,15 @@ def reference_batch(
     """(normalized float32 NCHW, uint8 NCHW before normalisation, labels) for the batch, sample by sample."""
     _, height, width, _ = images.shape
     params = draw_params(recipe, len(indices), height, width, seed)
-    raw = torch.stack(
-        [augment_sample(images[idx].permute(2, 0, 1), recipe, params, i) for i, idx in enumerate(indices.tolist())]
-    )
+    raw = torch.stack([
+        augment_sample(images[idx].permute(2, 0, 1), recipe, params, i, mean) for i, idx in enumerate(indices.tolist())
+    ])
     normalized = TF.normalize(TF.to_dtype(raw, torch.float32, scale=True), list(mean), list(std))
+    if params.erasing_boxes is not None:  # timm: per-pixel standard-normal noise, boxes in sample order
+        generator = torch.Generator().manual_seed(seed)
+        for i, (top, left, box_h, box_w) in enumerate(params.erasing_boxes.tolist()):
+            if box_h:
+                normalized[i, :, top:top + box_h, left:left + box_w] = torch.randn(3, box_h, box_w, generator=generator)
     return normalized, raw, labels[indices]
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
-from pipeline_oracle import autoaugment_op, make_images
+from pipeline_oracle import autoaugment_op, make_images, randaugment_op
 
 from fastkd.pipelines import torch_ops
-from fastkd.pipelines.policies import OPS, signed_parameter
-from fastkd.pipelines.torch_pipeline import _AUTOAUGMENT_OPS
+from fastkd.pipelines.policies import OPS, RANDAUGMENT_OPS, randaugment_parameters, signed_parameter
+from fastkd.pipelines.torch_pipeline import _AUTOAUGMENT_OPS, randaugment_ops
 
 SIZE = 32
 
@@ -39,6 +39,19 @@ def test_autoaugment_op_matches_torchvision(images, op):
     params = torch.tensor([values[i % len(values)] for i in range(len(images))], dtype=torch.float64)
     got = _AUTOAUGMENT_OPS[op](images.clone(), params)
     expected = torch.stack([autoaugment_op(image, op, float(v)) for image, v in zip(images, params)])
+    _assert_pixels_equal(got, expected)
+
+
+@pytest.mark.parametrize("op", RANDAUGMENT_OPS)
+def test_randaugment_op_matches_torchvision(images, op):
+    fill = (124.0, 116.0, 104.0)
+    batch = len(images)
+    op_ids = torch.full((batch,), RANDAUGMENT_OPS.index(op))
+    magnitudes = torch.linspace(0, 10, batch, dtype=torch.float64)
+    signs = torch.tensor([(-1.0) ** i for i in range(batch)], dtype=torch.float64)
+    values = randaugment_parameters(op_ids, magnitudes, signs, SIZE, SIZE)
+    got = randaugment_ops(fill)[op](images.clone(), values)
+    expected = torch.stack([randaugment_op(image, op, float(v), list(fill)) for image, v in zip(images, values)])
     _assert_pixels_equal(got, expected)
 
 

@@ -113,3 +113,49 @@ def test_missing_dali_gives_the_install_line(data, monkeypatch):
     images, labels = data
     with pytest.raises(ImportError, match=r"pip install fastkd\[dali\]"):
         build_pipeline(images, labels, get_recipe("none"), mean=CIFAR100_MEAN, std=CIFAR100_STD, backend="dali")
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@pytest.mark.parametrize("recipe", ("vit", "vit_test"))
+def test_vit_recipes_match_torchvision_sample_by_sample(data, recipe):
+    images, labels = data
+    indices = torch.arange(0, 96, 4)
+    pipeline = build_pipeline(images, labels, get_recipe(recipe), mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                              backend="torch")
+    out, _ = pipeline(indices, seed=17)
+    expected, _, _ = reference_batch(images, labels, get_recipe(recipe), indices, seed=17, mean=IMAGENET_MEAN,
+                                     std=IMAGENET_STD)
+    assert out.shape == (len(indices), 3, 224, 224)
+    torch.testing.assert_close(out, expected, rtol=0, atol=2e-6)
+    assert torch.equal(out, pipeline(indices, seed=17)[0])
+
+
+def test_vit_parameters_follow_timm_and_torchvision_ranges():
+    from fastkd.pipelines.params import draw_params
+    from fastkd.pipelines.policies import IDENTITY
+
+    params = draw_params(get_recipe("vit"), 4000, 32, 32, seed=8)
+    top, left, height, width = params.resized_crops.T
+    assert (top >= 0).all() and (left >= 0).all() and (top + height <= 32).all() and (left + width <= 32).all()
+    area = (height * width).double() / (32 * 32)
+    assert area.min() >= 0.05 and area.max() <= 1.0  # scale 0.08..1 up to rounding of the box sides
+    applied = (params.randaugment.op_ids != IDENTITY).double().mean()
+    assert abs(applied - 0.5) < 0.03, "each of the two RandAugment layers applies with probability 0.5"
+    erased = params.erasing_boxes[:, 2] > 0
+    assert abs(erased.double().mean() - 0.25) < 0.03
+    boxes = params.erasing_boxes[erased]
+    erased_area = (boxes[:, 2] * boxes[:, 3]).double() / (224 * 224)
+    assert erased_area.min() >= 0.015 and erased_area.max() <= 0.35
+    assert (boxes[:, 0] + boxes[:, 2] <= 224).all() and (boxes[:, 1] + boxes[:, 3] <= 224).all()
+
+
+def test_vit_recipe_stays_on_torch(data):
+    import fastkd.pipelines as pipelines
+
+    images, labels = data
+    assert not pipelines.dali_supports(get_recipe("vit"))
+    if "dali" in available_backends():
+        with pytest.raises(ValueError, match="backend='torch'"):
+            build_pipeline(images, labels, get_recipe("vit"), mean=CIFAR100_MEAN, std=CIFAR100_STD, backend="dali")
