@@ -108,11 +108,18 @@ def build_pipeline(
     raise ValueError(f"unknown pipeline backend {backend!r}; choose one of: auto, torch, dali")
 
 
+from .folder import FOLDER_RECIPES, FolderDataset, build_folder_pipeline, folder_reader_pipeline  # noqa: E402
+
 __all__ = [
     "BatchPipeline",
+    "FOLDER_RECIPES",
+    "FolderDataset",
     "Recipe",
     "available_backends",
     "available_recipes",
+    "build_folder_pipeline",
     "build_pipeline",
+    "dali_supports",
+    "folder_reader_pipeline",
     "get_recipe",
 ]

@@ -102,7 +102,7 @@ def _first_fitting_boxes(
     return torch.stack([top, left, box_h, box_w], dim=1), fits.any(1)
 
 
-def _draw_resized_crops(recipe: Recipe, batch: int, height: int, width: int, generator) -> torch.Tensor:
+def draw_resized_crops(recipe: Recipe, batch: int, height: int, width: int, generator) -> torch.Tensor:
     """torchvision ``RandomResizedCrop.get_params``: 10 attempts of (area, log-uniform ratio), else a centre crop."""
     (low, high), (ratio_low, ratio_high) = recipe.resized_crop_scale, recipe.resized_crop_ratio
     areas = height * width * (low + (high - low) * torch.rand(batch, 10, generator=generator, dtype=torch.float64))
@@ -158,7 +158,7 @@ def draw_params(recipe: Recipe, batch: int, height: int, width: int, seed: int) 
     crop_offsets = flips = angles = autoaugment = cutout_centres = None
     resized_crops = randaugment = erasing_boxes = None
     if recipe.resized_crop_size:
-        resized_crops = _draw_resized_crops(recipe, batch, height, width, generator)
+        resized_crops = draw_resized_crops(recipe, batch, height, width, generator)
     if recipe.crop_padding:
         crop_offsets = torch.randint(2 * recipe.crop_padding + 1, (batch, 2), generator=generator)
     if recipe.hflip:
