@@ -46,8 +46,12 @@ class LossSpec:
 
 
 class Rows(NamedTuple):
-    """Backend output. ce, soft: fp32 (K, B) unreduced row terms (soft includes T^2 for "kl"; zeros without a
-    teacher). grad: dL_total/dz_student, (K, B, C) in the student's dtype, already scaled by alpha and reduction."""
+    """Backend output.
+
+    ce, soft: (K, B) unreduced row terms (soft includes T^2 for "kl"; zeros without a teacher), in the
+        accumulation dtype: fp32, or fp64 for fp64 inputs.
+    grad: dL_total/dz_student, (K, B, C) in the student's dtype, already scaled by alpha and the reduction.
+    """
 
     ce: torch.Tensor
     soft: torch.Tensor

@@ -28,14 +28,15 @@ def _kd_loss_kernel(
     stride_teacher_row, stride_teacher_col,
     stride_labels,
     inv_t, temperature, ce_grad_scale, soft_grad_scale, label_smoothing,
-    SOFT: tl.constexpr, BLOCK_C: tl.constexpr,
+    SOFT: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
 ):
-    """Per (head, row): CE and soft term into ce_ptr / soft_ptr ((K, B) fp32) and the scaled dL/dz_student into
+    """Per (head, row): CE and soft term into ce_ptr / soft_ptr ((K, B), ACC dtype) and the scaled dL/dz_student into
     grad_ptr ((K, B, C), contiguous, student dtype).
 
     student_ptr (K, B, C) and teacher_ptr (B, C) may have any strides; labels_ptr holds int64 class indices.
     inv_t = 1/T; ce_grad_scale = (1-alpha) * CE reduction factor; soft_grad_scale = alpha * soft reduction factor.
     SOFT: 0 no teacher, 1 T^2 KL(p_t||p_s), 2 sum p_t (log p_t - p_s) (reference online KD), 3 -sum p_t log p_s.
+    ACC: accumulation dtype, fp32 (fp64 for fp64 inputs).
     """
     program = tl.program_id(0).to(tl.int64)
     head = program // batch
@@ -49,21 +50,21 @@ def _kd_loss_kernel(
 
     # 1. Sweep 1: online statistics. The student shares one running max m_z between the untempered sum d_z and
     #    the tempered sum d_s (exp((z - m_z)/T)); maxima start at column 0 so every rescale factor is finite.
-    m_z = tl.load(student_row).to(tl.float32)
-    d_z = tl.zeros((), dtype=tl.float32)
-    d_s = tl.zeros((), dtype=tl.float32)
-    sum_z = tl.zeros((), dtype=tl.float32)
+    m_z = tl.load(student_row).to(ACC)
+    d_z = tl.zeros((), dtype=ACC)
+    d_s = tl.zeros((), dtype=ACC)
+    sum_z = tl.zeros((), dtype=ACC)
     m_t = m_z
     if SOFT != 0:
-        m_t = tl.load(teacher_row).to(tl.float32)
-    d_t = tl.zeros((), dtype=tl.float32)
-    acc_diff = tl.zeros((), dtype=tl.float32)  # sum e_t (t - z)
-    acc_teacher = tl.zeros((), dtype=tl.float32)  # sum e_t (t - m_t)
-    acc_agree = tl.zeros((), dtype=tl.float32)  # sum e_t e_s
+        m_t = tl.load(teacher_row).to(ACC)
+    d_t = tl.zeros((), dtype=ACC)
+    acc_diff = tl.zeros((), dtype=ACC)  # sum e_t (t - z)
+    acc_teacher = tl.zeros((), dtype=ACC)  # sum e_t (t - m_t)
+    acc_agree = tl.zeros((), dtype=ACC)  # sum e_t e_s
     for start in range(0, classes, BLOCK_C):
         offsets = start + cols
         mask = offsets < classes
-        z = tl.load(student_row + offsets * stride_student_col, mask=mask, other=0.0).to(tl.float32)
+        z = tl.load(student_row + offsets * stride_student_col, mask=mask, other=0.0).to(ACC)
         new_m_z = tl.maximum(m_z, tl.max(tl.where(mask, z, float("-inf")), axis=0))
         z_shift = tl.where(mask, z - new_m_z, float("-inf"))
         d_z = d_z * tl.exp(m_z - new_m_z) + tl.sum(tl.exp(z_shift), axis=0)
@@ -73,7 +74,7 @@ def _kd_loss_kernel(
         sum_z += tl.sum(z, axis=0)
         m_z = new_m_z
         if SOFT != 0:
-            t = tl.load(teacher_row + offsets * stride_teacher_col, mask=mask, other=0.0).to(tl.float32)
+            t = tl.load(teacher_row + offsets * stride_teacher_col, mask=mask, other=0.0).to(ACC)
             new_m_t = tl.maximum(m_t, tl.max(tl.where(mask, t, float("-inf")), axis=0))
             scale_t = tl.exp((m_t - new_m_t) * inv_t)
             t_shift = tl.where(mask, t - new_m_t, 0.0)
@@ -87,7 +88,7 @@ def _kd_loss_kernel(
     # 2. Row terms. log p_c = (z - m_z) - log d_z; tempered: log p_s = (z - m_z)/T - log d_s, likewise p_t.
     log_d_z = tl.log(d_z)
     log_d_s = tl.log(d_s)
-    z_label = tl.load(student_row + label * stride_student_col).to(tl.float32)
+    z_label = tl.load(student_row + label * stride_student_col).to(ACC)
     mean_z = sum_z / classes
     ce = (1.0 - label_smoothing) * (m_z - z_label) + label_smoothing * (m_z - mean_z) + log_d_z
     tl.store(ce_ptr + program, ce)
@@ -114,12 +115,12 @@ def _kd_loss_kernel(
     for start in range(0, classes, BLOCK_C):
         offsets = start + cols
         mask = offsets < classes
-        z = tl.load(student_row + offsets * stride_student_col, mask=mask, other=0.0).to(tl.float32)
+        z = tl.load(student_row + offsets * stride_student_col, mask=mask, other=0.0).to(ACC)
         p_c = tl.exp(z - m_z) * inv_d_z
         target = tl.where(offsets == label, 1.0 - label_smoothing, 0.0) + label_smoothing / classes
         grad = ce_grad_scale * (p_c - target)
         if SOFT != 0:
-            t = tl.load(teacher_row + offsets * stride_teacher_col, mask=mask, other=0.0).to(tl.float32)
+            t = tl.load(teacher_row + offsets * stride_teacher_col, mask=mask, other=0.0).to(ACC)
             p_s = tl.exp((z - m_z) * inv_t) * inv_d_s
             p_t = tl.exp((t - m_t) * inv_t) * inv_d_t
             if SOFT == 1:
@@ -147,8 +148,9 @@ def triton_rows(student: torch.Tensor, teacher: torch.Tensor | None, labels: tor
     num_heads, batch, classes = student.shape
     device = student.device
     grad = _alloc((num_heads, batch, classes), student.dtype, device)
-    ce = _alloc((num_heads, batch), torch.float32, device)
-    soft = _alloc((num_heads, batch), torch.float32, device)
+    accumulate = torch.float64 if student.dtype == torch.float64 else torch.float32
+    ce = _alloc((num_heads, batch), accumulate, device)
+    soft = _alloc((num_heads, batch), accumulate, device)
     labels = labels.long()
     if teacher is None:
         teacher, soft_code, teacher_strides = student, 0, (0, 0)  # never read: SOFT == 0 skips every teacher load
@@ -163,6 +165,7 @@ def triton_rows(student: torch.Tensor, teacher: torch.Tensor | None, labels: tor
         *teacher_strides,
         labels.stride(0),
         1.0 / spec.temperature, spec.temperature, spec.ce_grad_scale, spec.soft_grad_scale, spec.label_smoothing,
-        SOFT=soft_code, BLOCK_C=block, num_warps=num_warps,
+        SOFT=soft_code, BLOCK_C=block, ACC=tl.float64 if accumulate == torch.float64 else tl.float32,
+        num_warps=num_warps,
     )
     return Rows(ce, soft, grad)

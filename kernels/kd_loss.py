@@ -54,7 +54,9 @@ def kd_loss(
     """`(1 - alpha) * CE(z_s, y) + alpha * soft(z_s, z_t)` with the student gradient computed in the forward pass.
 
     Args:
-        student_logits: (B, C) or (K, B, C) for K exits distilled from one teacher (the total sums the K heads).
+        student_logits: (B, C) or (K, B, C) for K exits distilled from one teacher (the total sums the K heads);
+            fp32/fp16/bf16 accumulate in fp32, fp64 in fp64 (the Triton kernel then gets T, alpha and the
+            reduction factors as fp32 scalars).
         teacher_logits: (B, C); treated as a constant (never receives a gradient).
         labels: (B,) integer class indices in [0, C).
         temperature: T > 0 for the soft term; the hard-label CE always uses the untempered student logits.
@@ -105,6 +107,7 @@ def _run(
     squeeze: bool,
 ) -> KDLoss:
     backend = _resolve_impl(impl, student)
+    labels = labels.long()
     if backend == "reference":
         ce_rows, soft_rows, total = _reference_rows(student, teacher, labels, spec)
         per_row = spec.per_row(ce_rows, soft_rows)

@@ -39,6 +39,9 @@ SPECIAL_CASES = [
     *(KDCase(batch=b, classes=c, with_teacher=False, reduction=r, label_smoothing=ls, heads=h)
       for (b, c), r, ls, h in itertools.product([(1, 2), (128, 1001)], ("mean", "sum"), (0.0, 0.1), (None, 4))),
     KDCase(batch=16, classes=1000, dtype=torch.bfloat16, heads=3, strided_rows=True, label_smoothing=0.1),
+    *(KDCase(batch=8, classes=c, soft=s, temperature=t, dtype=torch.float64, label_smoothing=0.1, heads=h)
+      for c, s, t, h in [(10, "kl", 1.0, None), (1001, "reference_prob_kl", 3.0, 2), (200, "soft_ce", 4.0, None)]),
+    KDCase(batch=8, classes=100, dtype=torch.float64, with_teacher=False, heads=2),
 ]
 
 
@@ -68,6 +71,14 @@ def test_reference_sequence_matches_oracle(case: KDCase) -> None:
 )
 def test_twin_matches_oracle_random_cases(seed: int, **fields) -> None:
     check_kd_once("twin", KDCase(**fields), seed=seed)
+
+
+def test_int32_labels_are_accepted() -> None:
+    student, teacher = torch.randn(8, 10), torch.randn(8, 10)
+    labels = torch.randint(0, 10, (8,))
+    as_int32 = kd_loss(student, teacher, labels.int(), impl="twin")
+    as_int64 = kd_loss(student, teacher, labels, impl="twin")
+    assert torch.equal(as_int32.total, as_int64.total)
 
 
 def test_auto_is_the_twin_on_cpu() -> None:

@@ -43,6 +43,7 @@ def test_kernels_compile_for_a_cuda_target() -> None:
     script = textwrap.dedent(
         """
         import triton
+        import triton.language as tl
         from triton.backends.compiler import GPUTarget
         from fastkd.kernels._kd_triton import _kd_loss_kernel
         from fastkd.kernels._ema_triton import _ema_lerp_kernel
@@ -52,10 +53,10 @@ def test_kernels_compile_for_a_cuda_target() -> None:
             soft_ptr="*fp32", batch="i32", classes="i32", stride_student_head="i64", stride_student_row="i32",
             stride_student_col="i32", stride_teacher_row="i32", stride_teacher_col="i32", stride_labels="i32",
             inv_t="fp32", temperature="fp32", ce_grad_scale="fp32", soft_grad_scale="fp32",
-            label_smoothing="fp32", SOFT="constexpr", BLOCK_C="constexpr",
+            label_smoothing="fp32", SOFT="constexpr", BLOCK_C="constexpr", ACC="constexpr",
         )
         for soft in range(4):
-            source = triton.compiler.ASTSource(_kd_loss_kernel, kd_signature, {"SOFT": soft, "BLOCK_C": 4096})
+            source = triton.compiler.ASTSource(_kd_loss_kernel, kd_signature, {"SOFT": soft, "BLOCK_C": 4096, "ACC": tl.float32})
             assert triton.compile(source, target=target, options={"num_warps": 16}).asm["ptx"]
         ema_signature = dict(average_ptr="*bf16", source_ptr="*bf16", weight_ptr="*fp32", numel="i64", BLOCK="constexpr")
         source = triton.compiler.ASTSource(_ema_lerp_kernel, ema_signature, {"BLOCK": 4096})

@@ -46,6 +46,8 @@ CASES = [
     # K exits against one teacher, non-contiguous rows, label smoothing, CE without a teacher
     *(KDCase(batch=5, classes=200, soft=s, heads=3, strided_rows=True, label_smoothing=0.1) for s in SOFT_TERMS),
     KDCase(batch=4, classes=1000, dtype=torch.bfloat16, heads=2, strided_rows=True, soft="soft_ce"),
+    # fp64 accumulates in fp64, but T, alpha, eps and the scales reach the kernel as fp32 scalars
+    KDCase(batch=3, classes=5000, dtype=torch.float64, heads=2, soft="reference_prob_kl", label_smoothing=0.1, rtol=1e-6),
     *(KDCase(batch=3, classes=c, with_teacher=False, reduction=r, label_smoothing=0.1, heads=h)
       for c, r, h in [(2, "mean", None), (1001, "sum", 3)]),
     KDCase(batch=128, classes=21843, soft="kl", temperature=1.0, reduction="mean"),
