@@ -1,0 +1,71 @@
+"""The reference scripts' data path (spec 1.1-1.2, 10): a torchvision-style CIFAR-100 dataset that turns every
+sample into a PIL image and runs the per-sample transforms in DataLoader workers (4, not persistent)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from .autoaugment import CIFAR10Policy, Cutout
+
+CIFAR100_MEAN, CIFAR100_STD = (0.507, 0.487, 0.441), (0.267, 0.256, 0.276)
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+
+TransformName = Literal["online_kd", "self_kd", "none"]
+
+
+class CifarPickleDataset(Dataset):
+    """`torchvision.datasets.CIFAR100` minus its md5 check (synthetic files would fail it): the same pickles,
+    the same uint8 HWC array in memory, the same `__getitem__` (PIL image -> transform)."""
+
+    def __init__(self, root: str | Path, train: bool, transform: Callable):
+        with open(Path(root) / "cifar-100-python" / ("train" if train else "test"), "rb") as fh:
+            entry = pickle.load(fh, encoding="latin1")
+        entry = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
+        self.data = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        self.targets = list(entry["fine_labels"])
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(Image.fromarray(self.data[index])), self.targets[index]
+
+
+def train_transform(name: TransformName) -> transforms.Compose:
+    """online_kd: spec 1.1 (also the dropout and EMA scripts); self_kd: spec 1.2; none: ToTensor + Normalize."""
+    if name == "online_kd":
+        return transforms.Compose([
+            transforms.RandomCrop(32, padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.RandomRotation(15),
+            transforms.ToTensor(),
+            transforms.Normalize(CIFAR100_MEAN, CIFAR100_STD),
+        ])
+    if name == "self_kd":
+        return transforms.Compose([
+            transforms.RandomCrop(32, padding=4, fill=128),
+            transforms.RandomHorizontalFlip(),
+            CIFAR10Policy(),
+            transforms.ToTensor(),
+            Cutout(n_holes=1, length=16),
+            transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD),
+        ])
+    if name == "none":
+        return transforms.Compose([transforms.ToTensor(), transforms.Normalize(CIFAR100_MEAN, CIFAR100_STD)])
+    raise ValueError(f"unknown reference transform {name!r}; choose online_kd, self_kd or none")
+
+
+def train_loader(root: str | Path, transform: TransformName, batch_size: int, *, shuffle: bool = True,
+                 num_workers: int = 4) -> DataLoader:
+    """The reference's training loader: shuffled, `num_workers` workers re-spawned every epoch, drop_last off."""
+    dataset = CifarPickleDataset(root, train=True, transform=train_transform(transform))
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, drop_last=False)

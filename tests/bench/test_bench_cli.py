@@ -1,0 +1,89 @@
+"""`fastkd bench --preset test` writes every report file with every field; bad options give one line and exit 2."""
+
+import argparse
+import json
+
+import pytest
+from PIL import Image
+
+from fastkd import bench
+from fastkd.config import METHODS
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    pending = next((m for m in bench.BENCH_METHODS if m not in METHODS), None)
+    methods = ",".join(["spaced_online_kd"] + ([pending] if pending else []))
+    code = bench.run(parse(["--preset", "test", "--methods", methods, "--out", str(out)]))
+    return code, out, json.loads((out / "results.json").read_text()), pending
+
+
+def test_report_files_and_fields(report):
+    code, out, results, pending = report
+    assert code == 0
+    assert {"date", "preset", "rounds", "machine", "ceiling", "methods"} <= results.keys()
+    assert results["machine"]["cpu_count"] >= 1 and results["machine"]["torch"]
+    assert results["ceiling"]["matmul"]["gflops"] > 0
+    (resnet,) = results["ceiling"]["resnet18"].values()
+    assert resnet["best"]["gflops"] > 0 and resnet["best"]["images_per_s"] > 0
+
+    row = results["methods"][0]
+    assert row["method"] == "spaced_online_kd" and row["status"] == "ok"
+    scale = bench.PRESETS["test"].scales["spaced_online_kd"]
+    for side in ("fastkd", "reference"):
+        assert len(row[side]["images_per_s"]) == results["rounds"] == 1
+        assert row[side]["median_images_per_s"] > 0
+        assert row[side]["host_rss_peak_mb"] > 0
+    # The replay buffers at the replay event (I = L batches): (indices int32, seed) vs float32 images + int64 labels.
+    L, B = scale.iters_per_epoch, scale.batch_size
+    assert row["fastkd"]["replay_buffer_peak_bytes"] == L * (B * 4 + 8)
+    assert row["reference"]["replay_buffer_peak_bytes"] == L * (B * 3 * 32 * 32 * 4 + B * 8)
+    assert row["speedup"]["median"] == pytest.approx(
+        row["fastkd"]["median_images_per_s"] / row["reference"]["median_images_per_s"])
+    shares = row["fastkd_breakdown"]
+    assert set(shares) == set(bench.BREAKDOWN_LABELS.values()) | {"other"}
+    assert shares["forward"] > 0 and shares["backward"] > 0 and shares["data"] > 0
+    assert sum(shares.values()) == pytest.approx(1.0, abs=1e-6)
+    assert 0 < row["fastkd_overhead_share"] < 1
+    assert row["fastkd"]["gflop_per_round"] > 0 and row["ceiling_share"]["resnet18"] > 0
+    if pending:
+        assert results["methods"][1] == {"method": pending, "status": "pending",
+                                         "reason": f"fastkd has no `{pending}` method yet"}
+
+    table = (out / "results.md").read_text()
+    assert "| spaced_online_kd | s = 1.0 (I = L) |" in table and "Ceiling: matmul" in table
+    for name in ("throughput.png", "breakdown.png", "memory.png"):
+        with Image.open(out / name) as image:
+            assert image.size[0] > 300 and image.size[1] > 200
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--preset", "huge"], "--preset 'huge' is unknown; choose one of cpu-small, gpu, test"),
+    (["--methods", "spaced_kd"], "--methods 'spaced_kd': unknown method spaced_kd; choose from"),
+    (["--methods", ","], "unknown method (none given)"),
+    (["--rounds", "0"], "--rounds 0: need at least 1 timed round per side"),
+])
+def test_bad_options_raise_one_line(argv, message):
+    with pytest.raises(bench.BenchOptionError) as info:
+        bench.run(parse(argv))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_out_must_be_a_folder(tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("x")
+    with pytest.raises(bench.BenchOptionError, match="exists and is not a folder"):
+        bench.run(parse(["--preset", "test", "--out", str(target)]))
+
+
+def test_main_prints_one_line_and_exits_2(capsys):
+    assert bench.main(["--preset", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fastkd bench: error: --preset 'nope' is unknown")
