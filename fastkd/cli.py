@@ -69,17 +69,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def print_summary(rows: list[tuple[str, dict]]) -> None:
+    """Best and final test top-1 of every evaluated output (teacher, student, EMA, exits...) of each run."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="fastkd results (top-1 accuracy on the test split)")
-    for col in ("run", "teacher best", "teacher final", "student best", "student final", "epochs", "run folder"):
+    table = Table(title="fastkd results: test top-1 accuracy")
+    for col in ("run", "model", "best", "final", "epochs"):
         table.add_column(col)
     for name, s in rows:
-        table.add_row(name, *(_pct(s.get(k)) for k in ("teacher_best_top1", "teacher_final_top1",
-                                                         "student_best_top1", "student_final_top1")),
-                      str(s["epochs_done"]), s["run_dir"])
-    Console().print(table)
+        outputs = [k.removesuffix("_best_top1") for k in s if k.endswith("_best_top1")]
+        for i, output in enumerate(outputs):
+            table.add_row(name if i == 0 else "", output, _pct(s.get(f"{output}_best_top1")),
+                          _pct(s.get(f"{output}_final_top1")), str(s["epochs_done"]) if i == 0 else "")
+    console = Console()
+    console.print(table)
+    for name, s in rows:
+        console.print(f"{name}: {s['run_dir']}")
 
 
 def _pct(value: float | None) -> str:
@@ -88,11 +93,10 @@ def _pct(value: float | None) -> str:
 
 # ------------------------------------------------------------------------------------------------- plan
 def build_plan(cfg: ExperimentConfig):
-    from .methods import plan_online_kd
+    from .methods import build_method
 
     n = train_size(cfg.data.dataset, cfg.data.test_fraction)
-    L = -(-n // cfg.data.batch_size)
-    return plan_online_kd(cfg.method, cfg.semantics, L, cfg.train.epochs, cfg.kd.interval)
+    return build_method(cfg, -(-n // cfg.data.batch_size)).plan
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -127,32 +131,19 @@ def print_plan(plan, as_json: bool) -> None:
 
 # ------------------------------------------------------------------------------------------------- eval
 def cmd_eval(args: argparse.Namespace) -> int:
-    import torch
+    import tempfile
 
-    from .data import load_dataset
     from .engine.checkpoint import load_checkpoint
-    from .engine.runtime import build_runtime
-    from .engine.trainer import build_models, evaluate_models
-    from .pipelines import build_pipeline, get_recipe
+    from .engine.trainer import Trainer
 
     payload = load_checkpoint(args.checkpoint)
     if "learners" not in payload or "config" not in payload:
         raise CheckpointError(f"{args.checkpoint}: not a fastkd run checkpoint (no learners/config)")
     cfg = validate(apply_overrides(payload["config"], args.overrides), f"{args.checkpoint} config")
-    runtime = build_runtime(cfg.train)
-    train, test = load_dataset(cfg.data.dataset, cfg.data.root, test_fraction=cfg.data.test_fraction,
-                               cache_dir=cfg.data.cache_dir)
-    models = build_models(cfg, train.num_classes, "teacher" in payload["learners"])
-    forwards = {}
-    for name, model in models.items():
-        model.load_state_dict(payload["learners"][name]["model"])
-        model.to(runtime.device)
-        if runtime.channels_last:
-            model.to(memory_format=torch.channels_last)
-        forwards[name] = model
-    pipe = build_pipeline(test.images, test.labels, get_recipe("none"), mean=train.mean, std=train.std,
-                          device=runtime.device, backend=cfg.data.pipeline, channels_last=runtime.channels_last)
-    results = evaluate_models(forwards, models, pipe, len(test), cfg.data.eval_batch_size, runtime.device)
+    with tempfile.TemporaryDirectory(prefix="fastkd-eval-") as scratch:
+        trainer = Trainer(cfg, Path(scratch), quiet=True)
+        trainer.load_weights(payload, args.checkpoint)
+        results = trainer.evaluate()
     if args.json:
         print(json.dumps(results, indent=2))
     else:

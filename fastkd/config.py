@@ -81,6 +81,9 @@ class TrainConfig(_Section):
     compile: Literal["auto", "on", "off"] = "auto"
     """`auto` = torch.compile on CUDA only (on CPU it did not measure faster here)."""
     channels_last: bool = True
+    float64: bool = False
+    """Run models, data and losses in float64: for exact oracle comparisons (fp32 trajectories of small nets
+    drift apart by more than 1e-5 within a few steps from summation order alone). Slow; needs amp off."""
     deterministic: bool = False
     """Bitwise-repeatable runs (deterministic algorithms; on CPU runs are then repeatable to the bit)."""
     log_every: int = Field(50, ge=1)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import torch
+from torch.profiler import record_function
 
 
 class DeviceMeter:
@@ -18,7 +20,7 @@ class DeviceMeter:
         self._counts: dict[str, int] = {}
 
     def add(self, name: str, value: torch.Tensor) -> None:
-        value = value.detach().float()
+        value = value.detach().double()
         if name in self._sums:
             self._sums[name] += value
         else:
@@ -30,7 +32,8 @@ class DeviceMeter:
         if not self._sums:
             return {}
         names = list(self._sums)
-        values = torch.stack([self._sums[n] for n in names]).cpu().tolist()
+        with record_function("fastkd.host_sync"):
+            values = torch.stack([self._sums[n] for n in names]).cpu().tolist()
         return {n: v / self._counts[n] for n, v in zip(names, values)}
 
     def reset(self) -> None:
@@ -46,12 +49,13 @@ class StepLog:
         self._pending: list[tuple[int, str, dict[str, torch.Tensor]]] = []
 
     def add(self, step: int, kind: str, losses: dict[str, torch.Tensor]) -> None:
-        self._pending.append((step, kind, {k: v.detach().float() for k, v in losses.items()}))
+        self._pending.append((step, kind, {k: v.detach().double() for k, v in losses.items()}))
 
     def flush(self) -> None:
         if not self._pending:
             return
-        flat = torch.stack([v for _, _, d in self._pending for v in d.values()]).cpu().tolist()
+        with record_function("fastkd.host_sync"):
+            flat = torch.stack([v for _, _, d in self._pending for v in d.values()]).cpu().tolist()
         with open(self.path, "a") as fh:
             pos = 0
             for step, kind, losses in self._pending:
@@ -64,19 +68,33 @@ class StepLog:
 
 
 class CsvSummary:
-    """One row per epoch in `metrics.csv`; the header is fixed by the first row (timm's summary.csv)."""
+    """One row per epoch in `metrics.csv`; the header is fixed by the first row ever written (timm's summary.csv)."""
 
-    def __init__(self, path: Path, columns: list[str]):
+    def __init__(self, path: Path):
         self.path = path
-        self.columns = columns
 
     def write(self, row: dict[str, float | int | str | None]) -> None:
+        rows: list[dict] = []
+        columns = list(row)
+        if self.path.exists():
+            with open(self.path, newline="") as fh:
+                reader = csv.DictReader(fh)
+                rows = list(reader)
+                columns = list(reader.fieldnames or []) + [k for k in row if k not in (reader.fieldnames or [])]
+        if rows and len(columns) > len(rows[0]):
+            # A later epoch reports a new column (e.g. offline KD's student phase): rewrite with the wider header.
+            tmp = self.path.with_suffix(".tmp")
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(rows)
+            os.replace(tmp, self.path)
         new = not self.path.exists()
         with open(self.path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self.columns, extrasaction="ignore")
+            writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
             if new:
                 writer.writeheader()
-            writer.writerow({k: _fmt(row.get(k)) for k in self.columns})
+            writer.writerow({k: _fmt(row.get(k)) for k in columns})
 
 
 def _fmt(value):

@@ -20,6 +20,12 @@ class Runtime:
     """Autocast dtype, or None for fp32."""
     compile: bool
     channels_last: bool
+    param_dtype: torch.dtype = torch.float32
+    """Model/data dtype: float32, or float64 for exact comparisons."""
+
+    @property
+    def input_dtype(self) -> torch.dtype:
+        return self.amp_dtype or self.param_dtype
 
     @property
     def needs_grad_scaler(self) -> bool:
@@ -35,7 +41,7 @@ class Runtime:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def describe(self) -> str:
-        amp = str(self.amp_dtype).removeprefix("torch.") if self.amp_dtype else "fp32"
+        amp = str(self.amp_dtype or self.param_dtype).removeprefix("torch.")
         return (f"device={self.device} precision={amp} compile={'on' if self.compile else 'off'} "
                 f"channels_last={'on' if self.channels_last else 'off'} threads={torch.get_num_threads()}")
 
@@ -51,7 +57,12 @@ def build_runtime(cfg: TrainConfig) -> Runtime:
     if amp == torch.float16 and not on_cuda:
         raise ValueError("train.amp: fp16 autocast needs CUDA; use train.amp=off (or bf16) on CPU")
     compile_ = {"on": True, "off": False, "auto": on_cuda}[cfg.compile]
-    return Runtime(device=device, amp_dtype=amp, compile=compile_, channels_last=cfg.channels_last)
+    if cfg.float64 and cfg.amp in ("bf16", "fp16"):
+        raise ValueError("train.float64 runs everything in float64; it cannot be combined with train.amp=" + cfg.amp)
+    if cfg.float64:
+        amp = None
+    return Runtime(device=device, amp_dtype=amp, compile=compile_, channels_last=cfg.channels_last,
+                   param_dtype=torch.float64 if cfg.float64 else torch.float32)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.profiler import record_function
 
 from ..config import KDConfig, OptimConfig
 from ..kernels import cross_entropy, kd_loss
@@ -53,20 +54,31 @@ class Learner:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler | None
     runtime: Runtime
+    stepped: bool = False
+    """Whether the optimizer stepped since the last scheduler step (offline KD's idle phase must not advance it)."""
 
     def forward(self, x: torch.Tensor):
-        with self.runtime.autocast():
+        with record_function("fastkd.forward"), self.runtime.autocast():
             return self.model(x)
 
     def step(self, loss: torch.Tensor) -> None:
+        """zero_grad(set_to_none) -> backward -> optimizer step (through the GradScaler under fp16)."""
         self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            loss.backward()
-            self.optimizer.step()
+        with record_function("fastkd.backward"):
+            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        with record_function("fastkd.optimizer"):
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+        self.stepped = True
+
+    def end_epoch(self) -> None:
+        """Advance the per-epoch LR schedule if this learner trained in the epoch."""
+        if self.stepped:
+            self.scheduler.step()
+            self.stepped = False
 
     @torch.no_grad()
     def targets(self, x: torch.Tensor, train_mode: bool) -> Targets:
@@ -93,7 +105,7 @@ class Learner:
 
 
 def build_learner(name: str, model: nn.Module, optim_cfg: OptimConfig, epochs: int, runtime: Runtime) -> Learner:
-    model = model.to(runtime.device)
+    model = model.to(device=runtime.device, dtype=runtime.param_dtype)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model.parameters(), optim_cfg, runtime.device)
@@ -105,7 +117,8 @@ def build_learner(name: str, model: nn.Module, optim_cfg: OptimConfig, epochs: i
 
 def feature_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str) -> torch.Tensor:
     """`dist` is the reference's torch.dist: the unsquared L2 norm of the whole B x f difference (spec 3.1)."""
-    student, teacher = student.float(), teacher.float()
+    if student.dtype != torch.float64:
+        student, teacher = student.float(), teacher.float()
     if kind == "dist":
         return torch.dist(student, teacher)
     if kind == "mse":
@@ -132,13 +145,16 @@ def student_kd_loss(feature: torch.Tensor, logits: torch.Tensor, targets: Target
     standard: soft = Hinton KL(p_t || p_s) * T^2, feature = MSE when kd.feature_loss is the reference's `dist`.
     """
     soft_form = "reference_prob_kl" if semantics == "reference" else "kl"
-    out = kd_loss(logits, targets.logits, labels, temperature=kd.temperature, alpha=kd.alpha, soft=soft_form)
     kind = kd.feature_loss
     if semantics == "standard" and kind == "dist":
         kind = "mse"
-    feat = feature_loss(feature, targets.feature, kind) if kd.beta > 0 and kind != "none" else out.total.new_zeros(())
-    return StudentLoss(out.total + kd.beta * feat, out.ce, out.soft, feat.detach())
+    with record_function("fastkd.loss"):
+        out = kd_loss(logits, targets.logits, labels, temperature=kd.temperature, alpha=kd.alpha, soft=soft_form)
+        feat = (feature_loss(feature, targets.feature, kind) if kd.beta > 0 and kind != "none"
+                else out.total.new_zeros(()))
+        return StudentLoss(out.total + kd.beta * feat, out.ce, out.soft, feat.detach())
 
 
 def ce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return cross_entropy(logits, labels)
+    with record_function("fastkd.loss"):
+        return cross_entropy(logits, labels)

@@ -11,24 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn as nn
+from torch.profiler import record_function
 
 from .. import __version__
 from ..config import ExperimentConfig, dump_config
 from ..data import ArrayDataset, EpochSampler, load_dataset
-from ..methods import OnlineKDFamily, OnlineKDPlan, plan_online_kd
-from ..models import StudentNet, TeacherNet, create_model
+from ..methods import Method, build_method
 from ..pipelines import build_pipeline, get_recipe
 from .checkpoint import CHECKPOINT_VERSION, CheckpointError, copy_atomic, init_weights, load_checkpoint, save_atomic
 from .metrics import CsvSummary, DeviceMeter, StepLog, topk_correct
 from .runtime import Runtime, build_runtime, rng_state, seed_everything, set_rng_state
-from .steps import Learner, Targets, build_learner, ce_loss, student_kd_loss
+from .steps import Learner, build_learner, ce_loss
 
-CSV_COLUMNS = [
-    "epoch", "phase", "lr", "train_teacher_loss", "train_student_loss", "train_student_ce", "train_student_soft",
-    "train_student_feature", "eval_teacher_top1", "eval_teacher_top5", "eval_teacher_loss", "eval_student_top1",
-    "eval_student_top5", "eval_student_loss", "images_per_s", "data_wait_share", "replay_events", "epoch_seconds",
-]
 
 
 @dataclass
@@ -39,11 +33,11 @@ class _Iteration:
     seed: int
 
 
-def train_recipe_name(dataset: str, augment: str) -> str:
-    """The reference online-KD augmentation for the data set (spec 1.1); Tiny-ImageNet has no rotation there."""
+def train_recipe_name(dataset: str, augment: str, method_recipe: str) -> str:
+    """The method's reference recipe; on Tiny-ImageNet every reference script uses crop 64 + flip (spec 1.1-1.3)."""
     if augment == "none":
         return "none"
-    return "tiny_online_kd" if dataset == "tiny_imagenet" else "online_kd"
+    return "tiny_online_kd" if dataset == "tiny_imagenet" else method_recipe
 
 
 def _lr(learner: Learner) -> float:
@@ -58,8 +52,7 @@ class Trainer:
     train_set: ArrayDataset
     test_set: ArrayDataset
     sampler: EpochSampler
-    plan: OnlineKDPlan
-    method: OnlineKDFamily
+    method: Method
     learners: dict[str, Learner]
 
     def __init__(self, cfg: ExperimentConfig, run_dir: Path, *, resume: bool = False, quiet: bool = False):
@@ -73,16 +66,17 @@ class Trainer:
         self.train_set, self.test_set = load_dataset(d.dataset, d.root, test_fraction=d.test_fraction,
                                                      cache_dir=d.cache_dir)
         self.sampler = EpochSampler(len(self.train_set), d.batch_size, seed=cfg.seed, shuffle=d.shuffle)
-        dtype = self.runtime.amp_dtype or torch.float32
+        self.method = build_method(cfg, len(self.sampler))
+        self.plan = self.method.plan
         common = dict(mean=self.train_set.mean, std=self.train_set.std, device=self.runtime.device,
-                      backend=d.pipeline, dtype=dtype, channels_last=self.runtime.channels_last)
+                      backend=d.pipeline, dtype=self.runtime.input_dtype, channels_last=self.runtime.channels_last)
         self.train_pipe = build_pipeline(self.train_set.images, self.train_set.labels,
-                                         get_recipe(train_recipe_name(d.dataset, d.augment)), **common)
+                                         get_recipe(train_recipe_name(d.dataset, d.augment, self.method.train_recipe)),
+                                         **common)
         self.test_pipe = build_pipeline(self.test_set.images, self.test_set.labels, get_recipe("none"), **common)
 
-        self.plan = plan_online_kd(cfg.method, cfg.semantics, len(self.sampler), cfg.train.epochs, cfg.kd.interval)
-        self.method = OnlineKDFamily(self.plan)
         self.learners = self._build_learners()
+        self.method.attach(self)
 
         self.epoch = 0
         self.batch_index = 0
@@ -98,16 +92,16 @@ class Trainer:
         if resume:
             self._resume(run_dir / "last.pt")
         (run_dir / "config.yaml").write_text(dump_config(cfg))
-        self.csv = CsvSummary(run_dir / "metrics.csv", CSV_COLUMNS)
+        self.csv = CsvSummary(run_dir / "metrics.csv")
         self.step_log = StepLog(run_dir / "steps.jsonl") if cfg.train.log_every_step else None
         self.tb = self._tensorboard() if cfg.train.tensorboard else None
 
     # ----------------------------------------------------------------------------------------- build
     def _build_learners(self) -> dict[str, Learner]:
-        models = build_models(self.cfg, self.train_set.num_classes, self.method.has_teacher)
+        models = self.method.build_models(self.cfg, self.train_set.num_classes)
         if self.cfg.init_from:
             init_weights(self.cfg.init_from, models)
-        return {name: build_learner(name, m, self.cfg.optim, self.plan.total_epochs, self.runtime)
+        return {name: build_learner(name, m, self.cfg.optim, self.cfg.train.epochs, self.runtime)
                 for name, m in models.items()}
 
     def _tensorboard(self):
@@ -119,41 +113,17 @@ class Trainer:
 
     # ------------------------------------------------------------------------------- step primitives
     def batch(self, indices: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The augmented batch for (indices, seed): a pure function, so replays regenerate identical pixels."""
         start = time.perf_counter()
-        x, y = self.train_pipe(indices, seed)
+        with record_function("fastkd.data"):
+            x, y = self.train_pipe(indices, seed)
         self._data_seconds += time.perf_counter() - start
         return x, y
 
-    def teacher_step(self, x: torch.Tensor, y: torch.Tensor) -> Targets:
-        """One teacher CE step; returns its (pre-update) outputs, detached, for online KD."""
-        teacher = self.learners["teacher"]
-        feature, logits = teacher.forward(x)
-        loss = ce_loss(logits, y)
-        teacher.step(loss)
-        self.meter.add("train_teacher_loss", loss)
-        self._log_step("teacher", {"loss": loss})
-        return Targets(feature.detach(), logits.detach())
-
-    def teacher_targets(self, x: torch.Tensor, train_mode: bool) -> Targets:
-        return self.learners["teacher"].targets(x, train_mode)
-
-    def student_step(self, x: torch.Tensor, y: torch.Tensor, targets: Targets | None) -> None:
-        student = self.learners["student"]
-        feature, logits = student.forward(x)
-        if targets is None:
-            loss = ce_loss(logits, y)
-            self.meter.add("train_student_loss", loss)
-            self._log_step("student", {"loss": loss})
-        else:
-            parts = student_kd_loss(feature, logits, targets, y, self.cfg.kd, self.cfg.semantics)
-            loss = parts.total
-            for name, value in (("loss", loss), ("ce", parts.ce), ("soft", parts.soft),
-                                ("feature", parts.feature)):
-                self.meter.add(f"train_student_{name}", value)
-            self._log_step("student", {"loss": loss, "ce": parts.ce, "soft": parts.soft, "feature": parts.feature})
-        student.step(loss)
-
-    def _log_step(self, kind: str, losses: dict[str, torch.Tensor]) -> None:
+    def record(self, kind: str, **losses: torch.Tensor) -> None:
+        """Accumulate a step's losses on the device (`train_<kind>_<name>` means per epoch); no host sync."""
+        for name, value in losses.items():
+            self.meter.add(f"train_{kind}_{name}", value)
         if self.step_log is not None:
             self.step_log.add(self.global_step + 1, kind, losses)
 
@@ -223,14 +193,14 @@ class Trainer:
         if self.step_log is not None:
             self.step_log.flush()
         for learner in self.learners.values():
-            learner.scheduler.step()
+            learner.end_epoch()
         evaluate = (self.epoch + 1) % self.cfg.train.eval_every == 0 or self.epoch + 1 == self.total_epochs
         results = self.evaluate() if evaluate else {}
         row = {"epoch": self.epoch + 1, "phase": self.method.phase(self.epoch),
                "lr": _lr(next(iter(self.learners.values()))), **train, **results,
                "images_per_s": samples / seconds if seconds > 0 else None,
                "data_wait_share": self._data_seconds / seconds if seconds > 0 else None,
-               "replay_events": self.method.replay_events, "epoch_seconds": seconds}
+               **self._method_counters(), "epoch_seconds": seconds}
         self.csv.write(row)
         self.history.append(row)
         if self.tb is not None:
@@ -238,25 +208,28 @@ class Trainer:
                 if isinstance(value, (int, float)) and key != "epoch":
                     self.tb.add_scalar(key, value, self.epoch + 1)
         improved = False
-        for name in ("teacher", "student"):
-            top1 = results.get(f"eval_{name}_top1")
-            if top1 is not None and top1 > self.best.get(name, -1.0):
+        for key, top1 in results.items():
+            if not key.endswith("_top1"):
+                continue
+            name = key.removeprefix("eval_").removesuffix("_top1")
+            if top1 > self.best.get(name, -1.0):
                 self.best[name] = top1
-                improved |= name == self._main_model()
+                improved |= name == self.method.main_model(self.epoch)
         self._pending_best = improved
         if not self.quiet:
             shown = " ".join(f"{k.removeprefix('eval_')}={v:.4f}" for k, v in results.items() if k.endswith("top1"))
             print(f"epoch {self.epoch + 1}/{self.total_epochs} {shown} {row['images_per_s'] or 0:.0f} img/s",
                   flush=True)
 
-    def _main_model(self) -> str:
-        return "student" if self.method.phase(self.epoch) != "teacher" else "teacher"
+    def _method_counters(self) -> dict[str, int]:
+        return {k: v for k, v in self.method.state_dict().items() if isinstance(v, int)}
 
+    @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        return evaluate_models({n: l.forward for n, l in self.learners.items()},
-                               {n: l.model for n, l in self.learners.items()},
-                               self.test_pipe, len(self.test_set), self.cfg.data.eval_batch_size,
-                               self.runtime.device)
+        """Top-1/top-5 and mean CE of every output the method names, on the test split (one host read)."""
+        return evaluate_outputs(lambda x: self.method.eval_outputs(self, x), self.method.eval_context(self),
+                                self.test_pipe, len(self.test_set), self.cfg.data.eval_batch_size,
+                                self.runtime.device)
 
     # ------------------------------------------------------------------------------------- progress
     def _progress(self, total: int, start: int):
@@ -296,6 +269,14 @@ class Trainer:
             self._pending_best = False
         return path
 
+    def load_weights(self, state: dict, source: str | Path) -> None:
+        """Model weights (and the method's own tensors, e.g. an EMA copy) from a fastkd run checkpoint."""
+        for name, learner in self.learners.items():
+            if name not in state["learners"]:
+                raise CheckpointError(f"{source}: holds no {name} state; it belongs to another kind of run")
+            learner.model.load_state_dict(state["learners"][name]["model"])
+        self.method.load_state_dict(state["method"])
+
     def _resume(self, path: Path) -> None:
         state = load_checkpoint(path)
         if state.get("version") != CHECKPOINT_VERSION or "learners" not in state:
@@ -304,11 +285,9 @@ class Trainer:
         saved_method = state["config"].get("method")
         if saved_method != self.cfg.method:
             raise CheckpointError(f"{path}: was written by method {saved_method!r}, config says {self.cfg.method!r}")
+        self.load_weights(state, path)
         for name, learner in self.learners.items():
-            if name not in state["learners"]:
-                raise CheckpointError(f"{path}: holds no {name} state; it belongs to another kind of run")
             learner.load_state_dict(state["learners"][name])
-        self.method.load_state_dict(state["method"])
         self.epoch, self.batch_index = state["epoch"], state["batch_index"]
         self.global_step = state["global_step"]
         self.best, self.history = dict(state["best"]), list(state["history"])
@@ -318,8 +297,8 @@ class Trainer:
     def summary(self) -> dict[str, Any]:
         final = self.history[-1] if self.history else {}
         out = {"run_dir": str(self.run_dir), "epochs_done": self.epoch, "global_step": self.global_step,
-               "finished": self.epoch >= self.total_epochs, "replay_events": self.method.replay_events}
-        for name in self.learners:
+               "finished": self.epoch >= self.total_epochs, **self._method_counters()}
+        for name in self.best:
             out[f"{name}_best_top1"] = self.best.get(name)
             out[f"{name}_final_top1"] = final.get(f"eval_{name}_top1")
         (self.run_dir / "summary.json").write_text(json.dumps(out, indent=2))
@@ -332,35 +311,23 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def build_models(cfg: ExperimentConfig, num_classes: int, with_teacher: bool) -> dict[str, nn.Module]:
-    """Teacher and student in the reference's wrapper layout (spec 2.2); a plain backbone when there is no teacher."""
-    student = create_model(cfg.model.student, num_classes=num_classes,
-                           downsample_factor=cfg.model.student_downsample_factor)
-    if not with_teacher:
-        return {"student": student}
-    # As in the reference, only a resnet18 teacher receives downsample_factor.
-    teacher_df = cfg.model.downsample_factor if cfg.model.teacher == "resnet18" else None
-    teacher = TeacherNet(create_model(cfg.model.teacher, num_classes=num_classes, downsample_factor=teacher_df))
-    return {"teacher": teacher, "student": StudentNet(student, teacher.feature_size)}
-
-
 @torch.no_grad()
-def evaluate_models(forwards: dict[str, Any], models: dict[str, nn.Module], pipe, num_samples: int,
-                    batch_size: int, device: torch.device) -> dict[str, float]:
-    """Top-1/top-5 and mean CE of every model on a split, in eval mode (one host read per model)."""
-    results: dict[str, float] = {}
+def evaluate_outputs(outputs, context, pipe, num_samples: int, batch_size: int,
+                     device: torch.device) -> dict[str, float]:
+    """Score every named logits tensor `outputs(x)` returns over a split, inside `context` (model modes)."""
     order = torch.arange(num_samples)
-    for name, forward in forwards.items():
-        model = models[name]
-        was_training = model.training
-        model.eval()
-        totals = torch.zeros(3, device=device)
+    totals: dict[str, torch.Tensor] = {}
+    with context:
         for start in range(0, num_samples, batch_size):
             x, y = pipe(order[start:start + batch_size], 0)
-            logits = forward(x)[1].float()
-            totals[:2] += topk_correct(logits, y)
-            totals[2] += ce_loss(logits, y) * y.numel()
-        model.train(was_training)
-        top1, top5, loss = (totals / num_samples).tolist()
+            for name, logits in outputs(x).items():
+                logits = logits.float()
+                acc = totals.setdefault(name, torch.zeros(3, device=device))
+                acc[:2] += topk_correct(logits, y)
+                acc[2] += ce_loss(logits, y) * y.numel()
+    with record_function("fastkd.host_sync"):
+        values = (torch.stack(list(totals.values())) / num_samples).tolist()
+    results: dict[str, float] = {}
+    for name, (top1, top5, loss) in zip(totals, values):
         results.update({f"eval_{name}_top1": top1, f"eval_{name}_top5": top5, f"eval_{name}_loss": loss})
     return results

@@ -39,7 +39,7 @@ def test_train_eval_and_resume_guard(tmp_path):
         assert (run / name).is_file(), name
     header, *rows = (run / "metrics.csv").read_text().splitlines()
     assert "eval_student_top1" in header and len(rows) == 2
-    assert "student best" in proc.stdout
+    assert "test top-1 accuracy" in proc.stdout and "student" in proc.stdout
 
     again = fastkd(args[0], str(cfg), *args[1:], cwd=tmp_path)
     assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr
