@@ -60,6 +60,26 @@ class KDConfig(_Section):
     """`dist` = the reference's unsquared torch.dist; under `semantics: standard` the default becomes `mse`."""
 
 
+class EMAConfig(_Section):
+    decay: float = Field(0.999, ge=0, lt=1)
+    """EMA decay d: ema <- d*ema + (1-d)*param (the reference's `-alpha`)."""
+    interval: float = Field(1.0, ge=0)
+    """Spacing s in epochs: update every int(s*L) iterations; 0 = every step; > 500 = random intervals (spec 5)."""
+
+
+class DropoutConfig(_Section):
+    op: Literal["standard", "max"] = "max"
+    """Which dropout op sits after each of the 4 ResNet stages: inverted dropout, or MaxDropout (spec 2.4)."""
+    rate: float = Field(0.3, ge=0, le=1)
+    """Peak drop rate p (the reference's `--drop`)."""
+    space: float = Field(1.0, ge=0)
+    """Period in epochs of p_t = p*|sin(pi*t/S)|, S = int(space*L); S >= 500 iterations = random rates (spec 6)."""
+    cutout_input: bool = False
+    """Also cut one box out of every training batch (the reference's `--cutout_input`, spaced length l_t)."""
+    length: int = Field(16, ge=0)
+    """Cutout box side for `cutout_input`."""
+
+
 class OptimConfig(_Section):
     name: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: float = Field(0.01, gt=0)
@@ -98,12 +118,16 @@ class TrainConfig(_Section):
     """Also log to TensorBoard when it is installed."""
 
 
-METHODS = ("no_kd", "online_kd", "spaced_online_kd", "offline_kd")
+METHODS = ("no_kd", "online_kd", "spaced_online_kd", "offline_kd", "self_kd", "spaced_self_kd", "ema", "spaced_ema",
+           "dropout", "spaced_dropout")
 
 
 class ExperimentConfig(_Section):
     name: str = "experiment"
-    method: Literal["no_kd", "online_kd", "spaced_online_kd", "offline_kd"] = "spaced_online_kd"
+    method: Literal["no_kd", "online_kd", "spaced_online_kd", "offline_kd", "self_kd", "spaced_self_kd", "ema",
+                    "spaced_ema", "dropout", "spaced_dropout"] = "spaced_online_kd"
+    """The online-KD family uses `kd` (+ `model.teacher`); self KD uses `kd` (interval, temperature, alpha = the
+    reference's loss_coefficient, beta = feature_loss_coefficient); EMA uses `ema`; dropout uses `dropout`."""
     semantics: Literal["reference", "standard"] = "reference"
     """`reference` = what the authors' code computes, quirks included; `standard` = textbook definitions."""
     seed: int = 0
@@ -113,6 +137,8 @@ class ExperimentConfig(_Section):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     kd: KDConfig = KDConfig()
+    ema: EMAConfig = EMAConfig()
+    dropout: DropoutConfig = DropoutConfig()
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
 
