@@ -40,12 +40,14 @@ def report(request):
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None or not _images_per_second:
         return
-    reporter.write_line("")
-    reporter.write_line("Pipeline throughput (images/s, median round) and speed-up over the PIL DataLoader:")
+    lines = ["", "Pipeline throughput (images/s, median round) and speed-up over the PIL DataLoader:"]
     for (recipe, name), rate in sorted(_images_per_second.items()):
         reference = _images_per_second.get((recipe, "pil_dataloader_4_workers"))
         ratio = f"{rate / reference:6.2f}x" if reference else "   n/a"
-        reporter.write_line(f"  {recipe:10s} {name:26s} {rate:10.0f}  {ratio}")
+        lines.append(f"  {recipe:10s} {name:26s} {rate:10.0f}  {ratio}")
+    with request.config.pluginmanager.get_plugin("capturemanager").global_and_fixture_disabled():
+        for line in lines:  # module teardown output is captured otherwise
+            reporter.write_line(line)
 
 
 def _record(benchmark, recipe: str, name: str) -> None:
