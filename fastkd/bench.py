@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib
 import json
 import math
@@ -88,10 +89,10 @@ PRESETS: dict[str, Preset] = {
     "cpu-small": Preset(
         name="cpu-small",
         description="this 2-core CPU: narrow ResNet-18s (width/4) at batch 128, the full-width self-KD and dropout "
-                    "nets at batch 32; 3 rounds; < 10 min",
+                    "nets at batch 16; 3 rounds; < 10 min",
         device="cpu", rounds=3, warmup_rounds=1, workers=4,
         scales=_same_scale(Scale(128, 1280, 16.0),
-                           spaced_self_kd=Scale(32, 192, 1.0), spaced_dropout=Scale(32, 256, 1.0)),
+                           spaced_self_kd=Scale(16, 64, 1.0), spaced_dropout=Scale(16, 128, 1.0)),
         test_images=100, matmul_size=2048, ceiling_steps=3,
     ),
     "gpu": Preset(
@@ -570,7 +571,7 @@ def bench_method(method: BenchMethod, preset: Preset, rounds: int, workdir: Path
         "method": method.name, "status": "ok", "reference_script": method.reference_script,
         "setting": method.setting, "batch_size": scale.batch_size, "train_images": scale.train_images,
         "iters_per_epoch": scale.iters_per_epoch, "width_divisor": scale.width_divisor,
-        "fastkd_runtime": trainer.runtime.describe(),
+        "fastkd_runtime": trainer.runtime.describe(), "fastkd_overrides": method.fastkd_overrides(scale),
         "fastkd": asdict(fastkd) | {"median_images_per_s": fastkd.median},
         "reference": asdict(ref) | {"median_images_per_s": ref.median},
         "speedup": {"per_round": ratios, "median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)},
@@ -837,6 +838,7 @@ def run(args: argparse.Namespace) -> int:
                 failed = True
                 reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 row = {"method": method.name, "status": "error", "reason": reason}
+            gc.collect()  # the finished method's models and buffers must not count in the next one's memory
             results["methods"].append(_with_ceiling_share(row, results["ceiling"]) if row["status"] == "ok" else row)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))

@@ -87,3 +87,11 @@ def test_main_prints_one_line_and_exits_2(capsys):
     assert bench.main(["--preset", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("fastkd bench: error: --preset 'nope' is unknown")
+
+
+def test_fastkd_cli_bench_bad_option(capsys):
+    from fastkd.cli import main
+
+    assert main(["bench", "--preset", "test", "--rounds", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--rounds 0: need at least 1 timed round per side" in err
