@@ -55,7 +55,8 @@ def _check_inputs(
         )
     if labels.ndim != 1 or len(labels) != len(images) or labels.dtype != torch.int64:
         raise ValueError(
-            f"labels must be an int64 (N,) tensor with N = {len(images)} images, got {labels.dtype} {tuple(labels.shape)}"
+            f"labels must be an int64 (N,) tensor with N = {len(images)} images, "
+            f"got {labels.dtype} {tuple(labels.shape)}"
         )
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
         raise ValueError(f"mean and std need 3 values each with std > 0, got mean={mean}, std={std}")

@@ -15,7 +15,6 @@ and shears by at most one grey level (tests/pipelines/test_dali_pipeline.py meas
 
 from __future__ import annotations
 
-from typing import Callable
 
 import numpy as np
 import nvidia.dali.fn as fn

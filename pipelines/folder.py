@@ -87,8 +87,8 @@ def draw_folder_params(recipe: Recipe, sizes: torch.Tensor, seed: int) -> tuple[
         boxes = torch.cat([draw_resized_crops(recipe, 1, int(h), int(w), generator) for h, w in sizes.tolist()])
     else:
         boxes = torch.cat([torch.zeros_like(sizes), sizes], dim=1)
-    flips = torch.rand(len(sizes), generator=generator) < 0.5 if recipe.hflip else torch.zeros(len(sizes), dtype=torch.bool)
-    return boxes, flips
+    flips = torch.rand(len(sizes), generator=generator) < 0.5
+    return boxes, flips if recipe.hflip else torch.zeros_like(flips)
 
 
 def _resize_shorter(height: int, width: int, shorter: int) -> tuple[int, int]:
@@ -106,7 +106,8 @@ class TorchFolderPipeline:
 
     def __init__(self, dataset: FolderDataset, recipe: Recipe, *, mean, std, device: torch.device,
                  dtype: torch.dtype, channels_last: bool) -> None:
-        self.dataset, self.recipe, self.device, self.dtype, self.channels_last = dataset, recipe, device, dtype, channels_last
+        self.dataset, self.recipe, self.device = dataset, recipe, device
+        self.dtype, self.channels_last = dtype, channels_last
         self.mean, self.std = list(mean), list(std)
 
     def _sample(self, encoded: np.ndarray, box: list[int], flip: bool) -> torch.Tensor:
@@ -148,7 +149,8 @@ class DaliFolderPipeline:
 
     def __init__(self, dataset: FolderDataset, recipe: Recipe, *, mean, std, device: torch.device,
                  dtype: torch.dtype, channels_last: bool, num_threads: int = 2) -> None:
-        self.dataset, self.recipe, self.device, self.dtype, self.channels_last = dataset, recipe, device, dtype, channels_last
+        self.dataset, self.recipe, self.device = dataset, recipe, device
+        self.dtype, self.channels_last = dtype, channels_last
         self.mean, self.std, self.num_threads = mean, std, num_threads
         self.dali_device = "gpu" if device.type == "cuda" else "cpu"
         self._pipe, self._capacity = None, 0

@@ -27,7 +27,9 @@ OP_ID: dict[str, int] = {name: i for i, name in enumerate(OPS)}
 IDENTITY = -1
 """Op id of a stage whose apply-bit came up false."""
 
-SIGNED_OPS = frozenset({"contrast", "translate_x", "translate_y", "sharpness", "shear_x", "shear_y", "color", "brightness"})
+SIGNED_OPS = frozenset(
+    {"contrast", "translate_x", "translate_y", "sharpness", "shear_x", "shear_y", "color", "brightness"}
+)
 """Ops whose magnitude gets a random sign (rotate does not: the reference always turns counter-clockwise)."""
 
 # The 25 sub-policies in reference order: (p1, op1, m1, p2, op2, m2), m = magnitude index 0..9.

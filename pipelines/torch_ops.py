@@ -1,8 +1,9 @@
 """Batched image ops with one parameter per sample, numerically following torchvision.transforms.v2.functional.
 
 Images are uint8 ``(B, C, H, W)`` tensors (any memory format) on any device, except where a docstring says NHWC;
-parameters are host tensors, one row per sample. Each op reproduces the arithmetic of the torchvision tensor kernel it is named after, so a sample
-comes out as torchvision would make it with the same scalar parameter (see tests/pipelines/test_torch_ops.py).
+parameters are host tensors, one row per sample. Each op reproduces the arithmetic of the torchvision tensor
+kernel it is named after, so a sample comes out as torchvision would make it with the same scalar parameter
+(see tests/pipelines/test_torch_ops.py).
 """
 
 from __future__ import annotations
@@ -154,12 +155,17 @@ def shear(images: torch.Tensor, degrees: torch.Tensor, axis: int, fill: Fill) ->
 # RandomCrop -> flip -> rotation as one gather: every output pixel knows which input pixel (or fill) it shows.
 
 
-def with_fill_pixels(images: torch.Tensor, fills: tuple[int, ...]) -> torch.Tensor:
-    """The split as (N*H*W + len(fills), C) pixel rows, the last rows grey ``fills``: gather sources for
-    :func:`crop_flip_rotate`, which points padding and rotation corners at them instead of masking afterwards."""
+def with_fill_pixels(
+    images: torch.Tensor, fills: tuple[int, ...], device: torch.device | None = None
+) -> torch.Tensor:
+    """The split as (N*H*W + len(fills), C) pixel rows on ``device``, the last rows grey ``fills``: gather sources
+    for :func:`crop_flip_rotate`, which points padding and rotation corners at them instead of masking afterwards.
+    Filled in place, so the split is copied to the device once."""
     channels = images.shape[-1]
-    extra = torch.tensor(fills, dtype=images.dtype, device=images.device).view(-1, 1).expand(-1, channels)
-    return torch.cat([images.reshape(-1, channels), extra])
+    pixels = torch.empty(images[..., 0].numel() + len(fills), channels, dtype=images.dtype, device=device)
+    pixels[: -len(fills)].copy_(images.reshape(-1, channels))
+    pixels[-len(fills):] = torch.tensor(fills, dtype=images.dtype).view(-1, 1)
+    return pixels
 
 
 def crop_flip_rotate(
@@ -215,7 +221,8 @@ def crop_flip_rotate(
 def _greyscale_floor(images: torch.Tensor) -> torch.Tensor:
     """torchvision's float greyscale of uint8 RGB, floored: (B, 1, H, W) float32."""
     r, g, b = images.unbind(dim=-3)
-    return r.mul(_GREY_WEIGHTS[0]).add_(g, alpha=_GREY_WEIGHTS[1]).add_(b, alpha=_GREY_WEIGHTS[2]).unsqueeze_(-3).floor_()
+    grey = r.mul(_GREY_WEIGHTS[0]).add_(g, alpha=_GREY_WEIGHTS[1]).add_(b, alpha=_GREY_WEIGHTS[2])
+    return grey.unsqueeze_(-3).floor_()
 
 
 def _fused_multiply_add(base: torch.Tensor, other: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

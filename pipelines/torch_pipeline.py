@@ -108,7 +108,7 @@ class TorchPipeline:
         self.channels_last = channels_last
         _, height, width, _ = images.shape
         self.image_shape = (height, width)
-        self.pixels = ops.with_fill_pixels(images.to(device), (recipe.crop_fill, 0))
+        self.pixels = ops.with_fill_pixels(images, (recipe.crop_fill, 0), device)
         self.images = self.pixels[: -2].view(images.shape)
         self.labels = labels.to(device)
         # float64 output (exact oracle runs) is normalised in float64; everything else in float32.

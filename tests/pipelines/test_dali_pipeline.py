@@ -7,7 +7,7 @@ import pytest
 import torch
 from pipeline_oracle import CIFAR100_MEAN, CIFAR100_STD, autoaugment_op, make_images, reference_batch, unnormalize
 
-pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed (pip install fastkd[dali]): DALI backend untested")
+pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed (pip install fastkd[dali])")
 
 from nvidia.dali import types  # noqa: E402
 

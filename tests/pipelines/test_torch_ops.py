@@ -57,7 +57,8 @@ def test_randaugment_op_matches_torchvision(images, op):
 
 @pytest.mark.parametrize("fill", (0, 128))
 def test_rotation_matches_torchvision_for_random_angles(images, fill):
-    angles = torch.empty(len(images), dtype=torch.float64).uniform_(-180, 180, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    angles = torch.empty(len(images), dtype=torch.float64).uniform_(-180, 180, generator=generator)
     got = torch_ops.rotate(images, angles, fill)
     expected = torch.stack([TF.rotate(image, float(a), fill=fill) for image, a in zip(images, angles)])
     _assert_pixels_equal(got, expected)

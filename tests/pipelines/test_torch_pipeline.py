@@ -72,9 +72,8 @@ def test_layout_dtype_and_value_range(data, dtype, channels_last):
 def test_none_recipe_is_plain_normalisation(data):
     images, _ = data
     out, _ = _pipeline(data, "none")(torch.tensor([4, 2]), seed=0)
-    expected = (images[[4, 2]].permute(0, 3, 1, 2) / 255.0 - torch.tensor(CIFAR100_MEAN).view(1, 3, 1, 1)) / torch.tensor(
-        CIFAR100_STD
-    ).view(1, 3, 1, 1)
+    mean, std = torch.tensor(CIFAR100_MEAN).view(1, 3, 1, 1), torch.tensor(CIFAR100_STD).view(1, 3, 1, 1)
+    expected = (images[[4, 2]].permute(0, 3, 1, 2) / 255.0 - mean) / std
     torch.testing.assert_close(out, expected, rtol=0, atol=2e-6)
 
 
