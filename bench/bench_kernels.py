@@ -2,8 +2,8 @@
 
     OMP_NUM_THREADS=1 python -m pytest bench/bench_kernels.py --benchmark-enable -p no:cacheprovider
 
-Prints a ratio table (reference median / fastkd median) at the end and records Triton-interpreter timings for
-information (the interpreter runs programs one by one in Python; it says nothing about GPU speed).
+bench/conftest.py prints the speed-ups (reference median / fastkd median) at the end, plus Triton-interpreter
+timings for information (the interpreter runs programs one by one in Python; it says nothing about GPU speed).
 """
 
 from __future__ import annotations
@@ -23,28 +23,6 @@ from fastkd.kernels import FlatEMA, kd_loss
 TEMPERATURE, ALPHA = 3.0, 0.3  # reference online-KD defaults (spec 0)
 KD_SHAPES = [(128, 100), (128, 200), (256, 1000)]
 EMA_MODELS = ["resnet18", "resnet50"]
-_medians: dict[tuple[str, str], float] = {}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ratio_report(request):
-    """After the module: one line per group with the speed-up of fastkd over the reference op sequence."""
-    yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None or not _medians:
-        return
-    reporter.write_line("")
-    reporter.write_line("fastkd.kernels speed-ups (median reference time / median fastkd time):")
-    for (group, name), seconds in sorted(_medians.items()):
-        if name.startswith("fastkd"):
-            reference = _medians.get((group, "reference"))
-            ratio = f"{reference / seconds:5.2f}x" if reference else "  n/a"
-            reporter.write_line(f"  {group:32s} {name:22s} {seconds * 1e6:10.1f} us  {ratio}")
-
-
-def _record(benchmark, group: str, name: str) -> None:
-    if benchmark.stats is not None:
-        _medians[(group, name)] = benchmark.stats.stats.median
 
 
 # ---------------------------------------------------------------- KD loss, forward + backward
@@ -94,7 +72,6 @@ def test_kd_loss_forward_backward(benchmark, batch: int, classes: int, impl: str
     group = f"kd {soft} {batch}x{classes}"
     benchmark.group = group
     benchmark(step)
-    _record(benchmark, group, impl)
 
 
 # ---------------------------------------------------------------- EMA update
@@ -130,13 +107,12 @@ def test_ema_update(benchmark, model_name: str, impl: str) -> None:
                 torch._foreach_lerp_(average, params, 1 - decay)
 
         benchmark(update)
-    _record(benchmark, group, impl)
 
 
 # ---------------------------------------------------------------- Triton interpreter, for information
 
 
-def test_triton_interpreter_timings(request) -> None:
+def test_triton_interpreter_timings(request, bench_note) -> None:
     """Wall time of one interpreted KD-loss forward+backward (128x100) and one EMA update (resnet18)."""
     pytest.importorskip("triton", reason="triton is not installed")
     if not request.config.getoption("benchmark_enable", default=False):
@@ -162,6 +138,4 @@ def test_triton_interpreter_timings(request) -> None:
     result = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     kd_seconds, ema_seconds = map(float, result.stdout.split()[-2:])
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    reporter.write_line("")
-    reporter.write_line(f"Triton interpreter: kd_loss 128x100 fwd+bwd {kd_seconds:.2f} s, resnet18 EMA update {ema_seconds:.2f} s")
+    bench_note(f"Triton interpreter: kd_loss 128x100 fwd+bwd {kd_seconds:.2f} s, resnet18 EMA update {ema_seconds:.2f} s")
