@@ -21,30 +21,27 @@ def twin_rows(
     """Per-row CE / soft terms and the scaled dL/dz_student for (K, B, C) student logits."""
     num_heads, batch, classes = student.shape
     has_teacher = teacher is not None
-    tempered_student = has_teacher and spec.temperature != 1.0
+    tempered = has_teacher and spec.temperature != 1.0
     eps = spec.label_smoothing
     ce_grad_scale = spec.ce_grad_scale
-    plane_counts = [num_heads, 1 if has_teacher else 0, num_heads if tempered_student else 0]
+    plane_counts = [num_heads, 1 if has_teacher else 0, num_heads if tempered else 0]
 
-    # 1. Planes [z | t | z/T], every row shifted by its max BEFORE scaling by 1/T, so the dominant entries stay
-    #    exact even for logits of +-1e4. fp32 accumulation for fp16/bf16/fp32; fp64 inputs stay fp64.
+    # 1. Planes [z | t | z] (the last two divided by T), every row shifted by its max BEFORE scaling, so the
+    #    dominant entries stay exact even for logits of +-1e4. fp32 accumulation for fp16/bf16/fp32; fp64 stays.
     accumulate = torch.float64 if student.dtype == torch.float64 else torch.float32
-    shifted = torch.empty((sum(plane_counts), batch, classes), dtype=accumulate, device=student.device)
-    z_plane, t_plane, s_plane = shifted.split(plane_counts)
-    z_plane.copy_(student)
-    untempered = z_plane
     if has_teacher:
-        t_plane.copy_(teacher.detach().unsqueeze(0))
-        untempered = shifted[: num_heads + 1]
-    untempered.sub_(untempered.amax(-1, keepdim=True))
+        planes = (student, teacher.detach().unsqueeze(0), student) if tempered else (student, teacher.detach().unsqueeze(0))
+        shifted = torch.cat(planes).to(accumulate)  # cat always copies, so the in-place ops below are safe
+    else:
+        shifted = student.to(accumulate, copy=True)
+    shifted.sub_(shifted.amax(-1, keepdim=True))
     if has_teacher and spec.temperature != 1.0:
-        t_plane.mul_(1.0 / spec.temperature)
-    if tempered_student:
-        torch.mul(z_plane, 1.0 / spec.temperature, out=s_plane)
+        shifted[num_heads:].mul_(1.0 / spec.temperature)
 
     # 2. One softmax for all planes; log_sum = log sum_c exp(shifted) = -log p_max (no extra exp pass).
     probs = torch.softmax(shifted, dim=-1)
     neg_log_sum = probs.amax(-1).log_()
+    z_plane, t_plane, s_plane = shifted.split(plane_counts)
     p_z, p_t, p_s = probs.split(plane_counts)
     nls_z, nls_t, nls_s = neg_log_sum.split(plane_counts)
 
@@ -55,9 +52,9 @@ def twin_rows(
         ce.sub_(z_plane.mean(-1), alpha=eps)
 
     if has_teacher:
-        if not tempered_student:
+        if not tempered:
             s_plane, p_s, nls_s = z_plane, p_z, nls_z
-        soft, grad = _soft_term_and_grad(spec, t_plane[0], p_t[0], nls_t[0], s_plane, p_s, nls_s, p_z)
+        soft, grad = _soft_term_and_grad(spec, t_plane, p_t, nls_t, s_plane, p_s, nls_s, p_z)
     else:
         soft, grad = torch.zeros_like(ce), p_z.mul_(ce_grad_scale)
 
@@ -81,14 +78,15 @@ def _soft_term_and_grad(
     """Soft rows (K, B) and grad = ce_grad_scale * p_z + soft gradient, built in place in p_z.
 
     x = shifted tempered logits, p = their softmax, nls = -log_sum, so log p = x + nls and
-    log p_t - log p_s = (x_t - x_s) + nls_t - nls_s. p_s may be p_z itself (T == 1).
+    log p_t - log p_s = (x_t - x_s) + nls_t - nls_s. Teacher planes are (1, B, ...) and broadcast over the
+    K student heads; p_s may be p_z itself (T == 1).
     """
     temperature, inv_t = spec.temperature, 1.0 / spec.temperature
     soft_grad_scale = spec.soft_grad_scale
     if spec.soft == "reference_prob_kl":
         # sum p_t log p_t - <p_t, p_s>;  d/dz_s = -(1/T) p_s (p_t - <p_t, p_s>).
         agreement = torch.linalg.vecdot(p_t, p_s)
-        soft = torch.linalg.vecdot(p_t, x_t).add_(nls_t) - agreement  # (B,) teacher term broadcast over K
+        soft = torch.linalg.vecdot(p_t, x_t).add_(nls_t) - agreement  # (1, B) teacher term broadcast over K
         soft_grad = (p_t - agreement.unsqueeze(-1)).mul_(p_s)
         grad = p_z.mul_(spec.ce_grad_scale).add_(soft_grad, alpha=-inv_t * soft_grad_scale)
         return soft, grad
