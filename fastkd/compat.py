@@ -626,8 +626,8 @@ def _train(resolved: Resolved) -> int:
     root = Path(cfg.data.root).expanduser() if cfg.data.root else None
     if cfg.data.dataset != "digits" and (root is None or not root.exists()):
         where = f"{root} ({resolved.data_root_source})" if root else "nowhere"
-        raise CompatError(f"no {cfg.data.dataset} data at {where}: the reference reads its authors' fixed paths; "
-                          f"pass --data-root DIR or set {DATA_ENV}=DIR")
+        raise CompatError(f"no {cfg.data.dataset} data at {where}: pass --data-root DIR or set {DATA_ENV}=DIR "
+                          "(the reference scripts read fixed paths of their authors' machines)")
     run_dir = Path(cfg.output_dir) / cfg.name
     if options.resume and not (run_dir / "last.pt").is_file():
         raise CompatError(f"--resume: no last.pt in {run_dir}; start without --resume")
