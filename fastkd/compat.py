@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import ConfigError, ExperimentConfig, apply_overrides, dump_config, validate
+from .methods.schedule import OFFLINE_RATE
 
 SCRIPTS = ("train_space", "train_kd", "ema", "self_kd", "dropout", "export")
 DATA_ENV = "FASTKD_DATA"
@@ -50,11 +51,10 @@ FASTKD_FLAGS_HELP = """fastkd-only flags (full spelling only; everything else is
 REFERENCE_WEIGHT_DECAY = 5e-4
 REFERENCE_MOMENTUM = 0.9
 REFERENCE_MILESTONES = [60, 120, 160]
-"""`conf/global_settings.py` MILESTONES, also hard-coded in `dropout/train.py`; gamma 0.2 everywhere."""
+"""`conf/global_settings.py` MILESTONES, also hard-coded in `dropout/train.py`."""
+REFERENCE_GAMMA = 0.2
 REFERENCE_LR_DECAY_EPOCHS = 200
 """`conf/global_settings.py` EPOCH: what `-lr_decay` silently switches the online-KD run length to (quirk 5)."""
-OFFLINE_RATE = 50.0
-"""`-interval_rate` at or above this trains the teacher first (spec 4.2)."""
 
 # Where each reference script reads its data (all hard-coded except self KD's --dataset_path default).
 REFERENCE_CIFAR_ROOT = "/data/datasets/CIFAR"
@@ -314,7 +314,7 @@ def _optim(name: str, lr: float, *, nesterov: bool = False, lr_decay: bool = Fal
     if name == "sgd":
         optim |= {"momentum": REFERENCE_MOMENTUM, "nesterov": nesterov}
     if lr_decay:
-        optim |= {"milestones": list(REFERENCE_MILESTONES), "gamma": 0.2}
+        optim |= {"milestones": list(REFERENCE_MILESTONES), "gamma": REFERENCE_GAMMA}
     return optim
 
 
@@ -325,12 +325,13 @@ def _optimizer_name(script: str, value: str) -> str:
     return names[value]
 
 
-def _cnn_dataset(script: str, value: str, flag: str = "-dataset", no_reader: tuple[str, ...] = ("imagenet",)) -> str:
+def _cnn_dataset(script: str, value: str) -> str:
+    """`-dataset` of the online-KD and EMA scripts: their loaders know cifar100, tiny_imagenet and imagenet."""
     if value in ("cifar100", "tiny_imagenet"):
         return value
-    if value in no_reader:
-        raise _unsupported(script, flag, value, "fastkd's CNN data sets are cifar100 and tiny_imagenet")
-    raise _crash(script, flag, value, "it has no data-loader branch for it", "use cifar100 or tiny_imagenet")
+    if value == "imagenet":
+        raise _unsupported(script, "-dataset", value, "fastkd's CNN data sets are cifar100 and tiny_imagenet")
+    raise _crash(script, "-dataset", value, "it has no data-loader branch for it", "use cifar100 or tiny_imagenet")
 
 
 def _reference_root(dataset: str) -> str:
@@ -412,7 +413,7 @@ EMA_NETS = ("resnet18", "resnet50", "resnet101")
 
 def _translate_ema(script: str, v: dict[str, Any], given: set[str], semantics: str) -> _Draft:
     notes: list[str] = []
-    dataset = _cnn_dataset(script, v["dataset"], no_reader=("imagenet",))
+    dataset = _cnn_dataset(script, v["dataset"])
     if v["net"] not in EMA_NETS:
         raise _crash(script, "-net", v["net"], "train_EMA.py builds only resnet18, resnet50 and resnet101",
                      "use one of those")
