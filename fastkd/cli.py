@@ -108,6 +108,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def print_plan(plan, as_json: bool) -> None:
+    """Every field of any method's plan (labels from the field names), then its notes."""
     if as_json:
         print(json.dumps(plan.as_dict(), indent=2))
         return
@@ -115,15 +116,11 @@ def print_plan(plan, as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title=f"fastkd plan: {plan.method} ({plan.semantics})", show_header=False)
-    labels = {
-        "mode": "mode", "iters_per_epoch": "iterations per epoch L", "rate": "interval s (epochs)",
-        "interval": "interval I (iterations)", "total_epochs": "epochs run", "teacher_steps": "teacher steps",
-        "student_steps": "student steps", "replay_events": "replay events",
-        "never_distilled": "batches never distilled",
-    }
-    data = plan.as_dict()
-    for key, label in labels.items():
-        table.add_row(label, str(data[key]))
+    for key, value in plan.as_dict().items():
+        if key in ("method", "semantics", "notes"):
+            continue
+        shown = ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+        table.add_row(key.replace("_", " "), shown)
     for note in plan.notes:
         table.add_row("note", note)
     Console().print(table)
@@ -160,6 +157,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    return bench.run(args)
+
+
+def cmd_compat(args: argparse.Namespace) -> int:
+    from . import compat
+
+    return compat.run(args.script, args.argv)
+
+
 def demo_config_path() -> Path:
     return Path(str(resources.files("fastkd.configs") / "demo.yaml"))
 
@@ -191,6 +200,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="override the demo's epoch count")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="fastkd vs the reference code's hot-path structure, in one run")
+    from . import bench
+
+    bench.add_arguments(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("compat", help="run a reference script's command line unchanged (drop-in backend)",
+                       description="fastkd compat SCRIPT [reference flags...]: SCRIPT is train_space (= train_kd), "
+                                   "self_kd, ema or dropout; add --print-config or --plan [--json] to inspect.")
+    p.add_argument("script", help="train_space | train_kd | self_kd | ema | dropout")
+    p.add_argument("argv", nargs=argparse.REMAINDER, help="the reference script's flags, spelled as it spells them")
+    p.set_defaults(func=cmd_compat)
     return parser
 
 

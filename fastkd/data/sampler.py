@@ -56,5 +56,6 @@ class EpochSampler:
         return self.permutation(epoch)[start:start + self.global_batch][self.shard_id::self.num_shards]
 
     def batch_seed(self, epoch: int, i: int) -> int:
-        """The augmentation seed of batch i: shared by all shards, so replays regenerate identical pixels."""
-        return derive_seed(self.seed, epoch, i, 0xA116)
+        """The augmentation seed of this shard's batch i (per shard, so ranks draw independent augmentations);
+        replays store it with the indices and regenerate identical pixels."""
+        return derive_seed(self.seed, epoch, i, self.shard_id, 0xA116)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import random
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -19,7 +21,8 @@ class Runtime:
     amp_dtype: torch.dtype | None
     """Autocast dtype, or None for fp32."""
     compile: bool
-    channels_last: bool
+    channels_last: bool | None
+    """None until resolved (`auto` on CPU is measured once the models exist: see resolve_channels_last)."""
     param_dtype: torch.dtype = torch.float32
     """Model/data dtype: float32, or float64 for exact comparisons."""
 
@@ -61,8 +64,40 @@ def build_runtime(cfg: TrainConfig) -> Runtime:
         raise ValueError("train.float64 runs everything in float64; it cannot be combined with train.amp=" + cfg.amp)
     if cfg.float64:
         amp = None
-    return Runtime(device=device, amp_dtype=amp, compile=compile_, channels_last=cfg.channels_last,
+    channels_last = cfg.channels_last
+    if channels_last == "auto":
+        channels_last = True if on_cuda else (False if cfg.deterministic else None)
+    return Runtime(device=device, amp_dtype=amp, compile=compile_, channels_last=channels_last,
                    param_dtype=torch.float64 if cfg.float64 else torch.float32)
+
+
+def resolve_channels_last(runtime: Runtime, models: list[torch.nn.Module], image_shape: tuple[int, int, int],
+                          batch: int = 16) -> Runtime:
+    """Pick the faster memory layout by timing forward+backward of copies of the models (global RNG untouched)."""
+    if runtime.channels_last is not None:
+        return runtime
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, *image_shape, generator=gen).to(runtime.device, runtime.param_dtype)
+    seconds = {}
+    for layout in (torch.contiguous_format, torch.channels_last):
+        clones = [copy.deepcopy(m).to(device=runtime.device, dtype=runtime.param_dtype, memory_format=layout)
+                  for m in models]
+        inp = x.contiguous(memory_format=layout)
+        best = float("inf")
+        for _ in range(3):  # the first round warms up allocator and kernel choice; keep the best
+            start = time.perf_counter()
+            for model in clones:
+                sum(t.float().sum() for t in _tensors(model(inp))).backward()
+            best = min(best, time.perf_counter() - start)
+        seconds[layout] = best
+    return replace(runtime, channels_last=seconds[torch.channels_last] < seconds[torch.contiguous_format])
+
+
+def _tensors(out) -> list[torch.Tensor]:
+    """Every tensor in a model output (a tensor, a (feature, logits) tuple, or lists of exits)."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    return [t for item in out for t in _tensors(item)]
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

@@ -20,7 +20,7 @@ from ..methods import Method, build_method
 from ..pipelines import build_pipeline, get_recipe
 from .checkpoint import CHECKPOINT_VERSION, CheckpointError, copy_atomic, init_weights, load_checkpoint, save_atomic
 from .metrics import CsvSummary, DeviceMeter, StepLog, topk_correct
-from .runtime import Runtime, build_runtime, rng_state, seed_everything, set_rng_state
+from .runtime import Runtime, build_runtime, resolve_channels_last, rng_state, seed_everything, set_rng_state
 from .steps import Learner, build_learner, ce_loss
 
 
@@ -68,14 +68,20 @@ class Trainer:
         self.sampler = EpochSampler(len(self.train_set), d.batch_size, seed=cfg.seed, shuffle=d.shuffle)
         self.method = build_method(cfg, len(self.sampler))
         self.plan = self.method.plan
-        common = dict(mean=self.train_set.mean, std=self.train_set.std, device=self.runtime.device,
+        models = self.method.build_models(cfg, self.train_set.num_classes)
+        if cfg.init_from:
+            init_weights(cfg.init_from, models)
+        image_shape = (3, *self.train_set.images.shape[1:3])
+        self.runtime = resolve_channels_last(self.runtime, list(models.values()), image_shape)
+        mean, std = self.method.normalization(d.dataset) or (self.train_set.mean, self.train_set.std)
+        common = dict(mean=mean, std=std, device=self.runtime.device,
                       backend=d.pipeline, dtype=self.runtime.input_dtype, channels_last=self.runtime.channels_last)
         self.train_pipe = build_pipeline(self.train_set.images, self.train_set.labels,
                                          get_recipe(train_recipe_name(d.dataset, d.augment, self.method.train_recipe)),
                                          **common)
         self.test_pipe = build_pipeline(self.test_set.images, self.test_set.labels, get_recipe("none"), **common)
-
-        self.learners = self._build_learners()
+        self.learners = {name: build_learner(name, m, cfg.optim, cfg.train.epochs, self.runtime)
+                         for name, m in models.items()}
         self.method.attach(self)
 
         self.epoch = 0
@@ -97,13 +103,6 @@ class Trainer:
         self.tb = self._tensorboard() if cfg.train.tensorboard else None
 
     # ----------------------------------------------------------------------------------------- build
-    def _build_learners(self) -> dict[str, Learner]:
-        models = self.method.build_models(self.cfg, self.train_set.num_classes)
-        if self.cfg.init_from:
-            init_weights(self.cfg.init_from, models)
-        return {name: build_learner(name, m, self.cfg.optim, self.cfg.train.epochs, self.runtime)
-                for name, m in models.items()}
-
     def _tensorboard(self):
         try:
             from torch.utils.tensorboard import SummaryWriter

@@ -50,6 +50,11 @@ class Method:
     def build_models(self, cfg: ExperimentConfig, num_classes: int) -> dict[str, nn.Module]:
         raise NotImplementedError
 
+    def normalization(self, dataset: str) -> tuple[tuple[float, float, float], tuple[float, float, float]] | None:
+        """(mean, std) the pipelines normalise with instead of the data set's own statistics, or None to keep
+        them (self KD's reference normalises CIFAR-100 with CIFAR-10 statistics, spec 1.2)."""
+        return None
+
     def attach(self, eng: Engine) -> None:
         """Called once the learners exist (e.g. to build an EMA copy)."""
 
@@ -88,3 +93,16 @@ class Method:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+
+def family_model_name(name: str, prefix: str) -> str:
+    """The registered model of a method's family for a configured name: `resnet18` -> `selfkd_resnet18` with
+    prefix `selfkd_`; a name that already carries the prefix is kept. Unknown names raise listing the family."""
+    from ..config import ConfigError
+    from ..models import is_model, list_models
+
+    full = name if name.startswith(prefix) else prefix + name
+    if not is_model(full):
+        choices = ", ".join(n.removeprefix(prefix) for n in list_models(prefix + "*"))
+        raise ConfigError(f"model.student: {name!r} has no {prefix.rstrip('_')} variant; choose one of: {choices}")
+    return full
