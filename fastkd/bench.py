@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -88,11 +88,10 @@ def _same_scale(scale: Scale, **overrides: Scale) -> dict[str, Scale]:
 PRESETS: dict[str, Preset] = {
     "cpu-small": Preset(
         name="cpu-small",
-        description="this 2-core CPU: narrow ResNet-18s (width/4) at batch 128, the full-width self-KD and dropout "
-                    "nets at batch 16; 3 rounds; < 10 min",
+        description="this 2-core CPU: ResNet-18s at width/4, batch 128, 10 iterations per epoch (self KD: 5); "
+                    "3 rounds; < 10 min",
         device="cpu", rounds=3, warmup_rounds=1, workers=4,
-        scales=_same_scale(Scale(128, 1280, 16.0),
-                           spaced_self_kd=Scale(16, 64, 1.0), spaced_dropout=Scale(16, 128, 1.0)),
+        scales=_same_scale(Scale(128, 1280, 16.0), spaced_self_kd=Scale(128, 640, 16.0)),
         test_images=100, matmul_size=2048, ceiling_steps=3,
     ),
     "gpu": Preset(
@@ -107,7 +106,7 @@ PRESETS: dict[str, Preset] = {
         name="test",
         description="a seconds-long smoke run for the test suite (tiny nets, 1 round)",
         device="cpu", rounds=1, warmup_rounds=1, workers=2,
-        scales=_same_scale(Scale(16, 48, 64.0), spaced_self_kd=Scale(4, 12, 1.0), spaced_dropout=Scale(4, 12, 1.0)),
+        scales=_same_scale(Scale(16, 48, 64.0)),
         test_images=16, matmul_size=256, ceiling_steps=1, sweep_threads=False,
     ),
 }
@@ -126,7 +125,8 @@ class BenchMethod:
     has_replay_buffer: bool
 
 
-# Hyperparameters both sides use (the reference scripts' README values).
+# The settings of each row (the reference scripts' README values); the baselines read them back from the resolved
+# fastkd config, so both sides always run the same setting.
 ONLINE_KD = dict(lr=0.01, momentum=0.9, weight_decay=5e-4, temperature=3.0, alpha=0.3, beta=0.03)
 SELF_KD = dict(interval=1.0, lr=0.01, temperature=3.0, lam=0.3, mu=0.03)
 EMA = dict(interval=0.1, decay=0.999, lr=0.01)
@@ -138,6 +138,7 @@ def _online_kd_overrides(method: str, rate: float) -> Callable[[Scale], list[str
     def overrides(scale: Scale) -> list[str]:
         return [f"method={method}", f"kd.interval={rate}", f"kd.temperature={ONLINE_KD['temperature']}",
                 f"kd.alpha={ONLINE_KD['alpha']}", f"kd.beta={ONLINE_KD['beta']}", f"optim.lr={ONLINE_KD['lr']}",
+                f"optim.momentum={ONLINE_KD['momentum']}", f"optim.weight_decay={ONLINE_KD['weight_decay']}",
                 f"model.downsample_factor={scale.width_divisor}",
                 f"model.student_downsample_factor={scale.width_divisor}"]
     return overrides
@@ -146,7 +147,7 @@ def _online_kd_overrides(method: str, rate: float) -> Callable[[Scale], list[str
 def _self_kd_overrides(scale: Scale) -> list[str]:
     return ["method=spaced_self_kd", f"kd.interval={SELF_KD['interval']}",
             f"kd.temperature={SELF_KD['temperature']}", f"kd.alpha={SELF_KD['lam']}", f"kd.beta={SELF_KD['mu']}",
-            f"optim.lr={SELF_KD['lr']}"]
+            f"optim.lr={SELF_KD['lr']}", f"model.student_downsample_factor={scale.width_divisor}"]
 
 
 def _ema_overrides(scale: Scale) -> list[str]:
@@ -155,8 +156,10 @@ def _ema_overrides(scale: Scale) -> list[str]:
 
 
 def _dropout_overrides(scale: Scale) -> list[str]:
-    return ["method=spaced_dropout", "dropout.method=SpacedDropout", f"dropout.rate={DROPOUT['drop']}",
-            f"dropout.space={DROPOUT['space']}", f"optim.lr={DROPOUT['lr']}", "optim.nesterov=true"]
+    """SpacedDropout = inverted dropout (`dropout.op=standard`) at the sine rate; nesterov SGD as dropout/train.py."""
+    return ["method=spaced_dropout", "dropout.op=standard", f"dropout.rate={DROPOUT['drop']}",
+            f"dropout.space={DROPOUT['space']}", f"optim.lr={DROPOUT['lr']}", "optim.nesterov=true",
+            f"model.student_downsample_factor={scale.width_divisor}"]
 
 
 BENCH_METHODS: dict[str, BenchMethod] = {m.name: m for m in (
@@ -234,51 +237,48 @@ def _learner_state(trainer: Trainer, name: str | None) -> dict[str, torch.Tensor
 
 
 def build_reference(method: str, trainer: Trainer, data_root: Path, *, workers: int, log_steps: bool = False):
-    """The reference-style loop of `method`, with the models of `trainer` (same architecture, checked by a strict
-    state_dict load, and the same initial weights) on the same data, device and dtype."""
+    """The reference-style loop of `method` with the settings of `trainer`'s config and its models (same
+    architecture, checked by a strict state_dict load, and the same initial weights), data, device and dtype."""
     from .models import StudentNet, TeacherNet, create_model, dropout_resnet, self_kd_resnet  # noqa: F401
 
     rs = load_reference_style()
     cfg = trainer.cfg
     device = torch.device(trainer.runtime.device)
-    dtype = torch.float64 if getattr(cfg.train, "float64", False) else torch.float32
-    augment = cfg.data.augment == "default"
-    batch, shuffle = cfg.data.batch_size, cfg.data.shuffle
+    dtype = torch.float64 if cfg.train.float64 else torch.float32
+    width = cfg.model.student_downsample_factor
+    optim = dict(lr=cfg.optim.lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
+    common = dict(device=device, dtype=dtype, log_steps=log_steps, **optim)
 
     def prepared(model: torch.nn.Module, learner: str | None) -> torch.nn.Module:
         model.load_state_dict(_learner_state(trainer, learner))
         return model.to(device=device, dtype=dtype)
 
-    def loader(transform: str):
-        return rs.train_loader(data_root, transform if augment else "none", batch, shuffle=shuffle, num_workers=workers)
+    def loader(recipe: str):
+        return rs.train_loader(data_root, recipe, cfg.data.batch_size, augment=cfg.data.augment == "default",
+                               shuffle=cfg.data.shuffle, num_workers=workers)
 
     if method in ("spaced_online_kd", "online_kd"):
         teacher = prepared(TeacherNet(create_model(cfg.model.teacher, num_classes=NUM_CLASSES,
                                                    downsample_factor=cfg.model.downsample_factor)), "teacher")
         student = prepared(StudentNet(create_model(cfg.model.student, num_classes=NUM_CLASSES,
-                                                   downsample_factor=cfg.model.student_downsample_factor),
-                                      teacher.feature_size), "student")
+                                                   downsample_factor=width), teacher.feature_size), "student")
         rate = cfg.kd.interval if method == "spaced_online_kd" else 0.0
-        return rs.SpacedOnlineKD(teacher, student, loader("online_kd"), interval_rate=rate, device=device,
-                                 lr=cfg.optim.lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay,
-                                 temperature=cfg.kd.temperature, alpha=cfg.kd.alpha, beta=cfg.kd.beta, dtype=dtype,
-                                 log_steps=log_steps)
+        return rs.SpacedOnlineKD(teacher, student, loader("online_kd"), interval_rate=rate,
+                                 temperature=cfg.kd.temperature, alpha=cfg.kd.alpha, beta=cfg.kd.beta, **common)
     if method == "spaced_self_kd":
-        net = prepared(create_model("selfkd_resnet18", num_classes=NUM_CLASSES), None)
-        return rs.SpacedSelfKD(net, loader("self_kd"), interval_rate=SELF_KD["interval"], device=device,
-                               lr=SELF_KD["lr"], temperature=SELF_KD["temperature"], lam=SELF_KD["lam"],
-                               mu=SELF_KD["mu"], dtype=dtype, log_steps=log_steps)
+        net = prepared(create_model("selfkd_resnet18", num_classes=NUM_CLASSES, downsample_factor=width), None)
+        return rs.SpacedSelfKD(net, loader("self_kd"), interval_rate=cfg.kd.interval, temperature=cfg.kd.temperature,
+                               lam=cfg.kd.alpha, mu=cfg.kd.beta, **common)
     if method == "spaced_ema":
-        model = prepared(create_model("resnet18", num_classes=NUM_CLASSES,
-                                      downsample_factor=cfg.model.student_downsample_factor), None)
-        return rs.SpacedEMA(model, loader("online_kd"), interval=EMA["interval"], decay=EMA["decay"], device=device,
-                            lr=EMA["lr"], dtype=dtype, log_steps=log_steps)
+        model = prepared(create_model(cfg.model.student, num_classes=NUM_CLASSES, downsample_factor=width), None)
+        return rs.SpacedEMA(model, loader("online_kd"), interval=cfg.ema.interval, decay=cfg.ema.decay, **common)
     if method == "spaced_dropout":
         data = loader("online_kd")
-        net = prepared(create_model("dropout_resnet18", num_classes=NUM_CLASSES, drop_op="standard",
-                                    drop_rate=DROPOUT["drop"]), None)
-        model = rs.ReferenceDropoutResNet(net, DROPOUT["drop"], "SpacedDropout", int(DROPOUT["space"] * len(data)))
-        return rs.SpacedDropout(model, data, device=device, lr=DROPOUT["lr"], dtype=dtype, log_steps=log_steps)
+        net = prepared(create_model("dropout_resnet18", num_classes=NUM_CLASSES, drop_op=cfg.dropout.op,
+                                    drop_rate=cfg.dropout.rate, downsample_factor=width), None)
+        drop_method = "SpacedDropout" if cfg.dropout.op == "standard" else "MaxSpacedDropout"
+        model = rs.ReferenceDropoutResNet(net, cfg.dropout.rate, drop_method, int(cfg.dropout.space * len(data)))
+        return rs.SpacedDropout(model, data, nesterov=cfg.optim.nesterov, **common)
     raise ValueError(f"no reference-style loop for method {method!r}; choose one of {', '.join(BENCH_METHODS)}")
 
 
@@ -360,7 +360,7 @@ def measure_round(run: Callable[[], Any], device: torch.device) -> RoundMeasure:
     seconds = time.perf_counter() - start
     peak = _proc_status_kb("VmHWM") if resettable else None
     host_peak = peak / 1024 if peak is not None else None
-    host_growth = (peak - rss_start) / 1024 if peak is not None and rss_start is not None else None
+    host_growth = max(0, peak - rss_start) / 1024 if peak is not None and rss_start is not None else None
     device_peak = device_growth = None
     if device.type == "cuda":
         device_peak = torch.cuda.max_memory_allocated(device) / mib

@@ -18,7 +18,7 @@ from .autoaugment import CIFAR10Policy, Cutout
 CIFAR100_MEAN, CIFAR100_STD = (0.507, 0.487, 0.441), (0.267, 0.256, 0.276)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 
-TransformName = Literal["online_kd", "self_kd", "none"]
+Recipe = Literal["online_kd", "self_kd"]
 
 
 class CifarPickleDataset(Dataset):
@@ -40,32 +40,35 @@ class CifarPickleDataset(Dataset):
         return self.transform(Image.fromarray(self.data[index])), self.targets[index]
 
 
-def train_transform(name: TransformName) -> transforms.Compose:
-    """online_kd: spec 1.1 (also the dropout and EMA scripts); self_kd: spec 1.2; none: ToTensor + Normalize."""
-    if name == "online_kd":
+def train_transform(recipe: Recipe, augment: bool = True) -> transforms.Compose:
+    """online_kd: spec 1.1 (also the dropout and EMA scripts); self_kd: spec 1.2 (normalised with CIFAR-10
+    statistics, as the reference); `augment=False` keeps only ToTensor + Normalize."""
+    if recipe not in ("online_kd", "self_kd"):
+        raise ValueError(f"unknown reference recipe {recipe!r}; choose online_kd or self_kd")
+    normalize = (transforms.Normalize(CIFAR100_MEAN, CIFAR100_STD) if recipe == "online_kd"
+                 else transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD))
+    if not augment:
+        return transforms.Compose([transforms.ToTensor(), normalize])
+    if recipe == "online_kd":
         return transforms.Compose([
             transforms.RandomCrop(32, padding=4),
             transforms.RandomHorizontalFlip(),
             transforms.RandomRotation(15),
             transforms.ToTensor(),
-            transforms.Normalize(CIFAR100_MEAN, CIFAR100_STD),
+            normalize,
         ])
-    if name == "self_kd":
-        return transforms.Compose([
-            transforms.RandomCrop(32, padding=4, fill=128),
-            transforms.RandomHorizontalFlip(),
-            CIFAR10Policy(),
-            transforms.ToTensor(),
-            Cutout(n_holes=1, length=16),
-            transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD),
-        ])
-    if name == "none":
-        return transforms.Compose([transforms.ToTensor(), transforms.Normalize(CIFAR100_MEAN, CIFAR100_STD)])
-    raise ValueError(f"unknown reference transform {name!r}; choose online_kd, self_kd or none")
+    return transforms.Compose([
+        transforms.RandomCrop(32, padding=4, fill=128),
+        transforms.RandomHorizontalFlip(),
+        CIFAR10Policy(),
+        transforms.ToTensor(),
+        Cutout(n_holes=1, length=16),
+        normalize,
+    ])
 
 
-def train_loader(root: str | Path, transform: TransformName, batch_size: int, *, shuffle: bool = True,
+def train_loader(root: str | Path, recipe: Recipe, batch_size: int, *, augment: bool = True, shuffle: bool = True,
                  num_workers: int = 4) -> DataLoader:
     """The reference's training loader: shuffled, `num_workers` workers re-spawned every epoch, drop_last off."""
-    dataset = CifarPickleDataset(root, train=True, transform=train_transform(transform))
+    dataset = CifarPickleDataset(root, train=True, transform=train_transform(recipe, augment))
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, drop_last=False)

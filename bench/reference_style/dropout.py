@@ -79,10 +79,10 @@ class SpacedDropout:
     """The reference loop over a `ReferenceDropoutResNet`, one epoch per `train_epoch`."""
 
     def __init__(self, model: ReferenceDropoutResNet, loader: DataLoader, *, device: torch.device,
-                 lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4,
+                 lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = True,
                  dtype: torch.dtype = torch.float32, log_steps: bool = False):
         self.model, self.loader, self.device, self.dtype = model, loader, device, dtype
-        self.optimizer = sgd(model.parameters(), lr, momentum, weight_decay, nesterov=True)
+        self.optimizer = sgd(model.parameters(), lr, momentum, weight_decay, nesterov=nesterov)
         self.ce = nn.CrossEntropyLoss()
         self.buffer_peak_bytes = 0
         self.step_log = StepLog(log_steps)
