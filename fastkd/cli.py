@@ -37,8 +37,6 @@ def _run_dir(cfg: ExperimentConfig) -> Path:
 
 # ------------------------------------------------------------------------------------------------ train
 def cmd_train(args: argparse.Namespace) -> int:
-    from .engine.trainer import Trainer
-
     config_path, overrides = _split_overrides(args.config)
     if args.resume:
         resume_dir = Path(args.resume)
@@ -58,12 +56,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         if (run_dir / "last.pt").exists():
             raise UsageError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, "
                              "or pick another name=... / output_dir=...")
-    trainer = Trainer(cfg, run_dir, resume=bool(args.resume), quiet=args.quiet)
-    if not args.quiet:
-        print(f"fastkd {cfg.method} ({cfg.semantics}) on {cfg.data.dataset}: {trainer.runtime.describe()}; "
-              f"L={trainer.plan.iters_per_epoch} I={trainer.plan.interval} -> {run_dir}", flush=True)
+    return train_and_report(cfg, run_dir, resume=bool(args.resume), quiet=args.quiet, label="fastkd")
+
+
+def train_and_report(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, quiet: bool, label: str) -> int:
+    """Build the trainer, say what runs where, train, print the results table."""
+    from .engine.trainer import Trainer
+
+    trainer = Trainer(cfg, run_dir, resume=resume, quiet=quiet)
+    if not quiet:
+        print(f"{label} -> {cfg.method} ({cfg.semantics}) on {cfg.data.dataset}: {trainer.runtime.describe()}; "
+              f"L={trainer.plan.iters_per_epoch} -> {run_dir}", flush=True)
     summary = trainer.fit()
-    if not args.quiet:
+    if not quiet:
         print_summary([(cfg.name, summary)])
     return 0
 

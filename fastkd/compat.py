@@ -620,8 +620,7 @@ def run(script: str, argv: list[str]) -> int:
 
 
 def _train(resolved: Resolved) -> int:
-    from .cli import print_summary
-    from .engine.trainer import Trainer
+    from .cli import train_and_report
 
     cfg, options = resolved.config, resolved.options
     root = Path(cfg.data.root).expanduser() if cfg.data.root else None
@@ -634,14 +633,8 @@ def _train(resolved: Resolved) -> int:
         raise CompatError(f"--resume: no last.pt in {run_dir}; start without --resume")
     if not options.resume and (run_dir / "last.pt").exists():
         raise CompatError(f"{run_dir} already holds a run; add --resume to continue it, or --set name=OTHER")
-    trainer = Trainer(cfg, run_dir, resume=options.resume, quiet=options.quiet)
-    if not options.quiet:
-        print(f"fastkd compat {resolved.script} -> {cfg.method} ({cfg.semantics}) on {cfg.data.dataset}: "
-              f"{trainer.runtime.describe()}; L={trainer.plan.iters_per_epoch} -> {run_dir}", flush=True)
-    summary = trainer.fit()
-    if not options.quiet:
-        print_summary([(cfg.name, summary)])
-    return 0
+    return train_and_report(cfg, run_dir, resume=options.resume, quiet=options.quiet,
+                            label=f"fastkd compat {resolved.script}")
 
 
 # ----------------------------------------------------------------------------------------------- export
