@@ -8,6 +8,7 @@ See docs/checkpoint-keys-selfkd-dropout.md.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import torch
@@ -74,26 +75,31 @@ class DropoutResNet(nn.Module):
         drop_rate: initial rate of every site (the upper bound of the draw when ``random_rates``).
         random_rates: every site draws ``rate * U[0, 1)`` independently at each forward, on the device.
         active_at_eval: keep dropping in eval mode, as the reference does (spec 9, item 18).
+        downsample_factor: fastkd extension (the reference has no width knob): every width becomes
+            int(w / sqrt(d)), as ``downsample_factor`` of the CIFAR ResNets; for small tests and benchmarks.
     """
 
     def __init__(self, block: type[BasicBlock | Bottleneck], num_blocks: list[int], num_classes: int = 100,
                  drop_op: Literal["max", "standard"] = "max", drop_rate: float = 0.3,
-                 random_rates: bool = False, active_at_eval: bool = False):
+                 random_rates: bool = False, active_at_eval: bool = False, downsample_factor: float = 1.0):
         super().__init__()
         if drop_op not in DROPOUT_OPS:
             raise ValueError(
                 f"drop_op must be one of {sorted(DROPOUT_OPS)}, got {drop_op!r}; the reference's SpacedDropout and "
                 "MaxSpacedDropout are 'standard' and 'max' with rates set per step through set_drop_rates"
             )
-        self._in_planes = 64
-        self.conv1 = nn.Conv2d(3, 64, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.layer1 = self._make_layer(block, 64, num_blocks[0], 1)
-        self.layer2 = self._make_layer(block, 128, num_blocks[1], 2)
-        self.layer3 = self._make_layer(block, 256, num_blocks[2], 2)
-        self.layer4 = self._make_layer(block, 512, num_blocks[3], 2)
+        if downsample_factor <= 0:
+            raise ValueError(f"downsample_factor must be > 0, got {downsample_factor}")
+        w1, w2, w3, w4 = (int(w / math.sqrt(downsample_factor)) for w in (64, 128, 256, 512))
+        self._in_planes = w1
+        self.conv1 = nn.Conv2d(3, w1, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(w1)
+        self.layer1 = self._make_layer(block, w1, num_blocks[0], 1)
+        self.layer2 = self._make_layer(block, w2, num_blocks[1], 2)
+        self.layer3 = self._make_layer(block, w3, num_blocks[2], 2)
+        self.layer4 = self._make_layer(block, w4, num_blocks[3], 2)
         self.avg_pool = nn.AdaptiveAvgPool2d((1, 1))
-        self.linear = nn.Linear(512 * block.expansion, num_classes)
+        self.linear = nn.Linear(w4 * block.expansion, num_classes)
         op = DROPOUT_OPS[drop_op]
         options: dict[str, Any] = {"random_rate": random_rates, "active_at_eval": active_at_eval}
         self.dropout1 = op(drop_rate, **options)

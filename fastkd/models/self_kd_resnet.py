@@ -9,6 +9,7 @@ See docs/checkpoint-keys-selfkd-dropout.md for the mapping.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -69,6 +70,8 @@ class SelfKDResNet(nn.Module):
     ``forward_deepest`` computes only the trunk and exit 0, for the iterations that train only that exit.
 
     Args:
+        downsample_factor: fastkd extension (the reference has no width knob): every width, stem to features,
+            becomes int(w / sqrt(d)), as ``downsample_factor`` of the CIFAR ResNets; for small tests and benchmarks.
         with_adaptation_layers: build the three Linear(feature_size, feature_size) adaptation layers that the
             reference's feature loss uses (``adaptation_layers[i - 1]`` maps the feature of list index i;
             ``adaptation_layers[0]`` is never used by the reference loss, spec 9 item 12). Turn off to get
@@ -76,25 +79,28 @@ class SelfKDResNet(nn.Module):
     """
 
     def __init__(self, block: type[BasicBlock | Bottleneck], layers: list[int], num_classes: int = 100,
-                 with_adaptation_layers: bool = True):
+                 downsample_factor: float = 1.0, with_adaptation_layers: bool = True):
         super().__init__()
+        if downsample_factor <= 0:
+            raise ValueError(f"downsample_factor must be > 0, got {downsample_factor}")
         e = block.expansion
-        self.feature_size = 512 * e
-        self._inplanes = 64
-        self.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        w1, w2, w3, w4 = (int(w / math.sqrt(downsample_factor)) for w in (64, 128, 256, 512))
+        self.feature_size = w4 * e
+        self._inplanes = w1
+        self.conv1 = nn.Conv2d(3, w1, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(w1)
         self.relu = nn.ReLU(inplace=True)
-        self.layer1 = self._make_layer(block, 64, layers[0], 1)
-        self.layer2 = self._make_layer(block, 128, layers[1], 2)
-        self.layer3 = self._make_layer(block, 256, layers[2], 2)
-        self.layer4 = self._make_layer(block, 512, layers[3], 2)
-        self.scala1 = _head([64 * e, 128 * e, 256 * e, 512 * e])
-        self.scala2 = _head([128 * e, 256 * e, 512 * e])
-        self.scala3 = _head([256 * e, 512 * e])
+        self.layer1 = self._make_layer(block, w1, layers[0], 1)
+        self.layer2 = self._make_layer(block, w2, layers[1], 2)
+        self.layer3 = self._make_layer(block, w3, layers[2], 2)
+        self.layer4 = self._make_layer(block, w4, layers[3], 2)
+        self.scala1 = _head([w1 * e, w2 * e, w3 * e, w4 * e])
+        self.scala2 = _head([w2 * e, w3 * e, w4 * e])
+        self.scala3 = _head([w3 * e, w4 * e])
         self.scala4 = nn.AdaptiveAvgPool2d((1, 1))
-        self.attention1 = _attention(64 * e)
-        self.attention2 = _attention(128 * e)
-        self.attention3 = _attention(256 * e)
+        self.attention1 = _attention(w1 * e)
+        self.attention2 = _attention(w2 * e)
+        self.attention3 = _attention(w3 * e)
         self.fc1 = nn.Linear(self.feature_size, num_classes)
         self.fc2 = nn.Linear(self.feature_size, num_classes)
         self.fc3 = nn.Linear(self.feature_size, num_classes)
@@ -189,7 +195,7 @@ class SelfKDResNet(nn.Module):
 
 @register_model
 def selfkd_resnet18(**kwargs: Any) -> SelfKDResNet:
-    """Multi-exit ResNet-18; kwargs as ``SelfKDResNet`` (num_classes, with_adaptation_layers)."""
+    """Multi-exit ResNet-18; kwargs as ``SelfKDResNet`` (num_classes, downsample_factor, with_adaptation_layers)."""
     return SelfKDResNet(BasicBlock, [2, 2, 2, 2], **kwargs)
 
 
