@@ -46,9 +46,7 @@ class SpacedEMA(Method):
         policy = "params_only" if self.reference else "params_and_buffers"
         self.ema = FlatEMA(learner.model, self.plan.decay, policy=policy)
         if learner.runtime.compile:
-            # The deep copy shares the source's compiled call, which would run the source model: compile anew.
-            self.ema.module._compiled_call_impl = None
-            self.ema.module.compile()
+            self.ema.module.compile()   # a deep copy of a compiled module comes back uncompiled
 
     def main_model(self, epoch: int) -> str:
         return "ema"
