@@ -96,3 +96,22 @@ def test_fastkd_cli_bench_bad_option(capsys):
     assert main(["bench", "--preset", "test", "--rounds", "0"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--rounds 0: need at least 1 timed round per side" in err
+
+
+def test_breakdown_counts_nested_labels_once():
+    import time
+
+    from torch.profiler import profile, record_function
+
+    with profile() as prof:
+        with record_function("fastkd.replay"):
+            time.sleep(0.02)
+            with record_function("fastkd.data"):
+                time.sleep(0.03)
+    events = prof.events()
+    (replay,) = [e for e in events if e.name == "fastkd.replay"]
+    total = replay.time_range.elapsed_us() / 1e6
+    shares = bench.breakdown_from_events(events, wall_seconds=2 * total)
+    assert shares["data"] * 2 * total >= 0.03 and shares["replay"] * 2 * total >= 0.02
+    assert shares["replay"] + shares["data"] == pytest.approx(0.5)
+    assert shares["other"] == pytest.approx(0.5) and shares["forward"] == 0.0
