@@ -66,7 +66,8 @@ def build_runtime(cfg: TrainConfig) -> Runtime:
         amp = None
     channels_last = cfg.channels_last
     if channels_last == "auto":
-        channels_last = True if on_cuda else (False if cfg.deterministic else None)
+        # float64 has no oneDNN kernels on CPU, so channels_last only adds layout conversions there.
+        channels_last = True if on_cuda else (False if cfg.deterministic or cfg.float64 else None)
     return Runtime(device=device, amp_dtype=amp, compile=compile_, channels_last=channels_last,
                    param_dtype=torch.float64 if cfg.float64 else torch.float32)
 
@@ -78,18 +79,18 @@ def resolve_channels_last(runtime: Runtime, models: list[torch.nn.Module], image
         return runtime
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, *image_shape, generator=gen).to(runtime.device, runtime.param_dtype)
-    seconds = {}
-    for layout in (torch.contiguous_format, torch.channels_last):
-        clones = [copy.deepcopy(m).to(device=runtime.device, dtype=runtime.param_dtype, memory_format=layout)
-                  for m in models]
-        inp = x.contiguous(memory_format=layout)
-        best = float("inf")
-        for _ in range(3):  # the first round warms up allocator and kernel choice; keep the best
+    layouts = (torch.contiguous_format, torch.channels_last)
+    clones = {layout: [copy.deepcopy(m).to(device=runtime.device, dtype=runtime.param_dtype, memory_format=layout)
+                       for m in models] for layout in layouts}
+    seconds = {layout: float("inf") for layout in layouts}
+    for round_ in range(3):  # interleaved, best of 2 after a warm-up round: load spikes hit both layouts alike
+        for layout in layouts:
+            inp = x.contiguous(memory_format=layout)
             start = time.perf_counter()
-            for model in clones:
+            for model in clones[layout]:
                 sum(t.float().sum() for t in _tensors(model(inp))).backward()
-            best = min(best, time.perf_counter() - start)
-        seconds[layout] = best
+            if round_:
+                seconds[layout] = min(seconds[layout], time.perf_counter() - start)
     return replace(runtime, channels_last=seconds[torch.channels_last] < seconds[torch.contiguous_format])
 
 

@@ -73,7 +73,7 @@ class Trainer:
             init_weights(cfg.init_from, models)
         image_shape = (3, *self.train_set.images.shape[1:3])
         self.runtime = resolve_channels_last(self.runtime, list(models.values()), image_shape,
-                                             batch=min(d.batch_size, 64))
+                                             batch=min(d.batch_size, 32))
         mean, std = self.method.normalization(d.dataset) or (self.train_set.mean, self.train_set.std)
         common = dict(mean=mean, std=std, device=self.runtime.device,
                       backend=d.pipeline, dtype=self.runtime.input_dtype, channels_last=self.runtime.channels_last)

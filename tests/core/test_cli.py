@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from datasets_on_disk import write_cifar100
+from fastkd.cli import main
 
 
 def fastkd(*args, cwd):
@@ -60,10 +61,17 @@ def test_train_eval_and_resume_guard(tmp_path):
     (["train", "c.yaml", "model.student=resnet19"], "unknown model 'resnet19'"),
     (["eval", "garbage.pt"], "garbage.pt: not a readable checkpoint"),
 ])
-def test_bad_input_is_one_line_exit_2(tmp_path, args, expected):
+def test_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, capsys, args, expected):
     (tmp_path / "c.yaml").write_text("train:\n  epochs: 1\n")
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
-    proc = fastkd(*args, cwd=tmp_path)
-    assert proc.returncode == 2, proc.stderr
-    assert expected in proc.stderr
-    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert expected in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_input_in_a_real_process_prints_no_traceback(tmp_path):
+    proc = fastkd("train", "missing.yaml", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "fastkd: error: missing.yaml: cannot read config (No such file or directory)"
