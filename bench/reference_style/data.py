@@ -68,7 +68,9 @@ def train_transform(recipe: Recipe, augment: bool = True) -> transforms.Compose:
 
 
 def train_loader(root: str | Path, recipe: Recipe, batch_size: int, *, augment: bool = True, shuffle: bool = True,
-                 num_workers: int = 4) -> DataLoader:
-    """The reference's training loader: shuffled, `num_workers` workers re-spawned every epoch, drop_last off."""
+                 num_workers: int = 4, persistent_workers: bool = False) -> DataLoader:
+    """The reference's training loader: shuffled, `num_workers` workers re-spawned every epoch (unless
+    `persistent_workers`), drop_last off."""
     dataset = CifarPickleDataset(root, train=True, transform=train_transform(recipe, augment))
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, drop_last=False)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, drop_last=False,
+                      persistent_workers=persistent_workers and num_workers > 0)
