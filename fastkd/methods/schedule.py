@@ -68,6 +68,7 @@ class SelfKDPlan:
     iters_per_epoch: int
     epochs: int
     rate: float
+    """kd.interval s in epochs (0 for `self_kd`)."""
     interval: int
     """I = int(L * rate) iterations between KD events (0 = self KD: the full loss at every iteration)."""
     index_offset: int
@@ -96,7 +97,8 @@ def plan_self_kd(method: str, semantics: str, iters_per_epoch: int, epochs: int,
     """Self KD (`self_kd`: every iteration) or spaced self KD (`spaced_self_kd`: every I = int(L * rate))."""
     L, total = iters_per_epoch, iters_per_epoch * epochs
     notes: list[str] = []
-    interval = int(L * rate) if method == "spaced_self_kd" else 0
+    rate = rate if method == "spaced_self_kd" else 0.0
+    interval = int(L * rate)
     if method == "spaced_self_kd" and interval == 0:
         notes.append(f"interval {rate} < 1/L = {1 / L:.4g} epochs gives I = 0: this is self KD at every iteration")
     if interval == 0:
@@ -124,6 +126,10 @@ def plan_self_kd(method: str, semantics: str, iters_per_epoch: int, epochs: int,
 
 
 # ---------------------------------------------------------------------------------------------- EMA (spec 5)
+RANDOM_EMA_FRACTION = 0.4
+"""Random EMA intervals are int(0.4 * L * U[0,1)) + 1 iterations (spec 5)."""
+
+
 @dataclass(frozen=True)
 class EmaPlan:
     method: str
@@ -131,7 +137,8 @@ class EmaPlan:
     iters_per_epoch: int
     epochs: int
     spacing: float
-    """s in epochs (the reference's `-interval`): 0 = every step, <= 500 every int(s*L) steps, > 500 random."""
+    """s in epochs (the reference's `-interval`; 0 for `ema`): 0 = every step, <= 500 every int(s*L) steps,
+    > 500 random."""
     decay: float
     mode: str
     """every_step | fixed | random | never"""
@@ -155,10 +162,6 @@ class EmaPlan:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-RANDOM_EMA_FRACTION = 0.4
-"""Random EMA intervals are int(0.4 * L * U[0,1)) + 1 iterations (spec 5)."""
 
 
 def plan_ema(method: str, semantics: str, iters_per_epoch: int, epochs: int, spacing: float,
@@ -193,7 +196,7 @@ def plan_ema(method: str, semantics: str, iters_per_epoch: int, epochs: int, spa
                      "(the reference evaluates with the training batch size)")
     else:
         averaged, eval_bn = "parameters and buffers", "running statistics (eval mode)"
-    return EmaPlan(method, semantics, L, epochs, spacing, decay, mode, interval, max_random, epochs, updates,
+    return EmaPlan(method, semantics, L, epochs, s, decay, mode, interval, max_random, epochs, updates,
                    averaged, eval_bn, notes)
 
 
