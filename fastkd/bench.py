@@ -759,7 +759,7 @@ def write_charts(results: dict[str, Any], out: Path) -> list[Path]:
     ax.set_yticks(x, names)
     ax.set_xlabel("share of a fastkd round")
     ax.set_xlim(0, 1)
-    ax.legend(ncol=3, fontsize="small", loc="lower right")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title("fastkd time breakdown")
     fig.tight_layout()
     paths.append(out / "breakdown.png")
@@ -768,13 +768,18 @@ def write_charts(results: dict[str, Any], out: Path) -> list[Path]:
 
     fig, (ax_buf, ax_rss) = plt.subplots(1, 2, figsize=(max(8, 2.4 * len(rows) + 2), 4))
     for offset, side, colour in ((-0.2, "fastkd", "tab:blue"), (0.2, "reference", "tab:grey")):
-        buffers = [r[side]["replay_buffer_peak_bytes"] or 0 for r in rows]
+        buffers = [r[side]["replay_buffer_peak_bytes"] for r in rows]
         growth = [r[side]["host_rss_growth_mb"] or 0 for r in rows]
-        ax_buf.bar(x + offset, [max(b, 1) for b in buffers], 0.4, label=side, color=colour)
+        # Methods without a replay buffer get no bar; an empty buffer is drawn at 1 byte (log axis) and labelled.
+        heights = [np.nan if b is None else max(b, 1) for b in buffers]
+        bars = ax_buf.bar(x + offset, heights, 0.4, label=side, color=colour)
+        ax_buf.bar_label(bars, labels=["" if b is None else _fmt_bytes(b) for b in buffers], fontsize="x-small")
         ax_rss.bar(x + offset, growth, 0.4, label=side, color=colour)
     ax_buf.set_yscale("log")
-    ax_buf.set_ylabel("replay buffer peak (bytes, log)")
-    ax_rss.set_ylabel("host RSS growth in a round (MB)")
+    ax_buf.set_ylabel("bytes (log)")
+    ax_buf.set_title("replay buffer at the replay event (no bar: no buffer)")
+    ax_rss.set_title("host RSS growth in a round (main process)")
+    ax_rss.set_ylabel("MB")
     for ax in (ax_buf, ax_rss):
         ax.set_xticks(x, names, rotation=20)
         ax.legend()
