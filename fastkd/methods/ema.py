@@ -7,6 +7,7 @@ from typing import Iterator
 
 import torch
 import torch.nn as nn
+from torch.profiler import record_function
 
 from ..config import ExperimentConfig
 from ..engine.steps import ce_loss
@@ -58,7 +59,8 @@ class SpacedEMA(Method):
         learner.step(loss)
         eng.record(MODEL, loss=loss)
         if self.schedule.step():
-            self.ema.update()
+            with record_function("fastkd.ema"):
+                self.ema.update()
             self.ema_updates += 1
 
     @contextlib.contextmanager
