@@ -2,8 +2,8 @@
 
 Both sides start from the same weights and draw the same augmented batches from the same device-resident pipeline;
 one interval = I = L teacher steps, then L student replay steps against fresh no-grad train-mode teacher targets
-(spec 4.1). The plain loop is what a careful user would write by hand: the reference's unfused loss ops, foreach
-SGD, channels_last like the engine, no logging and no host syncs. The ratio of the two is the engine's overhead
+(docs/semantics.md §5.1). The plain loop is what a careful user would write by hand: the reference's unfused loss ops,
+foreach SGD, channels_last like the engine, no logging and no host syncs. The ratio of the two is the engine's overhead
 (scheduling, replay log, fused-loss dispatch, device-side metrics, epoch bookkeeping).
 """
 
@@ -31,7 +31,7 @@ def engine(tmp_path_factory):
     root = write_synthetic_cifar100(tmp / "data", BATCH * ITERS, 16)
     cfg = fastkd_config(BENCH_METHODS["spaced_online_kd"], Scale(BATCH, BATCH * ITERS, WIDTH_DIVISOR), "cpu", root,
                         tmp / "runs", epochs=1000)
-    trainer = Trainer(cfg, tmp / "runs" / "engine", quiet=True)
+    trainer = Trainer(cfg, tmp / "runs" / "engine", quiet=True, checkpoints=False)
     return root, trainer, FastkdRounds(trainer, ITERS)
 
 

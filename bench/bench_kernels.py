@@ -20,7 +20,7 @@ from torch import nn
 
 from fastkd.kernels import FlatEMA, kd_loss
 
-TEMPERATURE, ALPHA = 3.0, 0.3  # reference online-KD defaults (spec 0)
+TEMPERATURE, ALPHA = 3.0, 0.3  # reference online-KD defaults (docs/semantics.md §1)
 KD_SHAPES = [(128, 100), (128, 200), (256, 1000)]
 EMA_MODELS = ["resnet18", "resnet50"]
 
@@ -29,7 +29,7 @@ EMA_MODELS = ["resnet18", "resnet50"]
 
 
 def _reference_online_kd(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor) -> None:
-    """The reference's student loss (spec 3.1, train_space.py) without the feature term."""
+    """The reference's student loss (docs/semantics.md §4.1, train_space.py) without the feature term."""
     soft = nn.KLDivLoss(reduction="batchmean")(
         F.softmax(student / TEMPERATURE, dim=1), F.softmax(teacher / TEMPERATURE, dim=1).detach()
     )
@@ -98,7 +98,7 @@ def test_ema_update(benchmark, model_name: str, impl: str) -> None:
         params = [p.detach() for p in model.parameters()]
         if impl == "reference":
 
-            def update() -> None:  # the reference's per-parameter Python loop (spec 5)
+            def update() -> None:  # the reference's per-parameter Python loop (docs/semantics.md §6)
                 for e, p in zip(average, params):
                     e.mul_(decay).add_(p, alpha=1 - decay)
         else:

@@ -3,9 +3,9 @@
     OMP_NUM_THREADS=1 python -m pytest bench/bench_pipelines.py --benchmark-enable -p no:cacheprovider
 
 Data: 50000 random uint8 32x32x3 images held in memory. Each round pulls 40 batches of 128. The reference loader is
-a torchvision DataLoader with 4 worker processes applying the reference transforms to PIL images (spec 1.1, 1.2),
-timed in steady state (workers started and warmed before the clock). For the self-KD recipe, torchvision's
-CIFAR-10 AutoAugment stands in for the reference's PIL port of the same policy table. fastkd's pipelines run in
+a torchvision DataLoader with 4 worker processes applying the reference transforms to PIL images (docs/semantics.md
+§2.1, §2.2), timed in steady state (workers started and warmed before the clock). For the self-KD recipe,
+torchvision's CIFAR-10 AutoAugment stands in for the reference's PIL port of the same policy table. fastkd's pipelines run in
 this process on the CPU: the torch backend on one thread, DALI CPU-only with two threads. Prints images/s and
 the speed-up over the PIL loader at the end.
 """
@@ -59,7 +59,7 @@ def _record(benchmark, recipe: str, name: str) -> None:
 
 
 class _Cutout:
-    """The reference's Cutout (spec 1.6): one 16x16 hole of zeros on the CHW tensor, centre uniform."""
+    """The reference's Cutout (docs/semantics.md §2.5): one 16x16 hole of zeros on the CHW tensor, centre uniform."""
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         _, height, width = image.shape

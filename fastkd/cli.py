@@ -8,27 +8,11 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from .config import ConfigError, ExperimentConfig, apply_overrides, load_config, validate
-from .data import DataError, train_size
-from .engine.checkpoint import CheckpointError
-
-USER_ERRORS = (ConfigError, DataError, CheckpointError)
-
-
-class UsageError(ValueError):
-    """A bad command-line argument combination."""
-
-
-def _split_overrides(values: list[str]) -> tuple[str | None, list[str]]:
-    """The optional CONFIG path is the first positional that is not key=value."""
-    config = None
-    overrides = []
-    for value in values:
-        if "=" in value or config is not None:
-            overrides.append(value)
-        else:
-            config = value
-    return config, overrides
+from . import config as config_command
+from .config import ExperimentConfig, apply_overrides, load_config, split_config_and_overrides, validate
+from .data import train_size
+from .engine.checkpoint import ensure_writable_folder
+from .errors import ArgumentParser, CheckpointError, FastkdError, RunInterrupted, UsageError
 
 
 def _run_dir(cfg: ExperimentConfig) -> Path:
@@ -37,17 +21,25 @@ def _run_dir(cfg: ExperimentConfig) -> Path:
 
 # ------------------------------------------------------------------------------------------------ train
 def cmd_train(args: argparse.Namespace) -> int:
-    config_path, overrides = _split_overrides(args.config)
+    config_path, overrides = split_config_and_overrides(args.config)
     if args.resume:
-        resume_dir = Path(args.resume)
-        if config_path is None:
-            config_path = str(resume_dir / "config.yaml")
-            if not Path(config_path).is_file():
-                raise UsageError(f"--resume {resume_dir}: no config.yaml there; pass the run folder of a fastkd run")
-        cfg = load_config(config_path, overrides)
-        run_dir = resume_dir
+        run_dir = Path(args.resume)
+        if run_dir.is_file():
+            raise UsageError(f"--resume {run_dir}: is a file; --resume takes the run folder, e.g. "
+                             f"--resume {run_dir.parent}")
+        if not run_dir.is_dir():
+            raise UsageError(f"--resume {run_dir}: no such run folder; pass the folder of a fastkd run "
+                             "(output_dir/name)")
         if not (run_dir / "last.pt").is_file():
-            raise UsageError(f"--resume {run_dir}: no last.pt checkpoint there; start without --resume")
+            raise UsageError(f"--resume {run_dir}: no last.pt checkpoint there, so nothing to continue; "
+                             "start the run without --resume")
+        if config_path is None:
+            config_path = str(run_dir / "config.yaml")
+            if not Path(config_path).is_file():
+                raise UsageError(f"--resume {run_dir}: no config.yaml there; pass the run's config file too: "
+                                 f"fastkd train CONFIG --resume {run_dir}")
+        # Overrides that would change the run are refused against the checkpoint's own config (Trainer).
+        cfg = load_config(config_path, overrides)
     else:
         if config_path is None:
             raise UsageError("fastkd train needs a CONFIG file (see configs/), e.g. fastkd train configs/demo.yaml")
@@ -56,6 +48,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if (run_dir / "last.pt").exists():
             raise UsageError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, "
                              "or pick another name=... / output_dir=...")
+    ensure_writable_folder(run_dir)
     return train_and_report(cfg, run_dir, resume=bool(args.resume), quiet=args.quiet, label="fastkd")
 
 
@@ -105,7 +98,7 @@ def build_plan(cfg: ExperimentConfig):
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    config_path, overrides = _split_overrides(args.config)
+    config_path, overrides = split_config_and_overrides(args.config)
     cfg = load_config(config_path, overrides)
     plan = build_plan(cfg)
     print_plan(plan, as_json=args.json)
@@ -139,18 +132,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .engine.trainer import Trainer
 
     payload = load_checkpoint(args.checkpoint)
-    if "learners" not in payload or "config" not in payload:
-        raise CheckpointError(f"{args.checkpoint}: not a fastkd run checkpoint (no learners/config)")
-    cfg = validate(apply_overrides(payload["config"], args.overrides), f"{args.checkpoint} config")
+    if not isinstance(payload.get("learners"), dict) or not isinstance(payload.get("config"), dict):
+        raise CheckpointError(f"{args.checkpoint}: not a fastkd run checkpoint (no learners/config); fastkd eval "
+                              "takes the last.pt or best.pt of a fastkd run (reference weights load with init_from=)")
+    cfg = validate(apply_overrides(payload["config"], args.overrides), f"{args.checkpoint} config", args.overrides)
     with tempfile.TemporaryDirectory(prefix="fastkd-eval-") as scratch:
         trainer = Trainer(cfg, Path(scratch), quiet=True)
         trainer.load_weights(payload, args.checkpoint)
-        results = trainer.evaluate()
+        results = trainer.evaluate(epochs_trained=int(payload.get("epoch", 0)))  # the run's evaluation order
     if args.json:
         print(json.dumps(results, indent=2))
-    else:
-        for key, value in results.items():
-            print(f"{key}: {value:.4f}")
+        return 0
+    epochs_done = int(payload.get("epoch", 0))
+    main_model = trainer.method.main_model(max(epochs_done - 1, 0))
+    print(f"{args.checkpoint}: weights after epoch {epochs_done}. Checkpoint policy: best.pt is last.pt as of the "
+          f"epoch with the best test top-1 of '{main_model}' (the method's main model); every other model is "
+          "scored as of that same epoch, not at its own best.")
+    for key, value in results.items():
+        print(f"{key}: {value:.4f}")
     return 0
 
 
@@ -169,7 +168,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_compat(args: argparse.Namespace) -> int:
-    from . import compat
+    from .reference import compat
 
     return compat.run(args.script, args.argv)
 
@@ -180,29 +179,35 @@ def demo_config_path() -> Path:
 
 # ------------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastkd", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="fastkd", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train from a YAML config with key=value overrides")
     p.add_argument("config", nargs="*", metavar="CONFIG [key=value ...]")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, positional_list="config")
 
     p = sub.add_parser("plan", help="print what a config will do (iterations, replays) without training")
     p.add_argument("config", nargs="+", metavar="CONFIG [key=value ...]")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_plan)
+    p.add_argument("--json", action="store_true", help="the plan as JSON")
+    p.set_defaults(func=cmd_plan, positional_list="config")
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on its data set's test split")
     p.add_argument("checkpoint")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. data.root=/data")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_eval)
+    p.add_argument("--json", action="store_true", help="the results as JSON")
+    p.set_defaults(func=cmd_eval, positional_list="overrides")
+
+    p = sub.add_parser("config", help="print the resolved config, or with --describe every key",
+                       description="fastkd config [CONFIG] [key=value ...] prints the resolved config; "
+                                   "--describe prints every key with type, default, allowed values and meaning.")
+    config_command.add_arguments(p)
+    p.set_defaults(func=config_command.run, positional_list="config")
 
     p = sub.add_parser("demo", help="Spaced online KD vs online KD on the bundled digits data (CPU, < 3 min)")
     p.add_argument("--out", default="runs/demo", help="folder for both runs, the table and the plot")
-    p.add_argument("--epochs", type=int, default=None, help="override the demo's epoch count")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="override the demo's epoch count (>= 1)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
 
@@ -221,27 +226,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _positive_int(text: str) -> int:
     try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse with flags and key=value overrides in any order (`train CFG --quiet a=1` as well as `train --quiet
+    CFG a=1`): positionals argparse leaves over after a flag join the subcommand's positional list."""
+    args, extras = parser.parse_known_args(argv)
+    spill = getattr(args, "positional_list", None)
+    unknown = [arg for arg in extras if arg.startswith("-") or spill is None]
+    if unknown:
+        raise UsageError(f"fastkd {args.command}: unrecognized arguments: {' '.join(unknown)} "
+                         f"(see fastkd {args.command} --help)")
+    if spill is not None:
+        getattr(args, spill).extend(extras)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command. A FastkdError is the user's to fix: one line, its exit status (2 bad input, 1 I/O).
+    Anything else is a bug in fastkd and keeps its traceback."""
+    try:
+        args = _parse(build_parser(), argv)
         return args.func(args)
-    except USER_ERRORS + (UsageError,) as exc:
+    except FastkdError as exc:
         print(f"fastkd: error: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:  # validation raised by a builder (unknown model, bad device, ...)
-        if exc.__traceback__ is not None and _raised_by_fastkd(exc):
-            print(f"fastkd: error: {exc}", file=sys.stderr)
-            return 2
-        raise
-
-
-def _raised_by_fastkd(exc: BaseException) -> bool:
-    """Only ValueErrors raised in fastkd's own code are user errors; anything else is a bug to show in full."""
-    tb = exc.__traceback__
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    return "/fastkd/" in tb.tb_frame.f_code.co_filename or "/pipelines/" in tb.tb_frame.f_code.co_filename
+        return exc.exit_code
+    except RunInterrupted as exc:  # Ctrl-C in the training loop: last.pt saved, the message says how to go on
+        print(f"fastkd: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:  # Ctrl-C before the loop, or a second one: checkpoints are atomic, none is half-written
+        print("fastkd: interrupted; nothing was saved after the last checkpoint (a run folder with a last.pt "
+              "continues with: fastkd train --resume RUN_DIR)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,24 +1,36 @@
 """Typed experiment schema: one YAML file per experiment, `section.key=value` overrides, one-line errors.
 
-Run ``python -m fastkd.config FILE [key=value ...]`` to print the resolved config.
+Run ``python -m fastkd.config [FILE] [key=value ...]`` to print the resolved config, ``--describe`` for every key.
 """
 
 from __future__ import annotations
 
+import argparse
+import re
 import sys
+import types
+import typing
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
+import annotated_types
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
+from .errors import ArgumentParser, ConfigError, FastkdError, UsageError
 
-class ConfigError(ValueError):
-    """A bad config file, key or value; the message is one line meant for the user."""
+MAX_SEED = 2**32 - 1
+"""numpy's legacy seeding (used by the reference code paths) takes seeds in [0, 2**32 - 1]."""
+MAX_DOWNSAMPLE_FACTOR = 4096.0
+"""Widths are int(w / sqrt(d)) with w >= 64: beyond d = 64**2 a layer would have no channels."""
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Every float must be finite (inf/nan are never a meaningful setting); docstrings become field descriptions.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False,
+                              use_attribute_docstrings=True)
 
 
 class DataConfig(_Section):
@@ -31,7 +43,9 @@ class DataConfig(_Section):
     shuffle: bool = True
     """Shuffle the training set each epoch (seeded); `false` walks it in order."""
     batch_size: int = Field(128, ge=1)
+    """Training batch size B; it sets L = ceil(N/B) iterations per epoch and with it every spacing interval."""
     eval_batch_size: int = Field(512, ge=1)
+    """Batch size of test-set evaluation."""
     pipeline: Literal["auto", "torch", "dali"] = "auto"
     """Augmentation backend: `auto` picks DALI on CUDA when installed, else the device-resident torch pipeline."""
     test_fraction: float = Field(0.2, gt=0, lt=1)
@@ -42,10 +56,12 @@ class DataConfig(_Section):
 
 class ModelConfig(_Section):
     teacher: str = "resnet18"
+    """Teacher architecture of the online-KD family (a registered model name, e.g. resnet18, resnet50)."""
     student: str = "resnet18"
-    downsample_factor: float = Field(1.0, gt=0)
+    """Student architecture, and the one model of self KD, EMA and dropout."""
+    downsample_factor: float = Field(1.0, gt=0, le=MAX_DOWNSAMPLE_FACTOR)
     """Teacher width divisor d (widths int(w/sqrt(d))); as in the reference only a resnet18 teacher gets it."""
-    student_downsample_factor: float = Field(1.0, gt=0)
+    student_downsample_factor: float = Field(1.0, gt=0, le=MAX_DOWNSAMPLE_FACTOR)
     """fastkd extension: width divisor for the student, and for the one model of self KD, EMA and dropout (the
     reference always builds them at full width)."""
 
@@ -54,9 +70,11 @@ class KDConfig(_Section):
     interval: float = Field(1.0, ge=0)
     """Spacing s in epochs: the teacher runs I = int(L*s) iterations ahead of the student (0 = online)."""
     temperature: float = Field(3.0, gt=0)
+    """Softmax temperature T of the soft targets."""
     alpha: float = Field(0.3, ge=0, le=1)
     """Weight of the soft term: loss = (1-alpha)*CE + alpha*soft + beta*feature."""
     beta: float = Field(0.03, ge=0)
+    """Weight of the feature term (and self KD's feature_loss_coefficient)."""
     feature_loss: Literal["dist", "mse", "l1", "smoothl1", "none"] = "dist"
     """`dist` = the reference's unsquared torch.dist; under `semantics: standard` the default becomes `mse`."""
 
@@ -65,16 +83,19 @@ class EMAConfig(_Section):
     decay: float = Field(0.999, ge=0, lt=1)
     """EMA decay d: ema <- d*ema + (1-d)*param (the reference's `-alpha`)."""
     interval: float = Field(1.0, ge=0)
-    """Spacing s in epochs: update every int(s*L) iterations; 0 = every step; > 500 = random intervals (spec 5)."""
+    """Spacing s in epochs: update every int(s*L) iterations; 0 = every step; > 500 = random intervals
+    (docs/semantics.md §6)."""
 
 
 class DropoutConfig(_Section):
     op: Literal["standard", "max"] = "max"
-    """Which dropout op sits after each of the 4 ResNet stages: inverted dropout, or MaxDropout (spec 2.4)."""
+    """Which dropout op sits after each of the 4 ResNet stages: inverted dropout, or MaxDropout (docs/semantics.md
+    §3.3)."""
     rate: float = Field(0.3, ge=0, le=1)
     """Peak drop rate p (the reference's `--drop`)."""
     space: float = Field(1.0, ge=0)
-    """Period in epochs of p_t = p*|sin(pi*t/S)|, S = int(space*L); S >= 500 iterations = random rates (spec 6).
+    """Period in epochs of p_t = p*|sin(pi*t/S)|, S = int(space*L); S >= 500 iterations = random rates
+    (docs/semantics.md §7).
     It also spaces the `cutout_input` box under either method (0 = constant box), as the reference's --space."""
     cutout_input: bool = False
     """Also cut one box out of every training batch (the reference's `--cutout_input`, spaced length l_t)."""
@@ -84,28 +105,52 @@ class DropoutConfig(_Section):
 
 class OptimConfig(_Section):
     name: Literal["sgd", "adam", "adamw"] = "sgd"
+    """Optimizer of every trained model."""
     lr: float = Field(0.01, gt=0)
+    """Initial learning rate."""
     momentum: float = Field(0.9, ge=0, lt=1)
+    """SGD momentum."""
     nesterov: bool = False
+    """SGD Nesterov momentum (needs momentum > 0)."""
     weight_decay: float = Field(5e-4, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    """L2 weight decay (decoupled for adamw)."""
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
+    """Adam/AdamW (beta1, beta2), each in [0, 1)."""
     schedule: Literal["constant", "cosine", "multistep"] = "constant"
     """The reference's online KD keeps the LR constant (its MultiStepLR is never stepped)."""
-    milestones: list[int] = [60, 120, 160]
+    milestones: list[Annotated[int, Field(ge=1)]] = [60, 120, 160]
+    """Epochs at which `multistep` multiplies the LR by `gamma` (increasing)."""
     gamma: float = Field(0.2, gt=0)
+    """LR factor at each `multistep` milestone."""
+
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, milestones: list[int]) -> list[int]:
+        if any(b <= a for a, b in zip(milestones, milestones[1:])):
+            raise ValueError("must be strictly increasing, e.g. [60, 120, 160]")
+        return milestones
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> "OptimConfig":
+        if self.nesterov and (self.name != "sgd" or self.momentum == 0):
+            raise ValueError("optim.nesterov: Nesterov momentum needs optim.name=sgd and optim.momentum > 0 "
+                             "(set optim.nesterov=false or give a momentum)")
+        return self
 
 
 class TrainConfig(_Section):
     epochs: int = Field(80, ge=1)
+    """Training epochs (of the student, for the online-KD family)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    """`auto` = CUDA when visible, else the CPU."""
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     """`auto` = bf16 autocast on CUDA, fp32 on CPU (bf16 is slower than fp32 on CPUs without avx512_bf16)."""
     compile: Literal["auto", "on", "off"] = "auto"
     """`auto` = torch.compile on CUDA only (on CPU it did not measure faster here)."""
     channels_last: Union[bool, Literal["auto"]] = "auto"
-    """`auto` = on for CUDA; on CPU measured once at start (forward+backward of the models in both layouts): on
-    this 2-core CPU channels_last is ~1.5x faster for full-width ResNet-18 but ~7x slower for narrow ones (batch
-    norm). `deterministic: true` resolves `auto` to off on CPU so repeated runs take the same kernels."""
+    """`auto` = on for CUDA; off for float64; on CPU on iff every conv/batch norm has >= 16 channels (channels_last
+    is up to ~1.5x faster for wide ResNets but up to ~7x slower for narrow ones; a fixed rule, never a timing).
+    Resolved once when a run starts and saved in its config.yaml and checkpoints; --resume and eval reuse it."""
     float64: bool = False
     """Run models, data and losses in float64: for exact oracle comparisons (fp32 trajectories of small nets
     drift apart by more than 1e-5 within a few steps from summation order alone). Slow; needs amp off."""
@@ -116,27 +161,49 @@ class TrainConfig(_Section):
     log_every_step: bool = False
     """Write every step's losses to `steps.jsonl` (reads them once per `log_every` steps, never per step)."""
     eval_every: int = Field(1, ge=1)
+    """Epochs between test-set evaluations (the last epoch is always evaluated)."""
     max_steps: Optional[int] = Field(None, ge=1)
     """Stop (with a checkpoint) after this many global iterations; for smoke tests and exact-resume checks."""
+    nonfinite: Literal["stop", "skip"] = "stop"
+    """A NaN/inf training loss: `stop` ends the run (exit 1, the last good checkpoint kept); `skip` leaves that
+    optimizer step out (weights, buffers and optimizer state unchanged) and counts it in metrics.csv."""
     progress: bool = True
+    """Show a progress bar with ETA and images/s."""
     tensorboard: bool = True
     """Also log to TensorBoard when it is installed."""
 
+    @field_validator("channels_last", mode="before")
+    @classmethod
+    def _bool_or_auto(cls, value: Any) -> Any:
+        # Checked before the union so the error names the three choices, not each union member separately.
+        if value is True or value is False or value == "auto":
+            return value
+        raise ValueError("must be true, false or auto")
 
-METHODS = ("no_kd", "online_kd", "spaced_online_kd", "offline_kd", "self_kd", "spaced_self_kd", "ema", "spaced_ema",
-           "dropout", "spaced_dropout")
+
+def __getattr__(name: str) -> Any:
+    """`METHODS`: the registered method names, read from `fastkd.methods.registry` on first use (importing the
+    method modules here would import torch and the models with the schema)."""
+    if name == "METHODS":
+        from .methods.registry import method_names
+
+        return method_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ExperimentConfig(_Section):
     name: str = "experiment"
-    method: Literal["no_kd", "online_kd", "spaced_online_kd", "offline_kd", "self_kd", "spaced_self_kd", "ema",
-                    "spaced_ema", "dropout", "spaced_dropout"] = "spaced_online_kd"
-    """The online-KD family uses `kd` (+ `model.teacher`); self KD uses `kd` (interval, temperature, alpha = the
-    reference's loss_coefficient, beta = feature_loss_coefficient); EMA uses `ema`; dropout uses `dropout`."""
+    """Run folder name (a plain folder name: no '/', not starting with '.'); the run lives in `output_dir/name`."""
+    method: str = "spaced_online_kd"
+    """A registered method (`fastkd.methods.registry`; the error for any other value lists them). The online-KD
+    family uses `kd` (+ `model.teacher`); self KD uses `kd` (interval, temperature, alpha = the reference's
+    loss_coefficient, beta = feature_loss_coefficient); EMA uses `ema`; dropout uses `dropout`."""
     semantics: Literal["reference", "standard"] = "reference"
-    """`reference` = what the authors' code computes, quirks included; `standard` = textbook definitions."""
-    seed: int = 0
-    output_dir: str = "runs"
+    """`reference` = what the authors' code computes (docs/semantics.md R1-R18); `standard` = textbook definitions."""
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    """Seed of initialization, shuffling and augmentation."""
+    output_dir: str = Field("runs", min_length=1)
+    """Parent folder of the run folder `output_dir/name`."""
     init_from: Optional[str] = None
     """Start teacher/student from this checkpoint (fastkd or reference key layout)."""
     data: DataConfig = DataConfig()
@@ -146,6 +213,27 @@ class ExperimentConfig(_Section):
     dropout: DropoutConfig = DropoutConfig()
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
+
+    @field_validator("method")
+    @classmethod
+    def _registered_method(cls, method: str) -> str:
+        from .methods.registry import method_names
+
+        names = method_names()
+        if method not in names:
+            # Reported like a Literal choice: "method: 'x' is not allowed; choose one of 'no_kd', ... or '...'".
+            quoted = [repr(name) for name in names]
+            expected = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+        return method
+
+    @field_validator("name")
+    @classmethod
+    def _plain_folder_name(cls, name: str) -> str:
+        if not name or "/" in name or "\\" in name or "\0" in name or name.startswith("."):
+            raise ValueError("must be a plain folder name (not empty, no '/', not starting with '.'), e.g. name=run1; "
+                             "use output_dir=... to choose where it goes")
+        return name
 
     @model_validator(mode="after")
     def _method_matches_interval(self) -> "ExperimentConfig":
@@ -159,80 +247,262 @@ class ExperimentConfig(_Section):
         return self
 
 
-def _format_error(source: str, err: dict[str, Any]) -> str:
-    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    kind = err["type"]
-    value = err.get("input")
-    if kind == "extra_forbidden":
-        return f"{source}: unknown key '{key}' (check the spelling; `python -m fastkd.config` prints every key)"
-    if kind == "literal_error":
-        allowed = err.get("ctx", {}).get("expected", "")
-        return f"{source}: {key}: {value!r} is not allowed; choose one of {allowed}"
-    msg = err["msg"].removeprefix("Value error, ")
-    return f"{source}: {key}: {msg} (got {value!r})" if kind != "value_error" else f"{source}: {msg}"
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys and keys that are not strings: YAML's silent last-one-wins would hide
+    a typo, and `1:` or `yes:` keys are never config names."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is not a name (keys are section or setting names; quote it if "
+                                f"it is meant as text)", key_node.start_mark)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' (keep one)", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _parse_yaml(text: str) -> Any:
+    """YAML -> Python with `_StrictLoader`; a YAMLError becomes a one-line reason with its line number."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        reason = ", ".join(part for part in (exc.context, exc.problem) if part)
+        hint = "; indent with spaces, YAML does not allow tabs" if "'\\t'" in (exc.problem or "") else ""
+        raise ValueError(f"{reason}{where}{hint}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc).splitlines()[0]) from None
+
+
+def split_config_and_overrides(values: list[str]) -> tuple[str | None, list[str]]:
+    """The optional CONFIG path is the first positional that is not key=value; the rest are overrides."""
+    config = None
+    overrides = []
+    for value in values:
+        if "=" in value or config is not None:
+            overrides.append(value)
+        else:
+            config = value
+    return config, overrides
+
+
+def _override_key(text: str) -> list[str]:
+    return text.split("=", 1)[0].strip().split(".")
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r}: expected key=value, e.g. train.epochs=10")
-    key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+    path, raw = _override_key(text), text.split("=", 1)[1]
+    if not all(part.strip() for part in path):
+        raise ConfigError(f"command line override {text!r}: the key has an empty part; write section.key=value, "
+                          "e.g. train.epochs=10")
+    try:
+        return path, _parse_yaml(raw) if raw.strip() else None
+    except ValueError as exc:
+        raise ConfigError(f"command line override {text!r}: the value is not valid YAML ({exc}); quote it or fix "
+                          "the brackets, e.g. optim.milestones=[60,120]") from None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `a.b=value` strings (values parsed as YAML scalars) onto a nested dict."""
+    """Apply `a.b=value` strings (values parsed as YAML) onto a nested dict."""
     for text in overrides:
         path, value = _parse_override(text)
         node = raw
         for part in path[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"override {text!r}: '{part}' is not a section")
+                raise ConfigError(f"command line override {text!r}: '{part}' is not a section")
             node = child
         node[path[-1]] = value
     return raw
 
 
-def validate(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
+_KEY_PREFIX = re.compile(r"Value error, ([a-z_]+(?:\.[a-z_]+)+): ")
+"""Cross-field checks (model validators) start their message with the dotted key they are about."""
+
+
+def _error_key(err: dict[str, Any]) -> list[str]:
+    """The key an error is about: the `key:` a cross-field check starts its message with, else its location."""
+    match = _KEY_PREFIX.match(err["msg"])
+    return match.group(1).split(".") if match else [str(p) for p in err["loc"]]
+
+
+def _source_of(key: list[str], file_source: str, overrides: list[str]) -> str:
+    """Where the bad value came from: the last command-line override that set the key (or a section around or
+    inside it), else the file."""
+    for text in reversed(overrides):
+        path = _override_key(text)
+        n = min(len(path), len(key))
+        if n and path[:n] == key[:n]:
+            return f"command line override {text!r}"
+    return file_source
+
+
+def _format_error(source: str, err: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    kind = err["type"]
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        return f"{source}: unknown key '{key}' (check the spelling; `fastkd config --describe` lists every key)"
+    if kind == "literal_error":
+        allowed = err.get("ctx", {}).get("expected", "")
+        return f"{source}: {key}: {value!r} is not allowed; choose one of {allowed}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if _KEY_PREFIX.match(err["msg"]):
+        return f"{source}: {msg}"
+    return f"{source}: {key}: {msg} (got {value!r})"
+
+
+def validate(raw: dict[str, Any], source: str = "config", overrides: list[str] = ()) -> ExperimentConfig:
+    """Validate a raw config; the error names `source`, or the command-line override that set the bad key."""
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_error(source, exc.errors()[0])) from None
+        err = exc.errors()[0]
+        raise ConfigError(_format_error(_source_of(_error_key(err), source, list(overrides)), err)) from None
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> ExperimentConfig:
     """Read a YAML experiment file (None = all defaults), apply overrides, validate."""
     raw: dict[str, Any] = {}
-    source = "overrides"
+    source = "defaults"
     if path is not None:
         source = str(path)
         try:
-            text = Path(path).read_text()
+            data = Path(path).read_bytes()
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
         try:
-            raw = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not a UTF-8 text file (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                              "a config is a YAML text file saved as UTF-8") from None
+        try:
+            raw = _parse_yaml(text)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        raw = {} if raw is None else raw
         if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    return validate(apply_overrides(raw, list(overrides)), source)
+            raise ConfigError(f"{path}: expected a mapping of sections at the top level (e.g. 'train:'), "
+                              f"got a {type(raw).__name__}")
+    return validate(apply_overrides(raw, list(overrides)), source, list(overrides))
 
 
 def dump_config(cfg: ExperimentConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    try:
-        cfg = load_config(args[0] if args and "=" not in args[0] else None,
-                          [a for a in args if "=" in a])
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(dump_config(cfg), end="")
+# ------------------------------------------------------------------------------------------- describe
+def _type_name(annotation: Any) -> str:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return _type_name(args[0])
+    if origin is Literal:
+        return "choice"
+    if origin in (Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in args)
+    if origin is tuple:
+        return "[" + ", ".join(_type_name(a) for a in args) + "]"
+    if origin is list:
+        return f"list of {_type_name(args[0])}"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _bounds(metadata: list[Any]) -> list[str]:
+    symbols = {annotated_types.Gt: ("gt", ">"), annotated_types.Ge: ("ge", ">="), annotated_types.Lt: ("lt", "<"),
+               annotated_types.Le: ("le", "<=")}
+    out = []
+    for item in metadata:
+        for cls, (attr, symbol) in symbols.items():
+            if isinstance(item, cls):
+                bound = getattr(item, attr)
+                out.append(f"{symbol} {bound if isinstance(bound, int) else format(bound, 'g')}")
+        if isinstance(item, annotated_types.MinLen):
+            out.append("not empty")
+    return out
+
+
+def _allowed(annotation: Any, metadata: list[Any]) -> str:
+    """Human-readable allowed values: the choices of a Literal, bounds, finiteness of floats."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Literal:
+        return ", ".join(str(a) for a in args)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_allowed(a, metadata) if a is not type(None) else "null" for a in args)
+    if origin is tuple:
+        return "each " + _allowed(args[0], [])
+    if origin is list:
+        return "each " + _allowed(args[0], [])
+    if origin is Annotated:
+        return _allowed(args[0], [*args[1:], *metadata])
+    for item in metadata:
+        if isinstance(item, FieldInfo):
+            metadata = [*metadata, *item.metadata]
+    bounds = _bounds(metadata)
+    if annotation is float:
+        bounds.append("finite")
+    if annotation is bool:
+        bounds.append("true, false")
+    if annotation is str and not bounds:
+        bounds.append("any text")
+    return ", ".join(bounds) or "any"
+
+
+def describe(model: type[BaseModel] = None, prefix: str = "") -> list[str]:
+    """Two lines per key: `key  type  default  allowed`, then its one-line description."""
+    model = model or ExperimentConfig
+    lines = []
+    for name, field in model.model_fields.items():
+        key = prefix + name
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            lines += describe(field.annotation, key + ".")
+            continue
+        default = field.get_default(call_default_factory=True)
+        shown = yaml.safe_dump(default, default_flow_style=True).removesuffix("...\n").strip()
+        lines.append(f"{key}  ({_type_name(field.annotation)}, default {shown}, "
+                     f"allowed: {_allowed(field.annotation, field.metadata)})")
+        lines.append("    " + " ".join((field.description or "").split()))
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------ main
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="*", metavar="[CONFIG] [key=value ...]",
+                        help="a YAML experiment file and/or section.key=value overrides")
+    parser.add_argument("--describe", action="store_true",
+                        help="print every key with its type, default, allowed values and description")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the resolved config, or with --describe the schema."""
+    if args.describe:
+        if args.config:
+            raise UsageError("--describe prints the schema of every config; leave out CONFIG and overrides")
+        print("\n".join(describe()))
+        return 0
+    path, overrides = split_config_and_overrides(args.config)
+    print(dump_config(load_config(path, overrides)), end="")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python -m fastkd.config",
+                            description="Print the resolved experiment config (file + overrides), or every key.")
+    add_arguments(parser)
+    try:
+        return run(parser.parse_intermixed_args(argv))
+    except FastkdError as exc:
+        print(f"fastkd: error: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

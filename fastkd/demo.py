@@ -7,13 +7,15 @@ import time
 from pathlib import Path
 
 from .config import load_config
+from .engine.checkpoint import ensure_writable_folder
 
 
 def run_demo(out: Path, epochs: int | None = None, quiet: bool = False) -> list[tuple[str, dict]]:
     from .cli import demo_config_path, print_summary
     from .engine.trainer import Trainer
 
-    overrides = [f"output_dir={out}"] + ([f"train.epochs={epochs}"] if epochs else [])
+    ensure_writable_folder(out, "demo output folder")
+    overrides = [f"output_dir={out}"] + ([f"train.epochs={epochs}"] if epochs is not None else [])
     variants = [
         ("spaced online KD (s=1)", ["name=demo-spaced"]),
         ("online KD (s=0)", ["name=demo-online", "method=online_kd", "kd.interval=0"]),

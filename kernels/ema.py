@@ -1,4 +1,4 @@
-"""Flat-buffer EMA of a model (one fused pass per dtype) and the host-side spaced-EMA schedule of spec 5.
+"""Flat-buffer EMA of a model (one fused pass per dtype) and the host-side spaced-EMA schedule of docs/semantics.md §6.
 
 The parameters (and, by policy, buffers) of the source model and of its EMA copy are re-pointed to views into one
 flat storage per (device, dtype), so `ema <- d * ema + (1 - d) * p` is a single lerp / Triton launch over one
@@ -216,7 +216,8 @@ def _contiguous_strides(shape: torch.Size) -> tuple[int, ...]:
 
 
 class EmaSchedule:
-    """Decides on the host, from a step counter and a seeded RNG, when the spaced EMA update fires (spec 5).
+    """Decides on the host, from a step counter and a seeded RNG, when the spaced EMA update fires (docs/semantics.md
+    §6).
 
     Call `step()` once after every optimizer step; it returns True when the EMA should be updated now. The counter
     resets after each update and runs across epochs, like the reference.

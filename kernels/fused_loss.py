@@ -62,10 +62,10 @@ def kd_loss(
         temperature: T > 0 for the soft term; the hard-label CE always uses the untempered student logits.
         alpha: weight of the soft term, in [0, 1].
         soft: "kl" = KL(p_t || p_s) * T^2 (Hinton); "reference_prob_kl" = the reference online-KD term
-            KLDivLoss(softmax_T(z_s), softmax_T(z_t)), i.e. sum_c p_t (log p_t - p_s), no T^2 (spec 3.1);
-            "soft_ce" = -sum_c p_t log p_s, no T^2 (self KD, spec 3.2).
+            KLDivLoss(softmax_T(z_s), softmax_T(z_t)), i.e. sum_c p_t (log p_t - p_s), no T^2 (docs/semantics.md §4.1);
+            "soft_ce" = -sum_c p_t log p_s, no T^2 (self KD, docs/semantics.md §4.2).
         reduction: "batchmean" (row sums / B), "mean" (soft sum / (B*C), CE mean over B: with soft="kl" this is
-            the ViT form of spec 3.3) or "sum".
+            the ViT form of docs/semantics.md §4.3) or "sum".
         label_smoothing: epsilon of the hard-label CE, as in `torch.nn.functional.cross_entropy`.
         impl: "auto" (Triton on CUDA, the CPU twin otherwise), "triton", "twin" or "reference".
 

@@ -363,6 +363,14 @@ class DaliPipeline:
         self.images = images.to(device)
         self.labels = labels.to(device)
         self.mean, self.std = mean, std
+        # DALI cannot normalise into float64, so float64 (exact-comparison) runs take its uint8 output and normalise
+        # it like the torch backend does: both backends then hand the models bit-identical pixels.
+        self.float64_tables = None
+        if dtype == torch.float64:
+            _, height, width, _ = images.shape
+            shape = (*recipe.output_size(height, width), 3)
+            self.float64_tables = tuple(torch.tensor(stats, dtype=torch.float64, device=device).expand(shape)
+                                        .contiguous() for stats in (mean, std))
         self._pipe = None
         self._capacity = 0
 
@@ -372,9 +380,7 @@ class DaliPipeline:
             _, height, width, _ = self.images.shape
             self._pipe = in_memory_pipeline(
                 self.recipe, feed_names, height=height, width=width, device=self.dali_device,
-                mean=self.mean, std=self.std,
-                output_dtype=types.FLOAT16 if self.dtype == torch.float16 else types.FLOAT,
-                output_layout="HWC" if self.channels_last else "CHW",
+                **self._normalization(),
                 batch_size=batch_size, num_threads=self.num_threads, device_id=self.device_id,
             )
             self._capacity = batch_size
@@ -395,8 +401,20 @@ class DaliPipeline:
             pipe.feed_input(name, values)
         (output,) = pipe.run()
         dense = output.as_tensor()
-        out_dtype = torch.float16 if self.dtype == torch.float16 else torch.float32
+        out_dtype = {torch.float16: torch.float16, torch.float64: torch.uint8}.get(self.dtype, torch.float32)
         images = torch.empty(dense.shape(), dtype=out_dtype, device=self.device)
         feed_ndarray(dense, images, cuda_stream=stream)
+        if self.float64_tables is not None:
+            images = torch_ops.normalize(images, *self.float64_tables).permute(0, 3, 1, 2)
+            return (images if self.channels_last else images.contiguous()), self.labels[indices]
         images = images.permute(0, 3, 1, 2) if self.channels_last else images
         return images.to(self.dtype), self.labels[indices]
+
+    def _normalization(self) -> dict:
+        """DALI's output stage: normalised float16/float32, or (float64 runs) the augmented uint8 NHWC pixels."""
+        if self.float64_tables is not None:
+            return dict(mean=(0.0, 0.0, 0.0), std=(1 / 255, 1 / 255, 1 / 255), output_dtype=types.UINT8,
+                        output_layout="HWC")
+        return dict(mean=self.mean, std=self.std,
+                    output_dtype=types.FLOAT16 if self.dtype == torch.float16 else types.FLOAT,
+                    output_layout="HWC" if self.channels_last else "CHW")

@@ -19,8 +19,9 @@ from typing import Literal
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
+from ..errors import DataError
 from .params import draw_resized_crops
 from .recipes import Recipe
 
@@ -44,17 +45,23 @@ class FolderDataset:
 
     @classmethod
     def scan(cls, root: str | Path) -> FolderDataset:
+        """Every class folder must hold at least one image (as ImageFolder demands); files are opened lazily."""
         root = Path(root)
-        classes = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        layout = (f"{root}/<class>/*{{{','.join(IMAGE_SUFFIXES)}}}: point data.root at a folder with one "
+                  "sub-folder of images per class")
+        if not root.is_dir():
+            raise DataError(f"{root}: {'is a file' if root.exists() else 'no such folder'}; expected {layout}")
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+        if not classes:
+            raise DataError(f"{root}: no class folders; expected {layout}")
         files, labels = [], []
         for label, name in enumerate(classes):
-            for path in sorted((root / name).iterdir()):
-                if path.suffix.lower() in IMAGE_SUFFIXES:
-                    files.append(str(path))
-                    labels.append(label)
-        if not files:
-            raise ValueError(f"no images found under {root}/<class>/*{{{','.join(IMAGE_SUFFIXES)}}}; "
-                             "point data.root at a folder with one sub-folder per class")
+            images = [p for p in sorted((root / name).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+            if not images:
+                raise DataError(f"{root / name}: class folder without images; add its images or remove it "
+                                f"(expected {layout})")
+            files += [str(p) for p in images]
+            labels += [label] * len(images)
         return cls(files=files, labels=torch.tensor(labels, dtype=torch.int64), classes=classes)
 
 
@@ -62,18 +69,33 @@ def _read(files: list[str]) -> tuple[list[np.ndarray], torch.Tensor]:
     """Encoded bytes and (height, width) of each file; PIL parses only the header for the size."""
     encoded, sizes = [], []
     for path in files:
-        data = np.fromfile(path, dtype=np.uint8)
-        with Image.open(io.BytesIO(data.tobytes())) as image:
-            width, height = image.size
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+            with Image.open(io.BytesIO(data.tobytes())) as image:
+                width, height = image.size
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise DataError(f"{path}: {_unreadable(exc)}; replace or remove it") from None
         encoded.append(data)
         sizes.append((height, width))
     return encoded, torch.tensor(sizes, dtype=torch.int64)
 
 
-def decode_rgb(encoded: np.ndarray) -> torch.Tensor:
+def _unreadable(exc: Exception) -> str:
+    """The reason, without PIL's in-memory stream repr."""
+    if isinstance(exc, UnidentifiedImageError):
+        reason = "not a recognised image format"
+    else:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return f"cannot be read as an image ({reason})"
+
+
+def decode_rgb(encoded: np.ndarray, path: str = "image") -> torch.Tensor:
     """PIL decode (libjpeg with fancy upsampling, as DALI's ``jpeg_fancy_upsampling``) to a uint8 CHW tensor."""
-    with Image.open(io.BytesIO(encoded.tobytes())) as image:
-        return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+    try:
+        with Image.open(io.BytesIO(encoded.tobytes())) as image:
+            return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{path}: {_unreadable(exc)}; replace or remove it") from None
 
 
 def draw_folder_params(recipe: Recipe, sizes: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,8 +132,8 @@ class TorchFolderPipeline:
         self.dtype, self.channels_last = dtype, channels_last
         self.mean, self.std = list(mean), list(std)
 
-    def _sample(self, encoded: np.ndarray, box: list[int], flip: bool) -> torch.Tensor:
-        image = decode_rgb(encoded)
+    def _sample(self, path: str, encoded: np.ndarray, box: list[int], flip: bool) -> torch.Tensor:
+        image = decode_rgb(encoded, path)
         if self.recipe.resized_crop_size:
             size = [self.recipe.resized_crop_size] * 2
             image = TF.resized_crop(image, *box, size, TF.InterpolationMode.BILINEAR, antialias=True)
@@ -122,9 +144,10 @@ class TorchFolderPipeline:
         return TF.horizontal_flip(image) if flip else image
 
     def __call__(self, indices: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        encoded, sizes = _read([self.dataset.files[i] for i in indices.tolist()])
+        paths = [self.dataset.files[i] for i in indices.tolist()]
+        encoded, sizes = _read(paths)
         boxes, flips = draw_folder_params(self.recipe, sizes, seed)
-        batch = torch.stack([self._sample(e, b, f) for e, b, f in zip(encoded, boxes.tolist(), flips.tolist())])
+        batch = torch.stack([self._sample(*sample) for sample in zip(paths, encoded, boxes.tolist(), flips.tolist())])
         images = TF.normalize(TF.to_dtype(batch.to(self.device), torch.float32, scale=True), self.mean, self.std)
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         return images.to(dtype=self.dtype, memory_format=memory_format), self.dataset.labels[indices].to(self.device)

@@ -1,4 +1,4 @@
-"""The CIFAR-10 AutoAugment policy of the self-KD reference (spec 1.5) as tables both backends read."""
+"""The CIFAR-10 AutoAugment policy of the self-KD reference (docs/semantics.md §2.4) as tables both backends read."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def _linspace(start: float, stop: float, index: int, steps: int = 10) -> float:
 
 
 def unsigned_magnitude(op: str, index: int, height: int, width: int) -> float:
-    """The parameter an op gets from magnitude index ``index`` before its random sign (spec 1.5).
+    """The parameter an op gets from magnitude index ``index`` before its random sign (docs/semantics.md §2.4).
 
     Enhance ops return the factor offset (the factor is ``1 +- value``), translate returns pixels, shear the shear
     factor, rotate degrees, posterize bits and solarize the threshold; parameter-free ops return 0.
@@ -103,7 +103,7 @@ def signed_parameter(op: str, index: int, sign: int, height: int, width: int) ->
     return value
 
 
-# timm's RandAugment, increasing-severity op set ("rand-...-inc1", spec 1.4), in timm's order.
+# timm's RandAugment, increasing-severity op set ("rand-...-inc1", docs/semantics.md §2.3), in timm's order.
 RANDAUGMENT_OPS: tuple[str, ...] = (
     "autocontrast",
     "equalize",

@@ -1,4 +1,5 @@
-"""Augmentation recipes of the reference scripts (spec 1.1-1.6): what to apply, never the dataset statistics."""
+"""Augmentation recipes of the reference scripts (docs/semantics.md §2.1-2.5): what to apply, never the dataset
+statistics."""
 
 from __future__ import annotations
 
@@ -24,11 +25,11 @@ class Recipe:
     rotate_degrees: float = 0.0
     """Rotate each sample by an angle uniform in [-d, d] degrees, nearest neighbour, fill 0, output size kept."""
     autoaugment: Literal["cifar10"] | None = None
-    """AutoAugment policy (spec 1.5): one of 25 sub-policies per sample, fill 128."""
+    """AutoAugment policy (docs/semantics.md §2.4): one of 25 sub-policies per sample, fill 128."""
     cutout_length: int = 0
-    """Cutout box side (spec 1.6): one hole per sample, zeroed before normalisation; 0 means off."""
+    """Cutout box side (docs/semantics.md §2.5): one hole per sample, zeroed before normalisation; 0 means off."""
     resized_crop_size: int = 0
-    """RandomResizedCrop output side (ViT recipe, spec 1.4); 0 means off."""
+    """RandomResizedCrop output side (ViT recipe, docs/semantics.md §2.3); 0 means off."""
     resized_crop_scale: tuple[float, float] = (0.08, 1.0)
     resized_crop_ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
     randaugment: str | None = None

@@ -304,7 +304,7 @@ def equalize(images: torch.Tensor) -> torch.Tensor:
 
 def cutout_(images: torch.Tensor, centres: torch.Tensor, length: int) -> torch.Tensor:
     """Zero, in place, one ``length`` x ``length`` box per sample of uint8 NHWC ``images``, centred at ``centres``
-    (B, 2) and clipped to the image (spec 1.6)."""
+    (B, 2) and clipped to the image (docs/semantics.md §2.5)."""
     batch, height, width, channels = images.shape
     centres = centres.to(images.device, non_blocking=True)
     rows = torch.arange(height, device=images.device)

@@ -19,7 +19,7 @@ from .policies import IDENTITY, OPS, RANDAUGMENT_OPS
 from .recipes import Recipe
 
 AUTOAUGMENT_FILL = 128.0
-"""Grey fill of the reference's AutoAugment geometric ops (spec 1.5)."""
+"""Grey fill of the reference's AutoAugment geometric ops (docs/semantics.md §2.4)."""
 
 OpTable = dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
 """Batched op per name: (uint8 NCHW images, per-sample float64 parameters) -> images."""

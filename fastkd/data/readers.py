@@ -1,19 +1,27 @@
-"""Readers for the on-disk layouts users already have; every split becomes one uint8 NHWC array + int64 labels."""
+"""Readers for the on-disk layouts users already have; every split becomes one uint8 NHWC array + int64 labels.
+
+Data files never run code: the CIFAR pickles go through an unpickler that admits only numpy's array
+reconstruction, and the Tiny-ImageNet cache is a plain ``.npz`` read with ``allow_pickle=False``. Every malformed
+file is refused with one line (a :class:`DataError`) that names it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import pickle
+import sys
+import tempfile
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-
-class DataError(ValueError):
-    """A missing or malformed data set; the message is one line naming the expected layout."""
+from ..errors import DataError
 
 
 @dataclass
@@ -31,7 +39,7 @@ class ArrayDataset:
         return int(self.labels.shape[0])
 
 
-# Normalisation statistics used by the reference scripts (spec 1.1, 1.2).
+# Normalisation statistics used by the reference scripts (docs/semantics.md §2.1, §2.2).
 CIFAR100_STATS = ((0.507, 0.487, 0.441), (0.267, 0.256, 0.276))
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -40,41 +48,172 @@ CIFAR10_LAYOUT = "cifar-10-batches-py/{data_batch_1..5,test_batch} (python pickl
 CIFAR100_LAYOUT = "cifar-100-python/{train,test} (python pickles, as torchvision writes them)"
 TINY_LAYOUT = ("tiny-imagenet-200/ with wnids.txt, train/<wnid>/images/*.JPEG, val/images/*.JPEG and "
                "val/val_annotations.txt")
+REFETCH_HINT = "re-extract it from the official archive"
+LATIN1_NAMES = ("latin1", "latin-1", "iso-8859-1", "iso8859-1")
 
 
 def _find(root: str | os.PathLike | None, folder: str, layout: str) -> Path:
+    """The data set folder: ``root/folder``, or ``root`` itself when it is that folder."""
     if root is None:
         raise DataError(f"data.root is not set; point it at the folder that holds {layout}")
     base = Path(root).expanduser()
-    for candidate in (base / folder, base):
-        if candidate.name == folder and candidate.is_dir():
-            return candidate
+    if not base.exists():
+        raise DataError(f"data.root {base}: no such folder; point it at the folder that holds {layout}")
+    if not base.is_dir():
+        raise DataError(f"data.root {base}: is a file, not a folder; point it at the folder that holds {layout}")
+    nested = base / folder
+    if nested.is_dir():
+        return nested
+    if nested.exists():
+        raise DataError(f"{nested}: is a file, not a folder; expected {layout}")
+    if base.name == folder:
+        return base
     raise DataError(f"{base}: no '{folder}' folder found; expected {layout}")
+
+
+# ------------------------------------------------------------------------------------------------ CIFAR pickles
+class RefusedGlobal(pickle.UnpicklingError):
+    """The pickle refers to a callable outside :data:`PICKLE_GLOBALS`, i.e. it would run code."""
+
+
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    """``_codecs.encode`` as Python 3 protocol-0..2 pickles use it for bytes (always 'latin1'); nothing else."""
+    if not isinstance(text, str) or not isinstance(encoding, str) or encoding.lower() not in LATIN1_NAMES:
+        raise RefusedGlobal(f"_codecs.encode with encoding {str(encoding)[:20]!r}")
+    return text.encode("latin1")
+
+
+def _empty_bytes() -> bytes:
+    """``bytes()`` as protocol-0..2 pickles write ``b""`` (a zero-size array's buffer); no arguments allowed."""
+    return b""
+
+
+def _numpy_reconstructors() -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
+    """The functions numpy's own pickles call (array, scalar, protocol-5 array), taken from its reductions: their
+    module moved from numpy.core to numpy._core in numpy 2."""
+    array = np.zeros(1, np.uint8)
+    return array.__reduce__()[0], np.uint8(0).__reduce__()[0], array.__reduce_ex__(5)[0]
+
+
+_RECONSTRUCT, _SCALAR, _FROMBUFFER = _numpy_reconstructors()
+PICKLE_GLOBALS: dict[tuple[str, str], Any] = {
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy.core.multiarray", "scalar"): _SCALAR,
+    ("numpy._core.multiarray", "scalar"): _SCALAR,
+    ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_encode,
+    ("builtins", "bytes"): _empty_bytes,
+}
+"""Everything a CIFAR pickle may refer to: numpy arrays, dtypes and scalars (written by numpy 1 or 2, any pickle
+protocol), and the bytes encoding of Python 3's protocol 0-2 pickles. Dicts, lists, str, bytes and ints need none."""
+PYTHON2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
+"""Module names as protocol 0-2 pickles spell them (what ``pickle`` itself maps them to)."""
+
+
+class _DataUnpickler(pickle.Unpickler):
+    """``pickle.Unpickler`` that resolves only :data:`PICKLE_GLOBALS`."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        module = PYTHON2_MODULES.get(module, module)
+        try:
+            return PICKLE_GLOBALS[(module, name)]
+        except KeyError:
+            raise RefusedGlobal(f"{module}.{name}") from None
+
+
+UNPICKLE_FAILURES = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+                     OverflowError, MemoryError, RecursionError)
 
 
 def _unpickle(path: Path, layout: str) -> dict:
     """The official files are Python 2 pickles (bytes keys when read this way); re-saved ones have str keys."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, expected a CIFAR pickle file; {REFETCH_HINT}")
     try:
         with open(path, "rb") as fh:
-            entry = pickle.load(fh, encoding="bytes")
-        return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
+            entry = _DataUnpickler(fh, encoding="bytes").load()
     except FileNotFoundError:
         raise DataError(f"{path}: missing; expected {layout}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
-        raise DataError(f"{path}: truncated or not a CIFAR pickle ({type(exc).__name__}); expected {layout}") from None
+    except RefusedGlobal as exc:
+        raise DataError(f"{path}: refused: the pickle would call {exc}, which no CIFAR data file does (data "
+                        f"files are read without running code); {REFETCH_HINT}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc}); check the file and its permissions") from None
+    except UNPICKLE_FAILURES as exc:
+        reason = "empty file" if path.stat().st_size == 0 else type(exc).__name__
+        raise DataError(f"{path}: truncated or not a CIFAR pickle ({reason}); expected {layout}") from None
+    if not isinstance(entry, dict):
+        raise DataError(f"{path}: holds a {type(entry).__name__}, not a CIFAR batch (a dict with 'data' and "
+                        f"labels); expected {layout}")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
 
 
-def _cifar_arrays(files: list[Path], label_key: str, layout: str) -> tuple[np.ndarray, np.ndarray]:
+def _pixels(path: Path, raw: Any) -> np.ndarray:
+    """The 'data' entry as uint8 (N, 3072): integer pixels 0..255 in row-major CHW planes."""
+    if isinstance(raw, (list, tuple)):
+        try:
+            raw = np.asarray(raw)
+        except ValueError:
+            raise DataError(f"{path}: 'data' is a ragged list; expected a uint8 array of shape (N, 3072)") from None
+    if not isinstance(raw, np.ndarray):
+        raise DataError(f"{path}: 'data' is a {type(raw).__name__}; expected a uint8 array of shape (N, 3072)")
+    if raw.dtype.kind not in "iu":
+        raise DataError(f"{path}: 'data' has dtype {raw.dtype}; expected uint8 pixels 0..255, shape (N, 3072)")
+    if raw.ndim != 2 or raw.shape[1] != 3072 or raw.shape[0] == 0:
+        raise DataError(f"{path}: 'data' has shape {raw.shape}; expected (N, 3072) with N >= 1 "
+                        "(N images of 3x32x32 pixels)")
+    if raw.dtype != np.uint8:
+        outside = np.flatnonzero((raw < 0) | (raw > 255))
+        if outside.size:
+            row, col = divmod(int(outside[0]), raw.shape[1])
+            raise DataError(f"{path}: 'data'[{row}, {col}] = {raw[row, col]} is not a pixel value; expected 0..255")
+    return raw.astype(np.uint8, copy=False)
+
+
+def _class_indices(path: Path, key: str, raw: Any, count: int, num_classes: int) -> np.ndarray:
+    """The labels entry as int64 (N,), every value a class index 0..num_classes-1."""
+    expected = f"expected {count} integer class indices 0..{num_classes - 1}"
+    if isinstance(raw, np.ndarray):
+        if raw.ndim != 1 or raw.dtype.kind not in "iu":
+            raise DataError(f"{path}: '{key}' is an array of dtype {raw.dtype} and shape {raw.shape}; {expected}")
+        values: list[Any] | np.ndarray = raw
+    elif isinstance(raw, (list, tuple)):
+        for i, value in enumerate(raw):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+                shown = repr(value)[:40]
+                raise DataError(f"{path}: '{key}'[{i}] is {shown} ({type(value).__name__}); {expected}")
+        values = list(raw)
+    else:
+        raise DataError(f"{path}: '{key}' is a {type(raw).__name__}; {expected}")
+    if len(values) != count:
+        raise DataError(f"{path}: '{key}' has {len(values)} labels for {count} images; {expected}")
+    if isinstance(values, np.ndarray):
+        outside = np.flatnonzero((values < 0) | (values >= num_classes))
+        first = int(outside[0]) if outside.size else None
+    else:  # Python ints of any size, compared before any cast can wrap them
+        first = next((i for i, value in enumerate(values) if not 0 <= value < num_classes), None)
+    if first is not None:
+        raise DataError(f"{path}: '{key}'[{first}] = {values[first]} is outside 0..{num_classes - 1} "
+                        f"({num_classes} classes); {REFETCH_HINT}")
+    return np.asarray(values, dtype=np.int64)
+
+
+def _cifar_arrays(files: list[Path], label_key: str, num_classes: int,
+                  layout: str) -> tuple[np.ndarray, np.ndarray]:
     images, labels = [], []
     for path in files:
         entry = _unpickle(path, layout)
-        if "data" not in entry or label_key not in entry:
-            raise DataError(f"{path}: lacks the 'data'/'{label_key}' entries; expected {layout}")
-        data = np.asarray(entry["data"], dtype=np.uint8)
-        if data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] != len(entry[label_key]):
-            raise DataError(f"{path}: data has shape {data.shape}, expected (N, 3072) with N labels; expected {layout}")
+        for key in ("data", label_key):
+            if key not in entry:
+                found = ", ".join(repr(k) for k in entry) or "none"
+                raise DataError(f"{path}: has no '{key}' entry (entries: {found}); expected {layout}")
+        data = _pixels(path, entry["data"])
+        labels.append(_class_indices(path, label_key, entry[label_key], data.shape[0], num_classes))
         images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        labels.append(np.asarray(entry[label_key], dtype=np.int64))
     return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
 
 
@@ -90,67 +229,206 @@ def load_cifar(root: str | None, num_classes: int) -> tuple[ArrayDataset, ArrayD
     base = _find(root, folder, layout)
     splits = []
     for files in (train_files, test_files):
-        x, y = _cifar_arrays([base / f for f in files], key, layout)
-        if y.min() < 0 or y.max() >= num_classes:
-            raise DataError(f"{base}: labels outside 0..{num_classes - 1}; expected {layout}")
+        x, y = _cifar_arrays([base / f for f in files], key, num_classes, layout)
         splits.append(ArrayDataset(f"cifar{num_classes}", torch.from_numpy(x), torch.from_numpy(y),
                                    num_classes, *stats))
     return splits[0], splits[1]
 
 
-def _decode_rgb(path: Path) -> np.ndarray:
+# ------------------------------------------------------------------------------------------------ Tiny-ImageNet
+TINY_SIDE = 64
+
+
+def _text_lines(path: Path) -> list[str]:
+    """The lines of a small UTF-8 text file of the layout, or one line saying why it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing; expected {TINY_LAYOUT}") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected a text file; expected {TINY_LAYOUT}") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); {REFETCH_HINT}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc}); check the file and its permissions") from None
+
+
+def _read_wnids(path: Path) -> list[str]:
+    """wnids.txt: one class id per line; the line order is the class index."""
+    wnids: list[str] = []
+    for number, line in enumerate(_text_lines(path), 1):
+        wnid = line.strip()
+        if not wnid:
+            continue
+        if any(c.isspace() for c in wnid) or "/" in wnid:
+            raise DataError(f"{path}: line {number} ({wnid[:40]!r}) is not one class id; expected one wnid per "
+                            "line, e.g. n01443537")
+        if wnid in wnids:
+            raise DataError(f"{path}: line {number}: {wnid} is listed twice; expected each wnid once")
+        wnids.append(wnid)
+    if not wnids:
+        raise DataError(f"{path}: lists no classes; expected one wnid per line, e.g. n01443537")
+    return wnids
+
+
+def _train_listing(base: Path, index: dict[str, int]) -> tuple[list[Path], list[int]]:
+    """train/<wnid>/images/*.JPEG sorted by path (the sample order), with every listed class present."""
+    train = base / "train"
+    if not train.is_dir():
+        raise DataError(f"{train}: missing; expected {TINY_LAYOUT}")
+    for folder in sorted(train.iterdir()):
+        if folder.is_dir() and folder.name not in index:
+            raise DataError(f"{folder}: class {folder.name} is not listed in {base / 'wnids.txt'}; "
+                            f"expected {TINY_LAYOUT}")
+    files = sorted(train.glob("*/images/*.JPEG"))
+    present = {p.parts[-3] for p in files}
+    for wnid in index:
+        if wnid not in present:
+            raise DataError(f"{train / wnid / 'images'}: no .JPEG images for class {wnid} of wnids.txt; "
+                            f"expected {TINY_LAYOUT}")
+    return files, [index[p.parts[-3]] for p in files]
+
+
+def _val_listing(base: Path, index: dict[str, int]) -> tuple[list[Path], list[int]]:
+    """val/val_annotations.txt lines '<image>\t<wnid>\t<box>' over the files in val/images."""
+    annotations = base / "val" / "val_annotations.txt"
+    lines = _text_lines(annotations)
+    images = base / "val" / "images"
+    present = {p.name for p in images.iterdir()} if images.is_dir() else set()
+    files, labels, seen = [], [], set()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) < 2 or not parts[0] or not parts[1]:
+            raise DataError(f"{annotations}: line {number} is not '<image>\\t<wnid>\\t...' "
+                            f"(tab-separated); {REFETCH_HINT}")
+        name, wnid = parts[0].strip(), parts[1].strip()
+        if wnid not in index:
+            raise DataError(f"{annotations}: line {number}: wnid {wnid[:40]} is not listed in wnids.txt; "
+                            f"{REFETCH_HINT}")
+        if name not in present:
+            raise DataError(f"{annotations}: line {number}: image {images / name} does not exist; "
+                            f"expected {TINY_LAYOUT}")
+        if name in seen:
+            raise DataError(f"{annotations}: line {number}: image {name} is listed twice; {REFETCH_HINT}")
+        seen.add(name)
+        files.append(images / name)
+        labels.append(index[wnid])
+    if not files:
+        raise DataError(f"{annotations}: lists no validation images; expected {TINY_LAYOUT}")
+    return files, labels
+
+
+def _fingerprint(base: Path, wnids: list[str], files: list[Path]) -> str:
+    """Content key of the source: class order and every image's relative path, size and modification time."""
+    digest = hashlib.sha256("\n".join(wnids).encode())
+    for path in files:
+        stat = path.stat()
+        digest.update(f"\n{path.relative_to(base)}\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def _decode_tiny(path: Path) -> np.ndarray:
+    """One 64x64 image as uint8 RGB (the set has a few grayscale JPEGs); a bad file is named."""
     from PIL import Image
 
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    try:
+        with Image.open(path) as img:
+            pixels = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{path}: cannot be decoded as an image ({exc}); {REFETCH_HINT}") from None
+    if pixels.shape != (TINY_SIDE, TINY_SIDE, 3):
+        raise DataError(f"{path}: is {pixels.shape[1]}x{pixels.shape[0]} pixels; Tiny-ImageNet images are "
+                        f"{TINY_SIDE}x{TINY_SIDE}; {REFETCH_HINT}")
+    return pixels
+
+
+CACHE_ARRAYS = ("key", "train", "val", "train_labels", "val_labels")
+
+
+def _cached_arrays(cache_file: Path, key: str, train_labels: np.ndarray,
+                   val_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | str:
+    """(train, val) pixels from the cache, or the reason it cannot be used (it is then rebuilt)."""
+    try:
+        loaded = np.load(cache_file, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            return "is not an .npz archive"
+        with loaded as z:
+            missing = [name for name in CACHE_ARRAYS if name not in z.files]
+            if missing:
+                return f"lacks the array {missing[0]!r}"
+            arrays = {name: z[name] for name in CACHE_ARRAYS}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        return f"is unreadable ({type(exc).__name__})"
+    if arrays["key"].shape != () or str(arrays["key"]) != key:
+        return "was built from other images"
+    for split, labels in (("train", train_labels), ("val", val_labels)):
+        pixels = arrays[split]
+        if pixels.dtype != np.uint8 or pixels.shape != (len(labels), TINY_SIDE, TINY_SIDE, 3):
+            return f"its {split} array is {pixels.dtype} {pixels.shape}, not uint8 {(len(labels), 64, 64, 3)}"
+        if not np.array_equal(arrays[f"{split}_labels"], labels):
+            return f"its {split} labels differ from the folder's"
+    return arrays["train"], arrays["val"]
+
+
+def _write_cache(cache_file: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Atomic write (unique temp file + rename), so concurrent runs or a kill never leave half a cache."""
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, cache_file)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _notice(message: str) -> None:
+    print(f"fastkd: note: {message}", file=sys.stderr, flush=True)
 
 
 def load_tiny_imagenet(root: str | None, cache_dir: str | None = None) -> tuple[ArrayDataset, ArrayDataset]:
-    """Tiny-ImageNet folders (class index = line of wnids.txt), decoded once into a cached uint8 array."""
-    base = _find(root, "tiny-imagenet-200", TINY_LAYOUT)
-    wnids_file = base / "wnids.txt"
-    if not wnids_file.is_file():
-        raise DataError(f"{wnids_file}: missing; expected {TINY_LAYOUT}")
-    wnids = [w.strip() for w in wnids_file.read_text().splitlines() if w.strip()]
-    index = {w: i for i, w in enumerate(wnids)}
-    train_files = sorted((base / "train").glob("*/images/*.JPEG"))
-    if not train_files:
-        raise DataError(f"{base / 'train'}: no train/<wnid>/images/*.JPEG files; expected {TINY_LAYOUT}")
-    annotations = base / "val" / "val_annotations.txt"
-    if not annotations.is_file():
-        raise DataError(f"{annotations}: missing; expected {TINY_LAYOUT}")
-    val_pairs = []
-    for line in annotations.read_text().splitlines():
-        parts = line.split("\t")
-        if len(parts) >= 2:
-            val_pairs.append((base / "val" / "images" / parts[0], parts[1]))
-    try:
-        train_labels = [index[p.parts[-3]] for p in train_files]
-        val_labels = [index[w] for _, w in val_pairs]
-    except KeyError as exc:
-        raise DataError(f"{base}: wnid {exc.args[0]} is not listed in wnids.txt; expected {TINY_LAYOUT}") from None
+    """Tiny-ImageNet folders (class index = line of wnids.txt), decoded once into a cached uint8 array.
 
-    listing = "\n".join(str(p) for p in train_files) + "\n" + "\n".join(str(p) for p, _ in val_pairs)
-    key = hashlib.sha1(listing.encode()).hexdigest()[:16]
+    The cache (``.fastkd-cache/`` or ``data.cache_dir``) is keyed by a fingerprint of the images and validated on
+    load; a corrupt or stale one is rebuilt, and an unwritable cache folder only costs the decoding next time.
+    """
+    base = _find(root, "tiny-imagenet-200", TINY_LAYOUT)
+    wnids = _read_wnids(base / "wnids.txt")
+    index = {w: i for i, w in enumerate(wnids)}
+    train_files, train_list = _train_listing(base, index)
+    val_files, val_list = _val_listing(base, index)
+    train_labels, val_labels = np.asarray(train_list, np.int64), np.asarray(val_list, np.int64)
+
+    key = _fingerprint(base, wnids, train_files + val_files)
     cache = Path(cache_dir).expanduser() if cache_dir else base / ".fastkd-cache"
-    cache_file = cache / f"tiny-imagenet-{key}.npz"
-    if cache_file.is_file():
-        with np.load(cache_file) as z:
-            x_train, x_val = z["train"], z["val"]
+    setting = "data.cache_dir" if cache_dir else "the cache folder"
+    if cache.exists() and not cache.is_dir():
+        raise DataError(f"{setting} {cache}: is a file, not a folder; remove it or set data.cache_dir to a folder")
+    cache_file = cache / f"tiny-imagenet-{key[:16]}.npz"
+    if cache_file.is_dir():
+        raise DataError(f"{cache_file}: is a folder where the decoded cache file belongs; remove it")
+    cached = _cached_arrays(cache_file, key, train_labels, val_labels) if cache_file.exists() else None
+    if isinstance(cached, tuple):
+        x_train, x_val = cached
     else:
+        if cached is not None:
+            _notice(f"{cache_file}: {cached}; rebuilding it from the images")
+        x_train = np.stack([_decode_tiny(p) for p in train_files])
+        x_val = np.stack([_decode_tiny(p) for p in val_files])
         try:
-            x_train = np.stack([_decode_rgb(p) for p in train_files])
-            x_val = np.stack([_decode_rgb(p) for p, _ in val_pairs])
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{base}: an image could not be decoded as 64x64 RGB ({exc}); expected {TINY_LAYOUT}") from None
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp.npz")
-        np.savez(tmp, train=x_train, val=x_val)
-        os.replace(tmp, cache_file)
+            _write_cache(cache_file, {"key": np.asarray(key), "train": x_train, "val": x_val,
+                                      "train_labels": train_labels, "val_labels": val_labels})
+        except OSError as exc:
+            _notice(f"cannot write the decoded cache to {cache} ({exc.strerror or exc}); using the images decoded "
+                    "in memory (set data.cache_dir to a writable folder to keep them)")
     mean, std = IMAGENET_STATS
     return (
-        ArrayDataset("tiny_imagenet", torch.from_numpy(x_train), torch.tensor(train_labels), len(wnids), mean, std),
-        ArrayDataset("tiny_imagenet", torch.from_numpy(x_val), torch.tensor(val_labels), len(wnids), mean, std),
+        ArrayDataset("tiny_imagenet", torch.from_numpy(x_train), torch.from_numpy(train_labels), len(wnids), mean,
+                     std),
+        ArrayDataset("tiny_imagenet", torch.from_numpy(x_val), torch.from_numpy(val_labels), len(wnids), mean, std),
     )
 
 

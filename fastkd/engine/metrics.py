@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -12,33 +13,81 @@ from torch.profiler import record_function
 
 
 class DeviceMeter:
-    """Running sums of detached scalars on the training device; `read()` is the only host transfer."""
+    """Running sums of detached scalars on the training device; `read()` is the only host transfer.
 
-    def __init__(self, device: torch.device):
+    It also remembers, on the device, the first non-finite loss `watch()` saw (step, which loss, value), so a
+    diverging run is caught at the next read without a host sync per step.
+    """
+
+    def __init__(self, device: torch.device, skip_nonfinite: bool = False):
         self.device = device
+        self.skip_nonfinite = skip_nonfinite
+        """Leave non-finite values out of the means (train.nonfinite: skip); they are counted instead."""
         self._sums: dict[str, torch.Tensor] = {}
-        self._counts: dict[str, int] = {}
+        self._counts: dict[str, int | torch.Tensor] = {}
+        self._watched: list[str] = []
+        self._bad_step = torch.full((), -1.0, dtype=torch.float64, device=device)
+        self._bad_name = torch.full((), -1.0, dtype=torch.float64, device=device)
+        self._bad_value = torch.zeros((), dtype=torch.float64, device=device)
+        self._bad_count = torch.zeros((), dtype=torch.float64, device=device)
+        self.first_nonfinite: NonFinite | None = None
+        """Set by `read()`: the first non-finite watched loss since the run started (or None)."""
+        self.nonfinite_count = 0
+        """Set by `read()`: how many watched losses were non-finite since the last reset."""
 
     def add(self, name: str, value: torch.Tensor) -> None:
         value = value.detach().double()
+        if self.skip_nonfinite:
+            finite = torch.isfinite(value)
+            value = torch.where(finite, value, 0.0)
+            self._counts[name] = self._counts.get(name, 0) + finite.double()
+        else:
+            self._counts[name] = self._counts.get(name, 0) + 1
         if name in self._sums:
             self._sums[name] += value
         else:
             self._sums[name] = value.clone()
-        self._counts[name] = self._counts.get(name, 0) + 1
+
+    def watch(self, step: int, name: str, loss: torch.Tensor) -> None:
+        """Note `loss` if it is the first non-finite one (device ops only: no host sync)."""
+        if name not in self._watched:
+            self._watched.append(name)
+        value = loss.detach().double()
+        bad = ~torch.isfinite(value)
+        self._bad_count += bad.double()
+        first = bad & (self._bad_step < 0)
+        self._bad_step = torch.where(first, float(step), self._bad_step)
+        self._bad_name = torch.where(first, float(self._watched.index(name)), self._bad_name)
+        self._bad_value = torch.where(first, value, self._bad_value)
 
     def read(self) -> dict[str, float]:
-        """Means since the last reset (one stacked device->host copy)."""
-        if not self._sums:
-            return {}
+        """Means since the last reset, and the non-finite watch (one stacked device->host copy)."""
         names = list(self._sums)
+        counts = [self._counts[n] for n in names]
         with record_function("fastkd.host_sync"):
-            values = torch.stack([self._sums[n] for n in names]).cpu().tolist()
-        return {n: v / self._counts[n] for n, v in zip(names, values)}
+            flat = torch.stack([*(self._sums[n] for n in names),
+                                *(torch.as_tensor(c, dtype=torch.float64, device=self.device) for c in counts),
+                                self._bad_step, self._bad_name, self._bad_value, self._bad_count]).cpu().tolist()
+        bad_step, bad_name, bad_value, bad_count = flat[-4:]
+        self.nonfinite_count = int(bad_count)
+        if bad_step >= 0 and self.first_nonfinite is None:
+            self.first_nonfinite = NonFinite(int(bad_step), self._watched[int(bad_name)], bad_value)
+        sums, counts = flat[:len(names)], flat[len(names):-4]
+        return {n: (v / c if c else float("nan")) for n, v, c in zip(names, sums, counts)}
 
     def reset(self) -> None:
         self._sums.clear()
         self._counts.clear()
+        self._bad_count.zero_()
+
+
+@dataclass(frozen=True)
+class NonFinite:
+    """The first non-finite training loss of a run."""
+
+    step: int
+    name: str
+    value: float
 
 
 class StepLog:
@@ -66,6 +115,15 @@ class StepLog:
                 fh.write(json.dumps(row) + "\n")
         self._pending.clear()
 
+    def truncate(self, last_step: int) -> None:
+        """Drop rows after `last_step` (written by a run that went on past its checkpoint before it stopped)."""
+        if not self.path.exists():
+            return
+        lines = self.path.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= last_step]
+        if len(kept) != len(lines):
+            _replace_text(self.path, "".join(kept))
+
 
 class CsvSummary:
     """One row per epoch in `metrics.csv`; the header is fixed by the first row ever written (timm's summary.csv)."""
@@ -83,7 +141,7 @@ class CsvSummary:
                 columns = list(reader.fieldnames or []) + [k for k in row if k not in (reader.fieldnames or [])]
         if rows and len(columns) > len(rows[0]):
             # A later epoch reports a new column (e.g. offline KD's student phase): rewrite with the wider header.
-            tmp = self.path.with_suffix(".tmp")
+            tmp = _temp_name(self.path)
             with open(tmp, "w", newline="") as fh:
                 writer = csv.DictWriter(fh, fieldnames=columns)
                 writer.writeheader()
@@ -95,6 +153,34 @@ class CsvSummary:
             if new:
                 writer.writeheader()
             writer.writerow({k: _fmt(row.get(k)) for k in columns})
+
+    def truncate(self, last_epoch: int) -> None:
+        """Drop rows after `last_epoch`, so a resumed run writes each epoch exactly once."""
+        if not self.path.exists():
+            return
+        with open(self.path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            columns = list(reader.fieldnames or [])
+            rows = list(reader)
+        kept = [row for row in rows if int(row["epoch"]) <= last_epoch]
+        if len(kept) == len(rows):
+            return
+        with open(_temp_name(self.path), "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(kept)
+        os.replace(_temp_name(self.path), self.path)
+
+
+def _temp_name(path: Path) -> Path:
+    """The temp file a rewrite of `path` goes through (removed at the start of a run if a kill left it)."""
+    return path.with_name(f".{path.name}.tmp")
+
+
+def _replace_text(path: Path, text: str) -> None:
+    tmp = _temp_name(path)
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _fmt(value):

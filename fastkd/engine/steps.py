@@ -1,28 +1,23 @@
-"""Step primitives every method is built from: one model's optimizer step, teacher targets, KD student losses.
+"""Step primitives every method is built from: a model with its optimizer (`Learner`), the one training step
+(`train_step`: forward -> loss -> optimizer step -> record) and the narrow context a method's schedule runs in.
 
-All losses go through the fused kernels in `fastkd.kernels`; nothing here reads a tensor value on the host.
+Nothing here knows a method; nothing here reads a tensor value on the host.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple, Protocol, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.profiler import record_function
 
-from ..config import KDConfig, OptimConfig
-from ..kernels import cross_entropy, kd_loss
+from ..config import OptimConfig
+from ..kernels import cross_entropy
+from .nonfinite import SkipNonFinite
 from .runtime import Runtime
-
-
-class Targets(NamedTuple):
-    """What a teacher hands the student: detached feature and logits."""
-
-    feature: torch.Tensor
-    logits: torch.Tensor
 
 
 def build_optimizer(params, cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
@@ -56,13 +51,34 @@ class Learner:
     runtime: Runtime
     stepped: bool = False
     """Whether the optimizer stepped since the last scheduler step (offline KD's idle phase must not advance it)."""
+    skip_nonfinite: SkipNonFinite | None = None
+    """Set for `train.nonfinite: skip`: a step whose loss is NaN/inf changes nothing."""
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor, via: Callable[[torch.Tensor], Any] | None = None):
+        """The model's forward, or `via` (another forward of the model, e.g. one exit, or a side module such as
+        its EMA copy), under the run's autocast."""
         with record_function("fastkd.forward"), self.runtime.autocast():
-            return self.model(x)
+            return (via or self.model)(x)
+
+    def autocast(self):
+        """The run's autocast, for extra modules a loss runs on this learner's outputs (e.g. adaptation layers)."""
+        return self.runtime.autocast()
+
+    def compiled(self, fn: Callable) -> Callable:
+        """`fn` compiled when the run compiles this learner's model: a function is wrapped by torch.compile, a
+        module (e.g. an EMA copy: a deep copy of a compiled module comes back uncompiled) is compiled in place
+        so its state_dict keys stay unprefixed."""
+        if not self.runtime.compile:
+            return fn
+        if isinstance(fn, nn.Module):
+            fn.compile()
+            return fn
+        return torch.compile(fn)
 
     def step(self, loss: torch.Tensor) -> None:
         """zero_grad(set_to_none) -> backward -> optimizer step (through the GradScaler under fp16)."""
+        if self.skip_nonfinite is not None:
+            self.skip_nonfinite.begin()
         self.optimizer.zero_grad(set_to_none=True)
         with record_function("fastkd.backward"):
             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
@@ -72,6 +88,8 @@ class Learner:
                 self.scaler.update()
             else:
                 self.optimizer.step()
+        if self.skip_nonfinite is not None:
+            self.skip_nonfinite.end(loss)
         self.stepped = True
 
     def end_epoch(self) -> None:
@@ -81,13 +99,14 @@ class Learner:
             self.stepped = False
 
     @torch.no_grad()
-    def targets(self, x: torch.Tensor, train_mode: bool) -> Targets:
-        """Teacher outputs without gradients; train mode uses batch BN statistics (and updates running stats)."""
+    def no_grad_forward(self, x: torch.Tensor, train_mode: bool):
+        """Outputs without gradients (e.g. teacher targets); train mode uses batch BN statistics (and updates the
+        running statistics), eval mode the running statistics; the model's mode is restored afterwards."""
         was_training = self.model.training
         self.model.train(train_mode)
-        feature, logits = self.forward(x)
+        outputs = self.forward(x)
         self.model.train(was_training)
-        return Targets(feature.detach(), logits.detach())
+        return outputs
 
     def state_dict(self) -> dict:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -116,7 +135,8 @@ def build_learner(name: str, model: nn.Module, optim_cfg: OptimConfig, epochs: i
 
 
 def feature_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str) -> torch.Tensor:
-    """`dist` is the reference's torch.dist: the unsquared L2 norm of the whole B x f difference (spec 3.1)."""
+    """`dist` is the reference's torch.dist: the unsquared L2 norm of the whole B x f difference (docs/semantics.md
+    §4.1)."""
     if student.dtype != torch.float64:
         student, teacher = student.float(), teacher.float()
     if kind == "dist":
@@ -130,31 +150,49 @@ def feature_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str) -> tor
     return student.new_zeros(())
 
 
-class StudentLoss(NamedTuple):
-    total: torch.Tensor
-    ce: torch.Tensor
-    soft: torch.Tensor
-    feature: torch.Tensor
-
-
-def student_kd_loss(feature: torch.Tensor, logits: torch.Tensor, targets: Targets, labels: torch.Tensor,
-                    kd: KDConfig, semantics: str) -> StudentLoss:
-    """(1-alpha)*CE + alpha*soft + beta*feature.
-
-    reference: soft = KLDivLoss fed with probabilities (no T^2), feature = kd.feature_loss (default torch.dist);
-    standard: soft = Hinton KL(p_t || p_s) * T^2, feature = MSE when kd.feature_loss is the reference's `dist`.
-    """
-    soft_form = "reference_prob_kl" if semantics == "reference" else "kl"
-    kind = kd.feature_loss
-    if semantics == "standard" and kind == "dist":
-        kind = "mse"
-    with record_function("fastkd.loss"):
-        out = kd_loss(logits, targets.logits, labels, temperature=kd.temperature, alpha=kd.alpha, soft=soft_form)
-        feat = (feature_loss(feature, targets.feature, kind) if kd.beta > 0 and kind != "none"
-                else out.total.new_zeros(()))
-        return StudentLoss(out.total + kd.beta * feat, out.ce, out.soft, feat.detach())
-
-
 def ce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     with record_function("fastkd.loss"):
         return cross_entropy(logits, labels)
+
+
+LossFn = Callable[[Any, torch.Tensor], Union[torch.Tensor, tuple[torch.Tensor, dict[str, torch.Tensor]]]]
+"""(model outputs, labels) -> the loss, or (loss, named parts to record next to it)."""
+
+
+class Recorder(Protocol):
+    def __call__(self, kind: str, **losses: torch.Tensor) -> None: ...
+
+
+class StepResult(NamedTuple):
+    loss: torch.Tensor
+    outputs: Any
+    """The model outputs the loss was computed from (still attached to the graph)."""
+    parts: dict[str, torch.Tensor]
+
+
+def train_step(learner: Learner, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, record: Recorder,
+               kind: str | None = None, via: Callable[[torch.Tensor], Any] | None = None) -> StepResult:
+    """The one training step every method takes: forward (or `via`) -> loss (profiled as fastkd.loss) ->
+    optimizer step -> record `loss` and the parts as `train_<kind>_<name>` (kind defaults to the learner's name)."""
+    outputs = learner.forward(x, via)
+    with record_function("fastkd.loss"):
+        value = loss_fn(outputs, y)
+    loss, parts = value if isinstance(value, tuple) else (value, {})
+    learner.step(loss)
+    record(kind or learner.name, loss=loss, **parts)
+    return StepResult(loss, outputs, parts)
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """All a method's schedule gets from the engine: the learners, the replayable batch, the step and record."""
+
+    learners: dict[str, Learner]
+    batch: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
+    """(indices, seed) -> the augmented (x, y): a pure function, so a replay regenerates the same pixels."""
+    record: Recorder
+    """Accumulate named losses of a step on the device (no host sync)."""
+
+    def train_step(self, learner: str, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, kind: str | None = None,
+                   via: Callable[[torch.Tensor], Any] | None = None) -> StepResult:
+        return train_step(self.learners[learner], x, y, loss_fn, self.record, kind, via)

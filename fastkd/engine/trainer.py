@@ -4,6 +4,7 @@ logs and checkpoints so that `--resume` continues bit-exactly."""
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import time
 from dataclasses import dataclass
@@ -16,12 +17,18 @@ from torch.profiler import record_function
 from .. import __version__
 from ..config import ExperimentConfig, dump_config
 from ..data import ArrayDataset, EpochSampler, load_dataset
+from ..data.sampler import derive_seed
+from ..errors import ConfigError, NonFiniteLossError, RunInterrupted
 from ..methods import Method, build_method
 from ..pipelines import build_pipeline, get_recipe
-from .checkpoint import CHECKPOINT_VERSION, CheckpointError, copy_atomic, init_weights, load_checkpoint, save_atomic
+from ..reference.keys import init_weights
+from .checkpoint import (CHECKPOINT_VERSION, RESUME_MAY_CHANGE, CheckpointError, check_run_checkpoint, copy_atomic,
+                         load_checkpoint, prepare_run_dir, resume_conflicts, save_atomic, state_mismatch)
 from .metrics import CsvSummary, DeviceMeter, StepLog, topk_correct
+from .nonfinite import SkipNonFinite
+from .replay import ReplayLog
 from .runtime import Runtime, build_runtime, resolve_channels_last, rng_state, seed_everything, set_rng_state
-from .steps import Learner, build_learner, ce_loss
+from .steps import Learner, StepContext, build_learner, ce_loss
 
 
 
@@ -31,13 +38,6 @@ class _Iteration:
     step: int
     indices: torch.Tensor
     seed: int
-
-
-def train_recipe_name(dataset: str, augment: str, method_recipe: str) -> str:
-    """The method's reference recipe; on Tiny-ImageNet every reference script uses crop 64 + flip (spec 1.1-1.3)."""
-    if augment == "none":
-        return "none"
-    return "tiny_online_kd" if dataset == "tiny_imagenet" else method_recipe
 
 
 def _lr(learner: Learner) -> float:
@@ -55,10 +55,17 @@ class Trainer:
     method: Method
     learners: dict[str, Learner]
 
-    def __init__(self, cfg: ExperimentConfig, run_dir: Path, *, resume: bool = False, quiet: bool = False):
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path, *, resume: bool = False, quiet: bool = False,
+                 checkpoints: bool = True):
+        """`checkpoints=False` writes no last.pt/best.pt (for `fastkd bench`: the reference loops write none)."""
+        prepare_run_dir(run_dir)  # before any work: an unwritable folder fails now, not at the first save
+        state = _resume_state(cfg, run_dir / "last.pt") if resume else None
+        if state is not None and cfg.train.channels_last == "auto":
+            cfg = _with_layout(cfg, state["config"]["train"]["channels_last"])
         self.cfg = cfg
         self.run_dir = run_dir
         self.quiet = quiet
+        self.checkpoints = checkpoints
         self.runtime = build_runtime(cfg.train)
         seed_everything(cfg.seed, cfg.train.deterministic)
 
@@ -71,19 +78,22 @@ class Trainer:
         models = self.method.build_models(cfg, self.train_set.num_classes)
         if cfg.init_from:
             init_weights(cfg.init_from, models)
-        image_shape = (3, *self.train_set.images.shape[1:3])
-        self.runtime = resolve_channels_last(self.runtime, list(models.values()), image_shape,
-                                             batch=min(d.batch_size, 32))
+        self.runtime = resolve_channels_last(self.runtime, list(models.values()))
+        cfg = self.cfg = _with_layout(cfg, self.runtime.channels_last)  # config.yaml and checkpoints keep the choice
         mean, std = self.method.normalization(d.dataset) or (self.train_set.mean, self.train_set.std)
         common = dict(mean=mean, std=std, device=self.runtime.device,
                       backend=d.pipeline, dtype=self.runtime.input_dtype, channels_last=self.runtime.channels_last)
-        self.train_pipe = build_pipeline(self.train_set.images, self.train_set.labels,
-                                         get_recipe(train_recipe_name(d.dataset, d.augment, self.method.train_recipe)),
+        train_recipe = "none" if d.augment == "none" else self.method.train_recipe(d.dataset)
+        self.train_pipe = build_pipeline(self.train_set.images, self.train_set.labels, get_recipe(train_recipe),
                                          **common)
         self.test_pipe = build_pipeline(self.test_set.images, self.test_set.labels, get_recipe("none"), **common)
         self.learners = {name: build_learner(name, m, cfg.optim, cfg.train.epochs, self.runtime)
                          for name, m in models.items()}
-        self.method.attach(self)
+        if cfg.train.nonfinite == "skip":
+            for learner in self.learners.values():
+                learner.skip_nonfinite = SkipNonFinite(learner.model, learner.optimizer)
+        self.context = StepContext(self.learners, self.batch, self.record)  # all a method sees of the engine
+        self.method.attach(self.context)
 
         self.epoch = 0
         self.batch_index = 0
@@ -91,13 +101,14 @@ class Trainer:
         self._pending_best = False
         self.best: dict[str, float] = {}
         self.history: list[dict[str, Any]] = []
-        self.meter = DeviceMeter(self.runtime.device)
+        self.meter = DeviceMeter(self.runtime.device, skip_nonfinite=cfg.train.nonfinite == "skip")
         self._stop_requested = False
         self._data_seconds = 0.0
+        self._saved_step: int | None = None
+        """global_step of the newest last.pt (None: none written yet)."""
 
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if resume:
-            self._resume(run_dir / "last.pt")
+        if state is not None:
+            self._resume(state, run_dir / "last.pt")
         (run_dir / "config.yaml").write_text(dump_config(cfg))
         self.csv = CsvSummary(run_dir / "metrics.csv")
         self.step_log = StepLog(run_dir / "steps.jsonl") if cfg.train.log_every_step else None
@@ -124,6 +135,8 @@ class Trainer:
         """Accumulate a step's losses on the device (`train_<kind>_<name>` means per epoch); no host sync."""
         for name, value in losses.items():
             self.meter.add(f"train_{kind}_{name}", value)
+        if "loss" in losses:
+            self.meter.watch(self.global_step + 1, kind, losses["loss"])
         if self.step_log is not None:
             self.step_log.add(self.global_step + 1, kind, losses)
 
@@ -132,11 +145,19 @@ class Trainer:
     def total_epochs(self) -> int:
         return self.plan.total_epochs
 
-    def fit(self) -> dict[str, Any]:
-        """Train to the end (or to train.max_steps / Ctrl-C, with a checkpoint) and return the summary."""
+    def fit(self, max_steps: int | None = None) -> dict[str, Any]:
+        """Train to the end (or to `max_steps` global iterations, default train.max_steps, or Ctrl-C, with a
+        checkpoint) and return the summary. A later `fit` continues from there: `fastkd bench` runs one epoch per
+        call with `fit(max_steps=trainer.global_step + L)`.
+
+        Raises RunInterrupted after Ctrl-C (once last.pt is saved) and NonFiniteLossError when a loss went NaN/inf
+        under `train.nonfinite: stop` (nothing saved past the last good checkpoint)."""
         previous = signal.signal(signal.SIGINT, self._on_sigint) if _main_thread() else None
         try:
-            self._loop()
+            self._loop(self.cfg.train.max_steps if max_steps is None else max_steps)
+        except NonFiniteLossError as exc:
+            self.summary(stopped=str(exc))
+            raise
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
@@ -144,7 +165,17 @@ class Trainer:
                 self.step_log.flush()
             if self.tb is not None:
                 self.tb.close()
-        return self.summary()
+        summary = self.summary()
+        if self._stop_requested and self.epoch < self.total_epochs:
+            raise RunInterrupted(self._interrupted_message())
+        return summary
+
+    def _interrupted_message(self) -> str:
+        where = f"interrupted at step {self.global_step} (epoch {self.epoch + 1} of {self.total_epochs})"
+        if self._saved_step != self.global_step:
+            return f"{where}; this run writes no checkpoints, so it cannot be continued"
+        return (f"{where}; saved {self.run_dir / 'last.pt'}; continue with: "
+                f"fastkd train --resume {shlex.quote(str(self.run_dir))}")
 
     def _on_sigint(self, signum, frame) -> None:
         if self._stop_requested:
@@ -152,9 +183,8 @@ class Trainer:
         self._stop_requested = True
         print("\ninterrupt: finishing this iteration, saving a checkpoint (Ctrl-C again to abort)", flush=True)
 
-    def _loop(self) -> None:
+    def _loop(self, max_steps: int | None) -> None:
         L = len(self.sampler)
-        max_steps = self.cfg.train.max_steps
         while self.epoch < self.total_epochs:
             start_batch = self.batch_index
             epoch_start = time.perf_counter()
@@ -165,14 +195,14 @@ class Trainer:
                 indices = self.sampler.batch(self.epoch, i)
                 step = self.global_step + 1
                 self.method.run_iteration(_Iteration(self.epoch, step, indices, self.sampler.batch_seed(self.epoch, i)),
-                                          self)
+                                          self.context)
                 self.global_step = step
                 self.batch_index = i + 1
                 samples += int(indices.numel())
                 if bar is not None:
                     bar.update(1)
                 if step % self.cfg.train.log_every == 0:
-                    self._progress_read(bar, samples, epoch_start)
+                    self._read_meter(bar, samples, epoch_start)
                 if self._stop_requested or (max_steps is not None and step >= max_steps):
                     if bar is not None:
                         bar.close()
@@ -181,14 +211,20 @@ class Trainer:
             if bar is not None:
                 bar.close()
             if self.epoch + 1 == self.total_epochs:
-                self.method.finish(self)
+                self.method.finish(self.context)
             self._end_epoch(samples, time.perf_counter() - epoch_start)
             self.epoch += 1
             self.batch_index = 0
             self.save("last.pt")
+            if self._stop_requested:
+                return
 
     def _end_epoch(self, samples: int, seconds: float) -> None:
+        self._settle_nonfinite()
         train = self.meter.read()
+        self._check_finite()
+        if self.cfg.train.nonfinite == "skip":
+            train["nonfinite_skipped_steps"] = self.meter.nonfinite_count
         self.meter.reset()
         if self.step_log is not None:
             self.step_log.flush()
@@ -200,7 +236,7 @@ class Trainer:
                "lr": _lr(next(iter(self.learners.values()))), **train, **results,
                "images_per_s": samples / seconds if seconds > 0 else None,
                "data_wait_share": self._data_seconds / seconds if seconds > 0 else None,
-               **self._method_counters(), "epoch_seconds": seconds}
+               **self.method.counters(), "epoch_seconds": seconds}
         self.csv.write(row)
         self.history.append(row)
         if self.tb is not None:
@@ -221,15 +257,22 @@ class Trainer:
             print(f"epoch {self.epoch + 1}/{self.total_epochs} {shown} {row['images_per_s'] or 0:.0f} img/s",
                   flush=True)
 
-    def _method_counters(self) -> dict[str, int]:
-        return {k: v for k, v in self.method.state_dict().items() if isinstance(v, int)}
+    @property
+    def replay_peak_bytes(self) -> int | None:
+        """The most bytes the method's replay log has held (None: the method keeps no replay log)."""
+        logs = [value for value in vars(self.method).values() if isinstance(value, ReplayLog)]
+        return max((log.peak_nbytes for log in logs), default=None)
 
     @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
-        """Top-1/top-5 and mean CE of every output the method names, on the test split (one host read)."""
-        return evaluate_outputs(lambda x: self.method.eval_outputs(self, x), self.method.eval_context(self),
-                                self.test_pipe, len(self.test_set), self.cfg.data.eval_batch_size,
-                                self.runtime.device)
+    def evaluate(self, epochs_trained: int | None = None) -> dict[str, float]:
+        """Top-1/top-5 and mean CE of every output the method names, on the test split (one host read).
+        `epochs_trained` (default: the epoch now ending) seeds the shuffled order under `reference` semantics."""
+        epochs_trained = self.epoch + 1 if epochs_trained is None else epochs_trained
+        order = evaluation_order(len(self.test_set), self.cfg.seed, epochs_trained,
+                                 shuffled=self.cfg.semantics == "reference")
+        return evaluate_outputs(lambda x: self.method.eval_outputs(self.context, x),
+                                self.method.eval_context(self.context),
+                                self.test_pipe, order, self.cfg.data.eval_batch_size, self.runtime.device)
 
     # ------------------------------------------------------------------------------------- progress
     def _progress(self, total: int, start: int):
@@ -240,10 +283,12 @@ class Trainer:
         return tqdm(total=total, initial=start, desc=f"epoch {self.epoch + 1}/{self.total_epochs}",
                     unit="it", leave=False, dynamic_ncols=True)
 
-    def _progress_read(self, bar, samples: int, epoch_start: float) -> None:
+    def _read_meter(self, bar, samples: int, epoch_start: float) -> None:
+        """The every-`log_every`-steps host read: stop on a non-finite loss, update the progress bar."""
+        means = self.meter.read()
+        self._check_finite()
         if bar is None:
             return
-        means = self.meter.read()
         elapsed = time.perf_counter() - epoch_start
         post = {k.removeprefix("train_").replace("_loss", ""): f"{v:.3f}" for k, v in means.items()
                 if k.endswith("_loss")}
@@ -261,48 +306,125 @@ class Trainer:
             "method": self.method.state_dict(), "rng": rng_state(),
         }
 
-    def save(self, name: str) -> Path:
+    def save(self, name: str) -> Path | None:
+        """Write the checkpoint atomically; None when the Trainer was built with `checkpoints=False`."""
+        if not self.checkpoints:
+            return None
+        self._settle_nonfinite()
+        self.meter.read()
+        self._check_finite()  # never replace a good checkpoint with weights that went non-finite
         path = self.run_dir / name
         save_atomic(self.state_dict(), path)
+        if name == "last.pt":
+            self._saved_step = self.global_step
         if name == "last.pt" and getattr(self, "_pending_best", False):
             copy_atomic(path, self.run_dir / "best.pt")
             self._pending_best = False
         return path
 
+    def _settle_nonfinite(self) -> None:
+        """Under `train.nonfinite: skip`, reset any learner whose state went non-finite since its last good step."""
+        for learner in self.learners.values():
+            if learner.skip_nonfinite is not None:
+                learner.skip_nonfinite.settle()
+
+    def _check_finite(self) -> None:
+        """Under `train.nonfinite: stop`, end the run at the first non-finite loss or weight (no save after it)."""
+        if self.cfg.train.nonfinite == "skip":
+            return
+        bad = self.meter.first_nonfinite
+        if bad is not None:
+            what = f"the {bad.name} training loss became {bad.value} at step {bad.step} " \
+                   f"(epoch {(bad.step - 1) // len(self.sampler) + 1})"
+        else:
+            with record_function("fastkd.host_sync"):
+                finite = torch.stack([torch.stack([torch.isfinite(p).all() for p in l.model.parameters()]).all()
+                                      for l in self.learners.values()]).tolist()
+            if all(finite):
+                return
+            names = [name for name, ok in zip(self.learners, finite) if not ok]
+            what = f"the {' and '.join(names)} weights became non-finite by step {self.global_step}"
+        kept = (f"{self.run_dir / 'last.pt'} keeps step {self._saved_step}" if self._saved_step is not None
+                else "no checkpoint was written")
+        raise NonFiniteLossError(f"{what}; the run stopped and {kept}; lower optim.lr (now {self.cfg.optim.lr:g}) "
+                                 "or set train.nonfinite=skip to skip such steps")
+
     def load_weights(self, state: dict, source: str | Path) -> None:
         """Model weights (and the method's own tensors, e.g. an EMA copy) from a fastkd run checkpoint."""
+        learners = state.get("learners")
         for name, learner in self.learners.items():
-            if name not in state["learners"]:
-                raise CheckpointError(f"{source}: holds no {name} state; it belongs to another kind of run")
-            learner.model.load_state_dict(state["learners"][name]["model"])
-        self.method.load_state_dict(state["method"])
+            saved = learners.get(name) if isinstance(learners, dict) else None
+            if not isinstance(saved, dict) or "model" not in saved:
+                held = ", ".join(learners) if isinstance(learners, dict) and learners else "none"
+                raise CheckpointError(f"{source}: holds no {name} weights (models in it: {held}); it is not a "
+                                      f"checkpoint of a {self.cfg.method} run: pass one, or set method= to its method")
+            mismatch = state_mismatch(learner.model.state_dict(), saved["model"])
+            if mismatch:
+                raise CheckpointError(f"{source}: its {name} weights do not fit the configured model: {mismatch}; "
+                                      "use the model.* settings it was trained with, or an intact checkpoint")
+            learner.model.load_state_dict(saved["model"])
+        try:
+            self.method.load_state_dict(state["method"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+            raise CheckpointError(f"{source}: its {self.cfg.method} state does not load ({_first_line(exc)}); the "
+                                  "checkpoint is damaged or from another fastkd version") from None
 
-    def _resume(self, path: Path) -> None:
-        state = load_checkpoint(path)
-        if state.get("version") != CHECKPOINT_VERSION or "learners" not in state:
-            raise CheckpointError(f"{path}: not a fastkd run checkpoint (version {state.get('version')!r}); "
-                                  "start a new run without --resume")
-        saved_method = state["config"].get("method")
-        if saved_method != self.cfg.method:
-            raise CheckpointError(f"{path}: was written by method {saved_method!r}, config says {self.cfg.method!r}")
+    def _resume(self, state: dict, path: Path) -> None:
+        """Continue from a checked run checkpoint; metrics.csv/steps.jsonl lose the rows written after it."""
         self.load_weights(state, path)
-        for name, learner in self.learners.items():
-            learner.load_state_dict(state["learners"][name])
+        try:
+            for name, learner in self.learners.items():
+                learner.load_state_dict(state["learners"][name])
+            set_rng_state(state["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+            raise CheckpointError(f"{path}: its optimizer, schedule or RNG state does not fit this run "
+                                  f"({_first_line(exc)}); resume from an intact last.pt, or start a new run from "
+                                  f"its weights with init_from={path}") from None
         self.epoch, self.batch_index = state["epoch"], state["batch_index"]
-        self.global_step = state["global_step"]
+        self.global_step = self._saved_step = state["global_step"]
         self.best, self.history = dict(state["best"]), list(state["history"])
-        set_rng_state(state["rng"])
+        CsvSummary(self.run_dir / "metrics.csv").truncate(self.epoch)
+        StepLog(self.run_dir / "steps.jsonl").truncate(self.global_step)
 
     # -------------------------------------------------------------------------------------- summary
-    def summary(self) -> dict[str, Any]:
+    def summary(self, stopped: str | None = None) -> dict[str, Any]:
+        """Best/final accuracy per model, written to summary.json; `stopped` says why a run ended early."""
         final = self.history[-1] if self.history else {}
         out = {"run_dir": str(self.run_dir), "epochs_done": self.epoch, "global_step": self.global_step,
-               "finished": self.epoch >= self.total_epochs, **self._method_counters()}
+               "finished": self.epoch >= self.total_epochs and stopped is None, **self.method.counters()}
+        if stopped is not None:
+            out["stopped"] = stopped
         for name in self.best:
             out[f"{name}_best_top1"] = self.best.get(name)
             out[f"{name}_final_top1"] = final.get(f"eval_{name}_top1")
         (self.run_dir / "summary.json").write_text(json.dumps(out, indent=2))
         return out
+
+
+def _with_layout(cfg: ExperimentConfig, channels_last: bool | str) -> ExperimentConfig:
+    """A copy of `cfg` with train.channels_last set (the caller's config object is left as it was)."""
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"channels_last": channels_last})})
+
+
+def _resume_state(cfg: ExperimentConfig, path: Path) -> dict:
+    """The checkpoint a resumed run continues from, checked against `cfg` before any data or model is built."""
+    state = load_checkpoint(path)
+    check_run_checkpoint(state, path)
+    saved_method = state["config"].get("method")
+    if saved_method != cfg.method:
+        raise CheckpointError(f"{path}: was written by a {saved_method} run but the config asks for {cfg.method}; "
+                              f"resume with the run's own config.yaml, or start a new run")
+    conflicts = resume_conflicts(state["config"], cfg.model_dump(mode="json"), state["epoch"])
+    if conflicts:
+        raise ConfigError(f"--resume {path.parent}: {'; '.join(conflicts)}: would change the run; a resumed run may "
+                          f"change only {', '.join(RESUME_MAY_CHANGE)} (train.epochs not below the epochs done); "
+                          "start a new run (another name=) for the rest")
+    return state
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
 
 
 def _main_thread() -> bool:
@@ -311,11 +433,27 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+EVALUATION_ORDER_STREAM = 0xE7A1
+"""Separates the evaluation-order seeds from the sampler's training-order and augmentation seeds."""
+
+
+def evaluation_order(num_samples: int, seed: int, epochs_trained: int, *, shuffled: bool) -> torch.Tensor:
+    """The order the test split is evaluated in. The reference scripts build their test loaders with shuffle=True,
+    so under `reference` (docs/semantics.md R18) the split is shuffled, seeded from the run seed and the number of
+    epochs trained (repeatable and resumable); this matters where a prediction depends on its batch-mates (train-mode BN in the EMA evaluation,
+    MaxDropout active at test time). `standard` evaluates in order."""
+    if not shuffled:
+        return torch.arange(num_samples)
+    generator = torch.Generator().manual_seed(derive_seed(seed, epochs_trained, EVALUATION_ORDER_STREAM))
+    return torch.randperm(num_samples, generator=generator)
+
+
 @torch.no_grad()
-def evaluate_outputs(outputs, context, pipe, num_samples: int, batch_size: int,
+def evaluate_outputs(outputs, context, pipe, order: torch.Tensor, batch_size: int,
                      device: torch.device) -> dict[str, float]:
-    """Score every named logits tensor `outputs(x)` returns over a split, inside `context` (model modes)."""
-    order = torch.arange(num_samples)
+    """Score every named logits tensor `outputs(x)` returns over a split, taken in batches in `order`, inside
+    `context` (model modes)."""
+    num_samples = len(order)
     totals: dict[str, torch.Tensor] = {}
     with context:
         for start in range(0, num_samples, batch_size):

@@ -1,37 +1,24 @@
-"""Each method is a small schedule of events over the shared step primitives in fastkd.engine."""
+"""Training methods: one module per family (plan, models, loss, schedule, state), each registered by name in
+`fastkd.methods.registry`; importing this package registers the built-in families."""
 
 from __future__ import annotations
 
 from ..config import ExperimentConfig
 from .base import Method
-from .dropout import SpacedDropout
-from .ema import SpacedEMA
-from .online_kd import OnlineKDFamily
-from .schedule import (DropoutPlan, EmaPlan, OnlineKDPlan, SelfKDPlan, plan_dropout, plan_ema, plan_online_kd,
-                       plan_self_kd)
-from .self_kd import SelfKD
+from .registry import MethodSpec, get_method, method_names, register_method
 
-ONLINE_KD_METHODS = ("no_kd", "online_kd", "spaced_online_kd", "offline_kd")
+# The import order is the registration order, which is the order `method_names()` lists.
+from .online_kd import OnlineKDFamily, OnlineKDPlan, plan_online_kd  # noqa: E402  isort: skip
+from .self_kd import SelfKD, SelfKDPlan, plan_self_kd  # noqa: E402  isort: skip
+from .ema import EmaPlan, SpacedEMA, plan_ema  # noqa: E402  isort: skip
+from .dropout import DropoutPlan, SpacedDropout, plan_dropout  # noqa: E402  isort: skip
 
 
 def build_method(cfg: ExperimentConfig, iters_per_epoch: int) -> Method:
-    """The method object for a config, given L (batches per epoch); its `plan` says what the run will do."""
-    L, epochs, semantics = iters_per_epoch, cfg.train.epochs, cfg.semantics
-    if cfg.method in ONLINE_KD_METHODS:
-        return OnlineKDFamily(plan_online_kd(cfg.method, semantics, L, epochs, cfg.kd.interval))
-    if cfg.method in ("self_kd", "spaced_self_kd"):
-        return SelfKD(plan_self_kd(cfg.method, semantics, L, epochs, cfg.kd.interval), cfg)
-    if cfg.method in ("ema", "spaced_ema"):
-        return SpacedEMA(plan_ema(cfg.method, semantics, L, epochs, cfg.ema.interval, cfg.ema.decay), cfg)
-    if cfg.method in ("dropout", "spaced_dropout"):
-        d = cfg.dropout
-        plan = plan_dropout(cfg.method, semantics, L, epochs, d.op, d.rate, d.space, d.cutout_input, d.length)
-        if semantics == "reference" and not cfg.optim.nesterov:
-            plan.notes.append("the reference trains dropout models with Nesterov SGD; optim.nesterov is false")
-        return SpacedDropout(plan, cfg)
-    raise ValueError(f"method {cfg.method!r} has no implementation")
+    """The registered method of a config, given L (batches per epoch); its `plan` says what the run will do."""
+    return get_method(cfg.method).cls.from_config(cfg, iters_per_epoch)
 
 
-__all__ = ["DropoutPlan", "EmaPlan", "Method", "OnlineKDFamily", "OnlineKDPlan", "SelfKD", "SelfKDPlan",
-           "SpacedDropout", "SpacedEMA", "build_method", "plan_dropout", "plan_ema", "plan_online_kd",
-           "plan_self_kd"]
+__all__ = ["DropoutPlan", "EmaPlan", "Method", "MethodSpec", "OnlineKDFamily", "OnlineKDPlan", "SelfKD",
+           "SelfKDPlan", "SpacedDropout", "SpacedEMA", "build_method", "get_method", "method_names", "plan_dropout",
+           "plan_ema", "plan_online_kd", "plan_self_kd", "register_method"]

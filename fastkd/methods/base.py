@@ -1,4 +1,5 @@
-"""What a method is to the engine: models to build, a per-iteration schedule of step events, what to evaluate."""
+"""What a method is to the engine: its plan, the models it builds, a per-iteration schedule of steps, what to
+evaluate, its counters and state. A method class registers its names with `fastkd.methods.registry`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch.nn as nn
 
 if TYPE_CHECKING:
     from ..config import ExperimentConfig
-    from ..engine.steps import Learner
+    from ..engine.steps import StepContext
 
 
 class Iteration(Protocol):
@@ -21,18 +22,11 @@ class Iteration(Protocol):
     seed: int
 
 
-class Engine(Protocol):
-    """The primitives the trainer hands a method (see fastkd.engine.trainer.Trainer)."""
-
-    cfg: ExperimentConfig
-    learners: dict[str, Learner]
-
-    def batch(self, indices: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]: ...
-    def record(self, kind: str, **losses: torch.Tensor) -> None: ...
-
-
 class Plan(Protocol):
+    """What the method will do, computed before training; `fastkd plan` prints `as_dict()` and the notes."""
+
     method: str
+    semantics: str
     iters_per_epoch: int
     total_epochs: int
     notes: list[str]
@@ -41,27 +35,35 @@ class Plan(Protocol):
 
 
 class Method:
-    """Base class: subclasses set `plan` and implement `build_models` and `run_iteration`."""
+    """Base class: subclasses implement `from_config`, `build_models` and `run_iteration`; the rest has defaults."""
 
     plan: Plan
-    train_recipe: str = "online_kd"
-    """Augmentation recipe name in fastkd.pipelines for `data.augment: default` on 32x32 data sets."""
+
+    @classmethod
+    def from_config(cls, cfg: ExperimentConfig, iters_per_epoch: int) -> Method:
+        """The method with its plan for a config, given L (batches per epoch)."""
+        raise NotImplementedError
 
     def build_models(self, cfg: ExperimentConfig, num_classes: int) -> dict[str, nn.Module]:
         raise NotImplementedError
 
+    def train_recipe(self, dataset: str) -> str:
+        """Augmentation recipe in fastkd.pipelines for `data.augment: default`: the online-KD recipe, and crop 64 +
+        flip on Tiny-ImageNet as every reference script (docs/semantics.md §2.1)."""
+        return "tiny_online_kd" if dataset == "tiny_imagenet" else "online_kd"
+
     def normalization(self, dataset: str) -> tuple[tuple[float, float, float], tuple[float, float, float]] | None:
         """(mean, std) the pipelines normalise with instead of the data set's own statistics, or None to keep
-        them (self KD's reference normalises CIFAR-100 with CIFAR-10 statistics, spec 1.2)."""
+        them (self KD's reference normalises CIFAR-100 with CIFAR-10 statistics, docs/semantics.md §2.2)."""
         return None
 
-    def attach(self, eng: Engine) -> None:
+    def attach(self, ctx: StepContext) -> None:
         """Called once the learners exist (e.g. to build an EMA copy)."""
 
-    def run_iteration(self, it: Iteration, eng: Engine) -> None:
+    def run_iteration(self, it: Iteration, ctx: StepContext) -> None:
         raise NotImplementedError
 
-    def finish(self, eng: Engine) -> None:
+    def finish(self, ctx: StepContext) -> None:
         """Called after the last training iteration, before the final evaluation."""
 
     def phase(self, epoch: int) -> str:
@@ -73,20 +75,24 @@ class Method:
         return "student"
 
     @contextlib.contextmanager
-    def eval_context(self, eng: Engine) -> Iterator[None]:
+    def eval_context(self, ctx: StepContext) -> Iterator[None]:
         """Models in eval mode for evaluation, restored afterwards."""
-        modes = {name: learner.model.training for name, learner in eng.learners.items()}
-        for learner in eng.learners.values():
+        modes = {name: learner.model.training for name, learner in ctx.learners.items()}
+        for learner in ctx.learners.values():
             learner.model.eval()
         try:
             yield
         finally:
-            for name, learner in eng.learners.items():
+            for name, learner in ctx.learners.items():
                 learner.model.train(modes[name])
 
-    def eval_outputs(self, eng: Engine, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def eval_outputs(self, ctx: StepContext, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named logits to score on a test batch; default: the second output of every learner."""
-        return {name: learner.forward(x)[1] for name, learner in eng.learners.items()}
+        return {name: learner.forward(x)[1] for name, learner in ctx.learners.items()}
+
+    def counters(self) -> dict[str, int]:
+        """Event counts logged per epoch in metrics.csv and in summary.json (e.g. replay events)."""
+        return {}
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -1,38 +1,153 @@
-"""Dropout and Spaced Dropout on the dropout ResNet (spec 2.4, 6), with the optional spaced batch cutout."""
+"""Dropout and Spaced Dropout on the dropout ResNet (docs/semantics.md §3.3, §7), with the optional spaced batch
+cutout.
+
+Its plan (rate period, variant, counter and cutout schedule), its models (the dropout ResNets), its schedule and
+state (the rate and cutout counters)."""
 
 from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
 
-from ..config import ExperimentConfig
-from ..engine.steps import ce_loss
+from ..config import ConfigError, ExperimentConfig
+from ..engine.steps import StepContext
+from ..kernels import cross_entropy
 from ..models import DropoutResNet, create_model
-from .base import Engine, Iteration, Method, family_model_name
-from .schedule import DropoutPlan
+from .base import Iteration, Method, family_model_name
+from .registry import register_method
+
+RANDOM_DROPOUT_PERIOD = 500
+"""S >= 500 iterations selects the random-rate variant (docs/semantics.md §7)."""
+RANDOM_CUTOUT_SPACE = 500.0
+"""The reference's input cutout switches to random lengths at space > 500 (in epochs, docs/semantics.md R16)."""
+
+REFERENCE_DROPOUT_NAMES = {("dropout", "standard"): "StandardDropout", ("dropout", "max"): "MaxDropout",
+                           ("spaced_dropout", "standard"): "SpacedDropout",
+                           ("spaced_dropout", "max"): "MaxSpacedDropout"}
+
+
+@dataclass(frozen=True)
+class DropoutPlan:
+    method: str
+    semantics: str
+    iters_per_epoch: int
+    epochs: int
+    reference_name: str
+    """The reference's `--drop_method` this reproduces."""
+    op: str
+    """standard (inverted dropout) | max (MaxDropout), at the 4 sites after layer1..layer4."""
+    rate: float
+    space: float
+    period: int
+    """S = int(space * L) forward calls per period of p_t = p*|sin(pi*t/S)| (0 = constant rate)."""
+    variant: str
+    """constant | sine | random (p*U[0,1) per site and forward)."""
+    total_epochs: int
+    counter: str
+    """What advances t: every forward (reference, evaluation included) or training steps only (standard)."""
+    active_at_eval: bool
+    cutout: str
+    """off | constant | sine | random: the batch cutout of `dropout.cutout_input`."""
+    cutout_length: int
+    cutout_period: float
+    """Iterations per period of the cutout length l_t = length*|sin(pi*count/period)| (float, not truncated)."""
+    notes: list[str] = field(default_factory=list)
+
+    def rate_at(self, t: int) -> float:
+        """p_t of the sine variant at forward call t, in the reference's float64 operation order."""
+        return self.rate * abs(math.sin((math.pi / self.period) * t))
+
+    def cutout_box_at(self, count: int) -> int:
+        """Box side int(l_t) before training step `count` (0-based) for the constant and sine cutouts."""
+        if self.cutout == "constant":
+            return int(self.cutout_length)
+        return int(self.cutout_length * abs(math.sin((math.pi / self.cutout_period) * count)))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def plan_dropout(method: str, semantics: str, iters_per_epoch: int, epochs: int, op: str, rate: float,
+                 space: float, cutout_input: bool, cutout_length: int) -> DropoutPlan:
+    """`dropout`: constant rate; `spaced_dropout`: p_t over S = int(space*L) forward calls (docs/semantics.md §7)."""
+    L = iters_per_epoch
+    notes: list[str] = []
+    period = int(space * L)
+    if method == "spaced_dropout" and period == 0:
+        raise ConfigError(f"dropout.space = {space} gives a period S = int(space * L) = 0 iterations (L = {L}); "
+                         "spaced_dropout needs space >= 1/L (the reference divides by zero); "
+                         "use method: dropout for a constant rate")
+    if method == "dropout":
+        variant, period = "constant", 0
+    elif period >= RANDOM_DROPOUT_PERIOD:
+        variant = "random"
+        notes.append(f"S = int({space} * {L}) = {period} >= {RANDOM_DROPOUT_PERIOD} iterations selects random rates "
+                     f"p*U[0,1) at each site and forward (docs/semantics.md §7: --space >= "
+                     f"{RANDOM_DROPOUT_PERIOD / L:.3g} here)")
+    else:
+        variant = "sine"
+    reference = semantics == "reference"
+    if reference:
+        counter = "every forward (training and evaluation)"
+        if variant == "sine":
+            notes.append("the rate counter also advances once per evaluation batch (docs/semantics.md R15): "
+                         "ceil(test size / "
+                         "data.eval_batch_size) per evaluation, 79 with the reference's CIFAR-100 batch of 128")
+        notes.append("dropout stays active at evaluation (docs/semantics.md R14): test accuracy is stochastic")
+    else:
+        counter = "training steps"
+    cutout, cutout_period = "off", 0.0
+    if cutout_input:
+        random_cutout = space > RANDOM_CUTOUT_SPACE if reference else space * L >= RANDOM_DROPOUT_PERIOD
+        cutout = "constant" if space == 0 else "random" if random_cutout else "sine"
+        cutout_period = space * L if cutout == "sine" else 0.0
+        if reference and method == "spaced_dropout" and cutout != "constant" and (cutout == "random") != (
+                variant == "random"):
+            notes.append("the reference's cutout switches to random lengths at space > 500 epochs, its dropout at "
+                         "S >= 500 iterations (docs/semantics.md R16): the two schedules differ in kind here")
+    return DropoutPlan(method, semantics, L, epochs, REFERENCE_DROPOUT_NAMES[(method, op)], op, rate, space, period,
+                       variant, epochs, counter, reference, cutout, cutout_length, cutout_period, notes)
+
 
 MODEL = "model"
 
 
+@register_method("spaced_dropout", family="dropout",
+                 summary="dropout rate p*|sin(pi*t/S)| (or random), MaxDropout, spaced input cutout")
+@register_method("dropout", family="dropout", summary="dropout (or MaxDropout) at a constant rate")
 class SpacedDropout(Method):
     """`dropout` (StandardDropout / MaxDropout at a constant rate p) and `spaced_dropout` (SpacedDropout /
     MaxSpacedDropout: p_t = p*|sin(pi*t/S)| at the 4 sites, or p*U[0,1) per site and forward when S >= 500).
 
     Loss weighting: CE(z, y) only; dropout acts on the activations after layer1..layer4.
-    - reference: t counts every forward, evaluation batches included (quirk 19), and dropout stays active at
-      evaluation (quirk 18).
+    - reference: t counts every forward, evaluation batches included (docs/semantics.md R15), and dropout stays active
+    at
+      evaluation (docs/semantics.md R14).
     - standard: t counts training steps and evaluation runs without dropout.
     The rate lives in device buffers of the model, rewritten in place before each forward (no host sync, no
     recompile). With `dropout.cutout_input` each training batch loses one box, the same for the whole batch
-    (spec 1.6), of side int(l_t) with l_t from the plan's cutout schedule, drawn and applied on the device.
+    (docs/semantics.md §2.5), of side int(l_t) with l_t from the plan's cutout schedule, drawn and applied on the
+    device.
     """
 
-    def __init__(self, plan: DropoutPlan, cfg: ExperimentConfig):
+    def __init__(self, plan: DropoutPlan):
         self.plan = plan
         self.reference = plan.semantics == "reference"
         self.forwards = 0
         """t: forward calls that advanced the rate schedule."""
         self.train_steps = 0
+
+    @classmethod
+    def from_config(cls, cfg: ExperimentConfig, iters_per_epoch: int) -> SpacedDropout:
+        d = cfg.dropout
+        plan = plan_dropout(cfg.method, cfg.semantics, iters_per_epoch, cfg.train.epochs, d.op, d.rate, d.space,
+                            d.cutout_input, d.length)
+        if cfg.semantics == "reference" and not cfg.optim.nesterov:
+            plan.notes.append("the reference trains dropout models with Nesterov SGD; optim.nesterov is false")
+        return cls(plan)
 
     def build_models(self, cfg: ExperimentConfig, num_classes: int) -> dict[str, nn.Module]:
         name = family_model_name(cfg.model.student, "dropout_")
@@ -40,20 +155,17 @@ class SpacedDropout(Method):
                                     random_rates=self.plan.variant == "random", active_at_eval=self.reference,
                                     downsample_factor=cfg.model.student_downsample_factor)}
 
-    def run_iteration(self, it: Iteration, eng: Engine) -> None:
-        learner = eng.learners[MODEL]
-        x, y = eng.batch(it.indices, it.seed)
+    def run_iteration(self, it: Iteration, ctx: StepContext) -> None:
+        x, y = ctx.batch(it.indices, it.seed)
         if self.plan.cutout != "off":
             x = batch_cutout(x, self._cutout_half(x))
-        self._set_rate(learner.model)
-        loss = ce_loss(learner.forward(x), y)
-        learner.step(loss)
-        eng.record(MODEL, loss=loss)
+        self._set_rate(ctx.learners[MODEL].model)
+        ctx.train_step(MODEL, x, y, cross_entropy)
         self.forwards += 1
         self.train_steps += 1
 
-    def eval_outputs(self, eng: Engine, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        learner = eng.learners[MODEL]
+    def eval_outputs(self, ctx: StepContext, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        learner = ctx.learners[MODEL]
         if not self.reference:
             return {MODEL: learner.forward(x)}
         self._set_rate(learner.model)
@@ -73,8 +185,11 @@ class SpacedDropout(Method):
         draw = torch.rand((), device=x.device, dtype=torch.float64)
         return torch.div((self.plan.cutout_length * draw).floor(), 2, rounding_mode="floor")
 
-    def state_dict(self) -> dict:
+    def counters(self) -> dict[str, int]:
         return {"dropout_forwards": self.forwards, "dropout_train_steps": self.train_steps}
+
+    def state_dict(self) -> dict:
+        return self.counters()
 
     def load_state_dict(self, state: dict) -> None:
         self.forwards = state["dropout_forwards"]

@@ -1,43 +1,147 @@
-"""The online-KD family as schedules over the step primitives: no KD, online, spaced online, offline (spec 4.1-4.2)."""
+"""The online-KD family (docs/semantics.md §5.1-5.2): no KD, online, spaced online and offline KD of a teacher and a
+student.
+
+Its plan (the interval arithmetic `fastkd plan` prints), its models (the reference's teacher/student wrappers), its
+loss, its schedule over the engine's train step, and its state (the replay log) all live here.
+"""
 
 from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 from torch.profiler import record_function
 
-from ..config import ExperimentConfig
+from ..config import ExperimentConfig, KDConfig
 from ..engine.replay import ReplayLog
-from ..engine.steps import Targets, ce_loss, student_kd_loss
+from ..engine.steps import StepContext, feature_loss
+from ..kernels import cross_entropy, kd_loss
 from ..models import StudentNet, TeacherNet, create_model
-from .base import Engine, Iteration, Method
-from .schedule import OnlineKDPlan
+from .base import Iteration, Method
+from .registry import register_method
+
+OFFLINE_RATE = 50.0
+"""The reference switches to offline KD (teacher trained first) at -interval_rate >= 50."""
 
 
+@dataclass(frozen=True)
+class OnlineKDPlan:
+    method: str
+    semantics: str
+    iters_per_epoch: int
+    """L: batches per epoch (the last one may be short)."""
+    epochs: int
+    rate: float
+    mode: str
+    """no_kd | online | spaced | offline"""
+    interval: int
+    """I = int(L * rate) iterations between replay events (0 = online, the student steps with the teacher)."""
+    total_epochs: int
+    teacher_steps: int
+    student_steps: int
+    replay_events: int
+    never_distilled: int
+    """Batches the teacher saw that the student never replays (the reference drops the trailing partial interval)."""
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def plan_online_kd(method: str, semantics: str, iters_per_epoch: int, epochs: int, rate: float) -> OnlineKDPlan:
+    L, total = iters_per_epoch, iters_per_epoch * epochs
+    notes: list[str] = []
+    if method == "no_kd":
+        return OnlineKDPlan(method, semantics, L, epochs, rate, "no_kd", 0, epochs, 0, total, 0, 0, notes)
+    if method == "offline_kd" or (method == "spaced_online_kd" and rate >= OFFLINE_RATE):
+        if method != "offline_kd":
+            notes.append(f"interval {rate} >= {OFFLINE_RATE:g} means offline KD in the reference")
+        return OnlineKDPlan(method, semantics, L, epochs, rate, "offline", 0, 2 * epochs, total, total, 0, 0, notes)
+    interval = int(L * rate) if method == "spaced_online_kd" else 0
+    if method == "spaced_online_kd" and interval == 0:
+        notes.append(f"interval {rate} < 1/L = {1 / L:.4g} epochs gives I = 0: this is online KD "
+                     "(docs/semantics.md §5.1)")
+    if interval == 0:
+        return OnlineKDPlan(method, semantics, L, epochs, rate, "online", 0, epochs, total, total, 0, 0, notes)
+    events, trailing = divmod(total, interval)
+    if semantics == "standard" and trailing:
+        notes.append(f"standard semantics replays the trailing {trailing} batches at the end of training")
+        events, trailing = events + 1, 0
+    elif trailing:
+        notes.append(f"the last {trailing} batches are never distilled (docs/semantics.md R4)")
+    return OnlineKDPlan(method, semantics, L, epochs, rate, "spaced", interval, epochs, total, total - trailing,
+                        events, trailing, notes)
+
+
+class Targets(NamedTuple):
+    """What a teacher hands the student: detached feature and logits."""
+
+    feature: torch.Tensor
+    logits: torch.Tensor
+
+
+def logits_ce(outputs: tuple[torch.Tensor, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+    """CE on the logits of a (feature, logits) model: the teacher's loss, and the student's without a teacher."""
+    return cross_entropy(outputs[1], labels)
+
+
+def student_kd_loss(outputs: tuple[torch.Tensor, torch.Tensor], labels: torch.Tensor, targets: Targets,
+                    kd: KDConfig, semantics: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(1-alpha)*CE + alpha*soft + beta*feature, and its parts.
+
+    reference: soft = KLDivLoss fed with probabilities (no T^2), feature = kd.feature_loss (default torch.dist);
+    standard: soft = Hinton KL(p_t || p_s) * T^2, feature = MSE when kd.feature_loss is the reference's `dist`.
+    """
+    feature, logits = outputs
+    soft_form = "reference_prob_kl" if semantics == "reference" else "kl"
+    kind = kd.feature_loss
+    if semantics == "standard" and kind == "dist":
+        kind = "mse"
+    out = kd_loss(logits, targets.logits, labels, temperature=kd.temperature, alpha=kd.alpha, soft=soft_form)
+    feat = (feature_loss(feature, targets.feature, kind) if kd.beta > 0 and kind != "none"
+            else out.total.new_zeros(()))
+    return out.total + kd.beta * feat, {"ce": out.ce, "soft": out.soft, "feature": feat.detach()}
+
+
+@register_method("offline_kd", family="online_kd", summary="the teacher trains first, then teaches the student")
+@register_method("spaced_online_kd", family="online_kd",
+                 summary="the teacher trains I = int(L*s) iterations ahead; the student replays its batches")
+@register_method("online_kd", family="online_kd", summary="teacher and student step together (s = 0)")
+@register_method("no_kd", family="online_kd", summary="the student alone")
 class OnlineKDFamily(Method):
     """One class for the four modes; the plan's interval arithmetic decides which events fire.
 
-    Loss weighting (student): (1-alpha)*CE + alpha*soft + beta*feature (spec 3.1); teacher: CE only.
+    Loss weighting (student): (1-alpha)*CE + alpha*soft + beta*feature (docs/semantics.md §4.1); teacher: CE only.
     - no_kd: student CE steps only.
     - online (I = 0): teacher step, then a student step on the same batch against the pre-update teacher outputs.
     - spaced (I > 0): teacher steps; at g % I == 0 the student replays every logged batch, oldest first, against a
-      fresh no-grad teacher forward: train-mode BN under `reference` (spec 4.1 step 4), eval mode under `standard`.
+      fresh no-grad teacher forward: train-mode BN under `reference` (docs/semantics.md R3), eval mode under `standard`.
       The log holds (indices, seed) pairs and regenerates the exact augmented pixels the teacher saw.
-    - offline: epochs 0..E-1 teacher only; epochs E..2E-1 student against the eval-mode teacher (spec 4.2).
+    - offline: epochs 0..E-1 teacher only; epochs E..2E-1 student against the eval-mode teacher (docs/semantics.md
+    §5.2).
     """
 
-    def __init__(self, plan: OnlineKDPlan):
+    def __init__(self, plan: OnlineKDPlan, kd: KDConfig):
         self.plan = plan
+        self.kd = kd
         self.replay = ReplayLog()
         self.replay_events = 0
         self.teacher_train_mode_targets = plan.semantics == "reference"
+
+    @classmethod
+    def from_config(cls, cfg: ExperimentConfig, iters_per_epoch: int) -> OnlineKDFamily:
+        return cls(plan_online_kd(cfg.method, cfg.semantics, iters_per_epoch, cfg.train.epochs, cfg.kd.interval),
+                   cfg.kd)
 
     @property
     def has_teacher(self) -> bool:
         return self.plan.mode != "no_kd"
 
     def build_models(self, cfg: ExperimentConfig, num_classes: int) -> dict[str, nn.Module]:
-        """Teacher and student in the reference's wrapper layout (spec 2.2); a plain backbone without a teacher."""
+        """Teacher and student in the reference's wrapper layout (docs/semantics.md §3.1); a plain backbone without a
+        teacher."""
         student = create_model(cfg.model.student, num_classes=num_classes,
                                downsample_factor=cfg.model.student_downsample_factor)
         if not self.has_teacher:
@@ -58,62 +162,55 @@ class OnlineKDFamily(Method):
         return "teacher" if self.phase(epoch) == "teacher" else "student"
 
     # -------------------------------------------------------------------------------------- schedule
-    def run_iteration(self, it: Iteration, eng: Engine) -> None:
+    def run_iteration(self, it: Iteration, ctx: StepContext) -> None:
         mode = self.plan.mode
-        x, y = eng.batch(it.indices, it.seed)
+        x, y = ctx.batch(it.indices, it.seed)
         if mode == "no_kd":
-            self.student_step(eng, x, y, None)
+            self.student_step(ctx, x, y, None)
         elif mode == "offline":
             if self.phase(it.epoch) == "teacher":
-                self.teacher_step(eng, x, y)
+                self.teacher_step(ctx, x, y)
             else:
-                self.student_step(eng, x, y, eng.learners["teacher"].targets(x, train_mode=False))
+                self.student_step(ctx, x, y, Targets(*ctx.learners["teacher"].no_grad_forward(x, train_mode=False)))
         elif mode == "online":
-            self.student_step(eng, x, y, self.teacher_step(eng, x, y))
+            self.student_step(ctx, x, y, self.teacher_step(ctx, x, y))
         else:
             with record_function("fastkd.replay"):
                 self.replay.append(it.indices, it.seed)
-            self.teacher_step(eng, x, y)
+            self.teacher_step(ctx, x, y)
             if it.step % self.plan.interval == 0:
-                self._replay(eng)
+                self._replay(ctx)
 
-    def finish(self, eng: Engine) -> None:
+    def finish(self, ctx: StepContext) -> None:
         """End of training: `standard` distils the trailing partial interval the reference drops."""
         if self.plan.mode == "spaced" and self.plan.semantics == "standard" and len(self.replay):
-            self._replay(eng)
+            self._replay(ctx)
 
-    def _replay(self, eng: Engine) -> None:
+    def _replay(self, ctx: StepContext) -> None:
         self.replay_events += 1
-        teacher = eng.learners["teacher"]
+        teacher = ctx.learners["teacher"]
         with record_function("fastkd.replay"):
             entries = self.replay.drain()
         for indices, seed in entries:
-            x, y = eng.batch(indices, seed)
-            self.student_step(eng, x, y, teacher.targets(x, train_mode=self.teacher_train_mode_targets))
+            x, y = ctx.batch(indices, seed)
+            self.student_step(ctx, x, y, Targets(*teacher.no_grad_forward(x, self.teacher_train_mode_targets)))
 
-    # ------------------------------------------------------------------------------------ primitives
+    # ------------------------------------------------------------------------------------------ steps
     @staticmethod
-    def teacher_step(eng: Engine, x: torch.Tensor, y: torch.Tensor) -> Targets:
+    def teacher_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> Targets:
         """One teacher CE step; returns its (pre-update) outputs, detached, for online KD."""
-        teacher = eng.learners["teacher"]
-        feature, logits = teacher.forward(x)
-        loss = ce_loss(logits, y)
-        teacher.step(loss)
-        eng.record("teacher", loss=loss)
+        feature, logits = ctx.train_step("teacher", x, y, logits_ce).outputs
         return Targets(feature.detach(), logits.detach())
 
-    @staticmethod
-    def student_step(eng: Engine, x: torch.Tensor, y: torch.Tensor, targets: Targets | None) -> None:
-        student = eng.learners["student"]
-        feature, logits = student.forward(x)
+    def student_step(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor, targets: Targets | None) -> None:
         if targets is None:
-            loss = ce_loss(logits, y)
-            eng.record("student", loss=loss)
-        else:
-            parts = student_kd_loss(feature, logits, targets, y, eng.cfg.kd, eng.cfg.semantics)
-            loss = parts.total
-            eng.record("student", loss=loss, ce=parts.ce, soft=parts.soft, feature=parts.feature)
-        student.step(loss)
+            ctx.train_step("student", x, y, logits_ce)
+            return
+        semantics = self.plan.semantics
+        ctx.train_step("student", x, y, lambda out, labels: student_kd_loss(out, labels, targets, self.kd, semantics))
+
+    def counters(self) -> dict[str, int]:
+        return {"replay_events": self.replay_events}
 
     def state_dict(self) -> dict:
         return {"replay": self.replay.state_dict(), "replay_events": self.replay_events}

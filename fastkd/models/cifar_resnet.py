@@ -1,6 +1,6 @@
-"""CIFAR ResNets in the reference's module layout (spec 2.1-2.2), so state_dict keys match its checkpoints.
+"""CIFAR ResNets in the reference's module layout (docs/semantics.md §3.1), so state_dict keys match its checkpoints.
 
-Key layout (fastkd == reference, minus DataParallel's ``module.`` prefix):
+Key layout (fastkd == reference, minus DataParallel's ``module.`` prefix; maps in fastkd.reference.keys):
   backbone  ``conv1.{0,1}``, ``conv{2..5}_x.<block>.residual_function.<i>``, ``...shortcut.<i>``, ``fc``
   teacher   ``net.<backbone key>``
   student   ``net.<backbone key>``, ``linear1``, ``linear2`` (the 2-layer feature projector)
@@ -158,7 +158,7 @@ class TeacherNet(nn.Module):
 class StudentNet(nn.Module):
     """The reference's student wrapper: backbone plus a 2-layer projector onto the teacher's feature size.
 
-    Logits come from the backbone's own fc on the *unprojected* feature (spec 2.2).
+    Logits come from the backbone's own fc on the *unprojected* feature (docs/semantics.md §3.1).
     """
 
     def __init__(self, net: nn.Module, teacher_feature_size: int):
@@ -173,12 +173,3 @@ class StudentNet(nn.Module):
         feature, logits = self.net(x)
         return self.linear2(self.relu(self.linear1(feature))), logits
 
-
-def strip_module_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Reference checkpoints come from DataParallel-wrapped modules: drop the leading ``module.``."""
-    return {k.removeprefix("module."): v for k, v in state_dict.items()}
-
-
-def add_module_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The reverse mapping, for saving a state_dict the reference's DataParallel wrappers load."""
-    return {f"module.{k}": v for k, v in state_dict.items()}

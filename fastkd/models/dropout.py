@@ -1,4 +1,5 @@
-"""Dropout ops of Spaced Dropout (spec 2.4, 6) as persistent modules whose rate lives in a device buffer.
+"""Dropout ops of Spaced Dropout (docs/semantics.md §3.3, §7) as persistent modules whose rate lives in a
+device buffer.
 
 The reference builds a fresh dropout module with a Python-float rate inside every forward. Here the rate is a
 0-dim float64 buffer that is updated in place, so changing it every step needs no recompile and no host sync.
@@ -60,7 +61,7 @@ class RateDropout(nn.Module):
         random_rate: draw the rate used in each call as ``rate * U[0, 1)`` on the device (the reference's
             random spaced variant, one independent draw per op and forward).
         active_at_eval: also drop in eval mode. The reference rebuilds its ops inside every forward, so they
-            are always in training mode (spec 9, item 18); ``False`` is the standard behaviour.
+            are always in training mode (docs/semantics.md R14); ``False`` is the standard behaviour.
     """
 
     op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -1,4 +1,5 @@
-"""kuangliu-style CIFAR ResNet with a dropout op after each stage (spec 2.4), in the reference's key layout.
+"""kuangliu-style CIFAR ResNet with a dropout op after each stage (docs/semantics.md §3.3), in the reference's key
+layout.
 
 State-dict keys equal the reference's ``cnn.state_dict()``: ``conv1``, ``bn1``,
 ``layer{1..4}.<block>.{conv1,bn1,conv2,bn2[,conv3,bn3]}``, ``...shortcut.{0,1}``, ``linear``.
@@ -74,7 +75,7 @@ class DropoutResNet(nn.Module):
         drop_op: ``"max"`` (MaxDropout) or ``"standard"`` (inverted dropout).
         drop_rate: initial rate of every site (the upper bound of the draw when ``random_rates``).
         random_rates: every site draws ``rate * U[0, 1)`` independently at each forward, on the device.
-        active_at_eval: keep dropping in eval mode, as the reference does (spec 9, item 18).
+        active_at_eval: keep dropping in eval mode, as the reference does (docs/semantics.md R14).
         downsample_factor: fastkd extension (the reference has no width knob): every width becomes
             int(w / sqrt(d)), as ``downsample_factor`` of the CIFAR ResNets; for small tests and benchmarks.
     """
@@ -157,23 +158,6 @@ class DropoutResNet(nn.Module):
         out = self.dropout3(self.layer3(out))
         out = self.dropout4(self.layer4(out))
         return self.linear(torch.flatten(self.avg_pool(out), 1))
-
-    @staticmethod
-    def from_reference_state_dict(state_dict: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Map a reference checkpoint onto fastkd keys.
-
-        Accepts the raw ``cnn.state_dict()`` or the reference's saved payload ``{'model': state_dict}``;
-        a ``module.`` prefix (a user's DataParallel wrapper) is stripped. The keys are otherwise identical.
-        """
-        if set(state_dict) == {"model"} and isinstance(state_dict["model"], dict):
-            state_dict = state_dict["model"]
-        return {k.removeprefix("module."): v for k, v in state_dict.items()}
-
-    @staticmethod
-    def to_reference_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """fastkd keys -> the reference's ``cnn.state_dict()`` keys (wrap it as ``{'model': ...}`` to get the
-        reference's ``.pkl`` payload). A ``torch.compile`` wrapper's ``_orig_mod.`` prefix is dropped."""
-        return {k.removeprefix("_orig_mod."): v for k, v in state_dict.items()}
 
 
 @register_model

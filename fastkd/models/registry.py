@@ -7,6 +7,8 @@ from typing import Callable
 
 import torch.nn as nn
 
+from ..errors import ConfigError
+
 _ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -34,5 +36,5 @@ def create_model(name: str, **kwargs) -> nn.Module:
     Example: ``create_model("resnet18", num_classes=100, downsample_factor=4.0)``
     """
     if name not in _ENTRYPOINTS:
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
     return _ENTRYPOINTS[name](**{k: v for k, v in kwargs.items() if v is not None})

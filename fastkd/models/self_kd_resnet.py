@@ -1,10 +1,10 @@
-"""Multi-exit ResNet of Spaced self KD (spec 2.3, BYOT style) in the reference's key layout.
+"""Multi-exit ResNet of Spaced self KD (docs/semantics.md §3.2, BYOT style) in the reference's key layout.
 
 Four exits, returned deepest first: exit 4 pools layer4; exits 3..1 gate layer3..layer1 with an attention
 mask and shrink them with SepConv heads (``scala3..scala1``). Each exit has its own Linear (``fc4..fc1``).
 Keys equal the reference's model keys; its adaptation layers, which the reference hangs on the DataParallel
 wrapper at the first iteration, are built here eagerly as ``adaptation_layers.{0,1,2}``.
-See docs/checkpoint-keys-selfkd-dropout.md for the mapping.
+See docs/checkpoint-keys-selfkd-dropout.md for the mapping (fastkd.reference.keys converts).
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 from .registry import register_model
 
 NUM_EXITS = 4
-_ADAPTATION_PREFIX = "adaptation_layers."
-_DATA_PARALLEL_PREFIX = "module."
 
 
 class SepConv(nn.Module):
@@ -74,7 +72,7 @@ class SelfKDResNet(nn.Module):
             becomes int(w / sqrt(d)), as ``downsample_factor`` of the CIFAR ResNets; for small tests and benchmarks.
         with_adaptation_layers: build the three Linear(feature_size, feature_size) adaptation layers that the
             reference's feature loss uses (``adaptation_layers[i - 1]`` maps the feature of list index i;
-            ``adaptation_layers[0]`` is never used by the reference loss, spec 9 item 12). Turn off to get
+            ``adaptation_layers[0]`` is never used by the reference loss, docs/semantics.md R9). Turn off to get
             the bare model's parameter set, e.g. to load ``net.module.state_dict()``.
     """
 
@@ -163,34 +161,6 @@ class SelfKDResNet(nn.Module):
         x = self.layer4(self.layer3(self.layer2(self.layer1(self._stem(x)))))
         feature = torch.flatten(self.scala4(x), 1)
         return self.fc4(feature), feature
-
-    @staticmethod
-    def from_reference_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Reference keys -> fastkd keys.
-
-        The reference's ``net`` is a DataParallel wrapper whenever a GPU is visible: its model keys carry
-        ``module.`` and its adaptation layers sit on the wrapper itself as ``adaptation_layers.{0,1,2}``.
-        Both that layout and an unwrapped one (``net.module.state_dict()``, no adaptation layers) map here;
-        load the latter into a model built with ``with_adaptation_layers=False`` or with ``strict=False``.
-        """
-        return {k.removeprefix(_DATA_PARALLEL_PREFIX): v for k, v in state_dict.items()}
-
-    @staticmethod
-    def to_reference_state_dict(state_dict: dict[str, torch.Tensor],
-                                data_parallel: bool = True) -> dict[str, torch.Tensor]:
-        """fastkd keys -> the state_dict of the reference's ``net``.
-
-        With ``data_parallel`` (the reference's layout whenever it trains on a GPU) the model keys get
-        ``module.`` and the adaptation layers stay unprefixed; without it the keys are unchanged. A
-        ``torch.compile`` wrapper's ``_orig_mod.`` prefix is dropped first.
-        """
-        mapped = {}
-        for key, value in state_dict.items():
-            key = key.removeprefix("_orig_mod.")
-            if data_parallel and not key.startswith(_ADAPTATION_PREFIX):
-                key = _DATA_PARALLEL_PREFIX + key
-            mapped[key] = value
-        return mapped
 
 
 @register_model

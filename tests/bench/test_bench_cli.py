@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from fastkd import bench
+from fastkd.bench import runner
 from fastkd.config import METHODS
 
 
@@ -21,7 +22,7 @@ def report(tmp_path_factory):
     """spaced_online_kd runs; spaced_ema is reported as pending, as if fastkd did not implement it yet."""
     out = tmp_path_factory.mktemp("bench")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(bench, "METHODS", tuple(m for m in METHODS if m != "spaced_ema"))
+        patch.setattr(runner, "METHODS", tuple(m for m in METHODS if m != "spaced_ema"))
         code = bench.run(parse(["--preset", "test", "--methods", "spaced_online_kd,spaced_ema", "--out", str(out)]))
     return code, out, json.loads((out / "results.json").read_text())
 
@@ -60,13 +61,23 @@ def test_report_files_and_fields(report):
     table = (out / "results.md").read_text()
     assert "| spaced_online_kd | s = 1.0 (I = L) |" in table and "Ceiling: matmul" in table
     assert "| spaced_ema | pending: fastkd has no `spaced_ema` method yet |" in table
+    kernels = results["kernels"]
+    assert [(r["batch"], r["classes"], r["soft"]) for r in kernels["kd_loss"]] == [
+        (8, 10, "reference_prob_kl"), (8, 10, "kl")]
+    for row in kernels["kd_loss"]:
+        assert row["fused_impl"] == "twin" and row["fused_us"] > 0 and row["unfused_us"] > 0
+        assert row["speedup"] == pytest.approx(row["unfused_us"] / row["fused_us"])
+    (ema,) = kernels["ema"]
+    assert ema["model"] == "resnet18" and ema["tensors"] == 62 and ema["parameters"] > 10_000_000
+    assert ema["speedup_vs_foreach_lerp"] == pytest.approx(ema["foreach_lerp_us"] / ema["flat_us"])
+    assert "| 8 × 10 | reference_prob_kl |" in table and "| resnet18 | 62 /" in table
     for name in ("throughput.png", "breakdown.png", "memory.png"):
         with Image.open(out / name) as image:
             assert image.size[0] > 300 and image.size[1] > 200
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--preset", "huge"], "--preset 'huge' is unknown; choose one of cpu-small, gpu, test"),
+    (["--preset", "huge"], "--preset 'huge' is unknown; choose one of cpu-small, gpu, gpu-quick, test"),
     (["--methods", "spaced_kd"], "--methods 'spaced_kd': unknown method spaced_kd; choose from"),
     (["--methods", ","], "unknown method (none given)"),
     (["--rounds", "0"], "--rounds 0: need at least 1 timed round per side"),
@@ -115,3 +126,17 @@ def test_breakdown_counts_nested_labels_once():
     assert shares["data"] * 2 * total >= 0.03 and shares["replay"] * 2 * total >= 0.02
     assert shares["replay"] + shares["data"] == pytest.approx(0.5)
     assert shares["other"] == pytest.approx(0.5) and shares["forward"] == 0.0
+
+
+def test_plan_of_a_cuda_preset_needs_no_gpu(tmp_path, capsys):
+    """--plan lists every method's round size and the kernel sizes, writes plan.json and trains nothing."""
+    assert bench.main(["--preset", "gpu-quick", "--methods", "spaced_online_kd,spaced_ema", "--plan",
+                       "--out", str(tmp_path)]) == 0
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["preset"] == "gpu-quick" and plan["device"] == "cuda"
+    assert plan["rounds"] == {"warm-up": 1, "timed": 2, "profiled": 1}
+    assert [(m["method"], m["batch_size"], m["iters_per_epoch"]) for m in plan["methods"]] == [
+        ("spaced_online_kd", 128, 30), ("spaced_ema", 128, 30)]
+    assert plan["kernels"]["ema_models"] == ["resnet18", "resnet50"]
+    assert "spaced_ema: s = 0.1, d = 0.999, batch 128 x 30 iterations" in capsys.readouterr().out
+    assert not (tmp_path / "results.json").exists()

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from fastkd import cli
-from fastkd.compat import CompatError, export_reference_checkpoint
-from fastkd.engine.checkpoint import CheckpointError, init_weights
-from fastkd.models import SelfKDResNet, StudentNet, TeacherNet, create_model
+from fastkd.errors import CheckpointError
+from fastkd.models import StudentNet, TeacherNet, create_model
+from fastkd.reference.errors import CompatError
+from fastkd.reference.keys import export_reference_checkpoint, init_weights, selfkd_from_reference, selfkd_to_reference
 
 
 def assert_same_state(model: torch.nn.Module, expected: dict[str, torch.Tensor]) -> None:
@@ -32,7 +33,7 @@ def test_ema_file_loads_into_the_plain_model_and_into_kd_wrappers(tmp_path):
     torch.manual_seed(0)
     trained = narrow("resnet18").state_dict()
     path = tmp_path / "ema_cifar100_resnet18_spaced_0.1_alpha_0.99.pkl"
-    torch.save({"model": trained}, path)  # what train_EMA.py writes (the raw model, quirk 17)
+    torch.save({"model": trained}, path)  # what train_EMA.py writes (the raw model, docs/semantics.md §6)
     plain = {"model": narrow("resnet18")}
     assert init_weights(path, plain) == ["model"]
     assert_same_state(plain["model"], trained)
@@ -53,7 +54,7 @@ def test_dropout_file_loads(tmp_path):
 def test_self_kd_dataparallel_state_and_unwrapped_state_load(tmp_path):
     torch.manual_seed(0)
     trained = create_model("selfkd_resnet18", num_classes=10).state_dict()
-    reference = SelfKDResNet.to_reference_state_dict(trained, data_parallel=True)  # net.state_dict() in the script
+    reference = selfkd_to_reference(trained, data_parallel=True)  # net.state_dict() in the script
     assert any(k.startswith("module.layer1.") for k in reference) and "adaptation_layers.0.weight" in reference
     torch.save(reference, tmp_path / "wrapped.pth")
     fresh = {"model": create_model("selfkd_resnet18", num_classes=10)}
@@ -101,7 +102,7 @@ def test_export_self_kd_is_the_dataparallel_layout():
     model = create_model("selfkd_resnet18", num_classes=10)
     exported = export_reference_checkpoint(fastkd_payload("spaced_self_kd", {"model": model}))
     assert "module.fc4.weight" in exported and "adaptation_layers.2.bias" in exported
-    assert_same_state(model, SelfKDResNet.from_reference_state_dict(exported))
+    assert_same_state(model, selfkd_from_reference(exported))
 
 
 def test_export_ema_and_online_kd_reload(tmp_path):

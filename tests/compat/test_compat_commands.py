@@ -9,12 +9,13 @@ import yaml
 from reference_commands import COMMANDS, reference_argv
 
 from fastkd import cli
-from fastkd.compat import REFERENCE_CIFAR_ROOT, REFERENCE_TINY_ROOT, resolve
+from fastkd.reference.compat import resolve
+from fastkd.reference.flags import REFERENCE_CIFAR_ROOT, REFERENCE_TINY_ROOT
 from fastkd.config import ExperimentConfig
 
 ONLINE = ["-net_teacher", "resnet18", "-net_student", "resnet18"]
 
-# Per documented command: the config values it must map to (spec 0, 4-6).
+# Per documented command: the config values it must map to (docs/semantics.md §1, §5-7).
 EXPECTED: dict[str, dict[str, object]] = {
     "spacing_generalization README: StandardDropout": {
         "method": "dropout", "dropout.op": "standard", "dropout.rate": 0.5, "dropout.space": 0.0,

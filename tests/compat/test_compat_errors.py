@@ -88,7 +88,7 @@ def test_reference_crashes_are_reported(capsys, argv, needle):
 
 
 def test_erasing_input_behind_cutout_input_does_not_crash_as_in_the_reference():
-    from fastkd.compat import resolve
+    from fastkd.reference.compat import resolve
 
     resolved = resolve("dropout", ["--dataset", "cifar100", "--cutout_input", "--erasing_input"], environ={})
     assert resolved.config.dropout.cutout_input

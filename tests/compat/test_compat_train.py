@@ -10,7 +10,8 @@ import torch
 from datasets_on_disk import write_cifar100
 
 from fastkd import cli
-from fastkd.engine.checkpoint import init_weights, load_checkpoint
+from fastkd.engine.checkpoint import load_checkpoint
+from fastkd.reference.keys import init_weights
 from fastkd.models import StudentNet, TeacherNet, create_model
 
 

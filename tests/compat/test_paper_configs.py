@@ -7,7 +7,7 @@ import pytest
 from paper_configs import PAPER_DIR, experiment_dict, experiments, render
 
 from fastkd.cli import build_plan
-from fastkd.compat import resolve
+from fastkd.reference.compat import resolve
 from fastkd.config import load_config
 
 EXPERIMENTS = experiments()
@@ -16,7 +16,7 @@ IDS = [e.path for e in EXPERIMENTS]
 
 def test_every_paper_file_belongs_to_an_experiment():
     on_disk = sorted(str(p.relative_to(PAPER_DIR)) for p in PAPER_DIR.rglob("*.yaml"))
-    assert on_disk == sorted(IDS), "run `.venv/bin/python tests/compat/paper_configs.py` to regenerate"
+    assert on_disk == sorted(IDS), "run `python -m fastkd.reproduce.experiments` to regenerate"
 
 
 def test_grid_covers_the_paper():
@@ -37,7 +37,7 @@ def test_grid_covers_the_paper():
 @pytest.mark.parametrize("experiment", EXPERIMENTS, ids=IDS)
 def test_file_is_the_compat_mapping_of_its_command_line(experiment):
     path = PAPER_DIR / experiment.path
-    assert path.read_text() == render(experiment), "regenerate with tests/compat/paper_configs.py"
+    assert path.read_text() == render(experiment), "regenerate with python -m fastkd.reproduce.experiments"
     loaded = load_config(path)
     mapped = resolve(experiment.script, experiment.compat_argv(), environ={}).config
     assert experiment_dict(loaded) == experiment_dict(mapped)
@@ -63,16 +63,16 @@ def test_plan_works(experiment):
 
 
 @pytest.mark.parametrize("path,key,expected", [
-    ("online_kd/cifar100/resnet18_s1.5.yaml", "interval", 586),       # spec 4.1 worked numbers
+    ("online_kd/cifar100/resnet18_s1.5.yaml", "interval", 586),       # docs/semantics.md §5.1 worked numbers
     ("online_kd/cifar100/resnet18_s1.5.yaml", "never_distilled", 222),
     ("online_kd/cifar100/resnet18_s0.5.yaml", "replay_events", 160),
     ("online_kd/tiny_imagenet/resnet50_s1.5.yaml", "interval", 1173),
     ("online_kd/cifar100/resnet101_online.yaml", "interval", 0),
     ("online_kd/cifar100/resnet18_offline.yaml", "mode", "offline"),
     ("online_kd/cifar100/resnet18_nokd.yaml", "mode", "no_kd"),
-    ("self_kd/cifar100/resnet18_s4.0.yaml", "interval", 1564),        # spec 4.3
-    ("ema/cifar100/resnet18_s0.1.yaml", "interval", 39),              # spec 5
-    ("dropout/cifar100/resnet18_spaced_s1.0.yaml", "period", 391),    # spec 6
+    ("self_kd/cifar100/resnet18_s4.0.yaml", "interval", 1564),        # docs/semantics.md §5.3
+    ("ema/cifar100/resnet18_s0.1.yaml", "interval", 39),              # docs/semantics.md §6
+    ("dropout/cifar100/resnet18_spaced_s1.0.yaml", "period", 391),    # docs/semantics.md §7
     ("dropout/tiny_imagenet/resnet18_spaced_s1.0.yaml", "variant", "random"),
 ])
 def test_plan_numbers_match_the_spec(path, key, expected):

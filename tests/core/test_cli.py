@@ -56,7 +56,7 @@ def test_train_eval_and_resume_guard(tmp_path):
 @pytest.mark.parametrize("args, expected", [
     (["eval", "missing.pt"], "missing.pt: no such checkpoint file"),
     (["train", "nope.yaml"], "nope.yaml: cannot read config"),
-    (["train", "--resume", "runs/none"], "no config.yaml there"),
+    (["train", "--resume", "runs/none"], "runs/none: no such run folder"),
     (["train", "c.yaml", "data.dataset=cifar100"], "data.root is not set"),
     (["train", "c.yaml", "model.student=resnet19"], "unknown model 'resnet19'"),
     (["eval", "garbage.pt"], "garbage.pt: not a readable checkpoint"),

@@ -3,11 +3,14 @@
 import pytest
 import torch
 
-from fastkd.models import StudentNet, TeacherNet, add_module_prefix, create_model, list_models, strip_module_prefix
+from fastkd.errors import ConfigError
+from fastkd.models import StudentNet, TeacherNet, create_model, list_models
+from fastkd.reference.keys import add_module_prefix, strip_module_prefix
 
 
 def reference_backbone_keys(blocks: list[int], bottleneck: bool) -> set[str]:
-    """Keys of the reference's models/resnet.py ResNet, written out from its module structure (spec 2.1)."""
+    """Keys of the reference's models/resnet.py ResNet, written out from its module structure (docs/semantics.md
+    §3.1)."""
     keys = {"conv1.0.weight", "fc.weight", "fc.bias"}
     keys |= {f"conv1.1.{b}" for b in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
     convs = (0, 3, 6) if bottleneck else (0, 3)
@@ -58,5 +61,5 @@ def test_student_wrapper_loads_a_dataparallel_reference_state_dict():
 
 def test_registry_rejects_unknown_names():
     assert {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"} <= set(list_models("resnet*"))
-    with pytest.raises(ValueError, match="unknown model 'resnet19'"):
+    with pytest.raises(ConfigError, match="unknown model 'resnet19'"):
         create_model("resnet19")

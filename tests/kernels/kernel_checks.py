@@ -69,8 +69,9 @@ def _logits(shape: tuple[int, ...], case: KDCase, generator: torch.Generator) ->
     return base, base[..., : shape[-1]]
 
 
-def check_kd_once(impl: str, case: KDCase, seed: int) -> None:
-    """Run `impl` on fresh random inputs and compare every output and dL/dz_s with the float64 oracle."""
+def check_kd_once(impl: str, case: KDCase, seed: int, device: str = "cpu") -> None:
+    """Run `impl` on fresh random inputs on `device` and compare every output and dL/dz_s with the float64 oracle
+    (on the CPU; tests/cuda runs the compiled Triton kernels through this with device="cuda")."""
     generator = torch.Generator().manual_seed(seed)
     student_shape = (case.batch, case.classes) if case.heads is None else (case.heads, case.batch, case.classes)
     student_base, student = _logits(student_shape, case, generator)
@@ -78,26 +79,26 @@ def check_kd_once(impl: str, case: KDCase, seed: int) -> None:
     labels = torch.randint(0, case.classes, (case.batch,), generator=generator)
     upstream = torch.randn((), generator=generator, dtype=torch.float64)
 
-    leaf = student_base.clone().requires_grad_(True)
+    leaf = student_base.to(device).clone().requires_grad_(True)
     student_view = leaf[..., : case.classes]
     oracle_leaf = student.double().requires_grad_(True)
     options = dict(label_smoothing=case.label_smoothing, impl=impl)
     if case.with_teacher:
         result = kd_loss(
-            student_view, teacher, labels, temperature=case.temperature, alpha=case.alpha,
+            student_view, teacher.to(device), labels.to(device), temperature=case.temperature, alpha=case.alpha,
             soft=case.soft, reduction=case.reduction, **options,
         )
         outputs = result._asdict()
         alpha, reduction = case.alpha, case.reduction
     else:
         reduction = "sum" if case.reduction == "sum" else "mean"
-        outputs = {"total": cross_entropy(student_view, labels, reduction=reduction, **options)}
+        outputs = {"total": cross_entropy(student_view, labels.to(device), reduction=reduction, **options)}
         alpha = 0.0
     expected = kd_loss_oracle(
         oracle_leaf, teacher.double() if case.with_teacher else None, labels, temperature=case.temperature,
         alpha=alpha, soft=case.soft, reduction=reduction, label_smoothing=case.label_smoothing,
     )
-    outputs["total"].backward(upstream.to(outputs["total"].dtype))
+    outputs["total"].backward(upstream.to(device=device, dtype=outputs["total"].dtype))
     expected["total"].backward(upstream)
 
     rtol = case.rtol or RTOL[case.dtype]

@@ -171,7 +171,7 @@ def test_bad_arguments() -> None:
         FlatEMA(_small_model(), 0.9, impl="cuda")
 
 
-# ---------------------------------------------------------------- schedule (spec 5), CIFAR-100: L = 391
+# ---------------------------------------------------------------- schedule (docs/semantics.md §6), CIFAR-100: L = 391
 
 
 def _fire_steps(schedule: EmaSchedule, steps: int) -> list[int]:

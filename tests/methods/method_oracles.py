@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import json
 import pickle
 from pathlib import Path
@@ -25,6 +26,7 @@ CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
 N_TRAIN, N_TEST, BATCH, EVAL_BATCH = 18, 12, 4, 5   # L = 5 (last batch 2); 3 test batches (5, 5, 2)
 L = 5
 LR = 0.01
+SEED = 7
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 
@@ -32,21 +34,36 @@ def write_data(tmp_path: Path) -> Path:
     return write_cifar100(tmp_path / "data", n_train=N_TRAIN, n_test=N_TEST)
 
 
-def batches(root: Path, split: str, size: int, stats=CIFAR100_STATS) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The split in order, normalised in float64, cut into batches of `size` (the last one short)."""
+def batches(root: Path, split: str, size: int, stats=CIFAR100_STATS,
+            order: torch.Tensor | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The split (in `order`, default in file order), normalised in float64, cut into batches of `size` (the last
+    one short)."""
     with open(root / "cifar-100-python" / split, "rb") as fh:
         raw = pickle.load(fh, encoding="bytes")
     mean = torch.tensor(stats[0], dtype=torch.float64).view(1, 3, 1, 1)
     std = torch.tensor(stats[1], dtype=torch.float64).view(1, 3, 1, 1)
     x = (torch.tensor(raw[b"data"]).view(-1, 3, 32, 32).double() / 255.0 - mean) / std
     y = torch.tensor(raw[b"fine_labels"])
+    if order is not None:
+        x, y = x[order], y[order]
     return [(x[i:i + size], y[i:i + size]) for i in range(0, len(y), size)]
+
+
+def eval_batches(root: Path, semantics: str, epochs_trained: int, stats=CIFAR100_STATS):
+    """The test split as evaluated after `epochs_trained` epochs: like the reference's shuffle=True test loaders,
+    `reference` shuffles it (randperm seeded by blake2b of "seed,epochs,0xE7A1" as a 63-bit integer), `standard`
+    keeps file order."""
+    order = None
+    if semantics == "reference":
+        digest = hashlib.blake2b(f"{SEED},{epochs_trained},{0xE7A1}".encode(), digest_size=8).digest()
+        order = torch.randperm(N_TEST, generator=torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1))
+    return batches(root, "test", EVAL_BATCH, stats, order)
 
 
 def engine(tmp_path: Path, root: Path, method: str, semantics: str, epochs: int, extra=()) -> Trainer:
     """A float64 engine run on the written data: no augmentation, no shuffling, every step logged."""
     cfg = load_config(None, [
-        "name=oracle", f"output_dir={tmp_path / 'runs'}", f"method={method}", f"semantics={semantics}", "seed=7",
+        "name=oracle", f"output_dir={tmp_path / 'runs'}", f"method={method}", f"semantics={semantics}", f"seed={SEED}",
         "data.dataset=cifar100", f"data.root={root}", "data.augment=none", "data.shuffle=false",
         f"data.batch_size={BATCH}", f"data.eval_batch_size={EVAL_BATCH}", "data.pipeline=torch",
         "model.student_downsample_factor=256", f"optim.lr={LR}", f"train.epochs={epochs}", "train.device=cpu",

@@ -1,5 +1,6 @@
-"""Schedule arithmetic of self KD, EMA and dropout against the spec's worked numbers (4.3, 5, 6, quirks 9, 17, 20),
-and `fastkd plan` for every method."""
+"""Every method's plan against docs/semantics.md's worked numbers: online-KD interval arithmetic (§5.1, R4), self KD,
+EMA and dropout schedules (§5.3, §6, §7, R6, R13, R16), the batches per epoch L they count in, and `fastkd plan`
+for every method."""
 
 import json
 
@@ -7,9 +8,54 @@ import pytest
 
 from fastkd.cli import main as cli_main
 from fastkd.config import ConfigError, load_config
-from fastkd.methods import build_method, plan_dropout, plan_ema, plan_self_kd
+from fastkd.data import EpochSampler
+from fastkd.methods import build_method, plan_dropout, plan_ema, plan_online_kd, plan_self_kd
 
 L_CIFAR100, L_TINY = 391, 782   # ceil(50000 / 128), ceil(100000 / 128)
+
+
+# --------------------------------------------------------------------------------------------- online KD
+@pytest.mark.parametrize("rate, interval, events, lost", [
+    (1.5, 586, 53, 222),
+    (0.5, 195, 160, 80),
+    (1.0, 391, 80, 0),
+    (2.0, 782, 40, 0),
+])
+def test_cifar100_reference_numbers(rate, interval, events, lost):
+    plan = plan_online_kd("spaced_online_kd", "reference", L_CIFAR100, 80, rate)
+    assert (plan.interval, plan.replay_events, plan.never_distilled) == (interval, events, lost)
+    assert plan.teacher_steps == 31280 and plan.student_steps == 31280 - lost
+
+
+def test_tiny_imagenet_rate_1_5_loses_391():
+    plan = plan_online_kd("spaced_online_kd", "reference", L_TINY, 80, 1.5)
+    assert (plan.interval, plan.never_distilled) == (1173, 391)
+
+
+def test_rate_below_one_iteration_is_online():
+    plan = plan_online_kd("spaced_online_kd", "reference", L_CIFAR100, 80, 0.5 / L_CIFAR100)
+    assert plan.mode == "online" and plan.interval == 0 and plan.student_steps == 31280
+    assert any("online KD" in note for note in plan.notes)
+
+
+def test_rate_50_is_offline_and_doubles_epochs():
+    plan = plan_online_kd("spaced_online_kd", "reference", L_CIFAR100, 80, 50)
+    assert plan.mode == "offline" and plan.total_epochs == 160
+
+
+def test_standard_semantics_distils_the_trailing_batches():
+    plan = plan_online_kd("spaced_online_kd", "standard", L_CIFAR100, 80, 1.5)
+    assert (plan.replay_events, plan.never_distilled, plan.student_steps) == (54, 0, 31280)
+
+
+def test_sampler_batches_cover_epoch_and_last_is_short():
+    """L, the unit of every interval above: ceil(N / B) batches, the last one short."""
+    sampler = EpochSampler(50000, 128, seed=3)
+    assert len(sampler) == L_CIFAR100
+    batches = [sampler.batch(0, i) for i in range(len(sampler))]
+    assert batches[-1].numel() == 80
+    assert sorted(int(v) for batch in batches for v in batch) == list(range(50000))
+    assert not all((sampler.batch(1, 0) == batches[0]).tolist())
 
 
 # ------------------------------------------------------------------------------------------------ self KD
@@ -104,7 +150,8 @@ def test_dropout_constant_and_cutout_schedules():
         ("StandardDropout", "constant", "sine", 391.0)
     assert [plan.cutout_box_at(c) for c in (0, 195, 391)] == [0, 15, 0]
     assert plan_dropout("dropout", "reference", L_CIFAR100, 80, "max", 0.3, 0.0, True, 16).cutout_box_at(7) == 16
-    # The reference's cutout goes random at space > 500 epochs, its dropout at S >= 500 iterations (quirk 20).
+    # The reference's cutout goes random at space > 500 epochs, its dropout at S >= 500 iterations (docs/semantics.md
+    # R16).
     assert plan_dropout("spaced_dropout", "reference", L_CIFAR100, 80, "max", 0.3, 10.0, True, 16).cutout == "sine"
     assert plan_dropout("spaced_dropout", "standard", L_CIFAR100, 80, "max", 0.3, 10.0, True, 16).cutout == "random"
 
@@ -144,7 +191,7 @@ def test_fastkd_plan_table_prints_every_field_and_note(tmp_path, capsys):
     cfg.write_text("method: spaced_self_kd\ndata:\n  dataset: cifar100\nkd:\n  interval: 4.0\n")
     assert cli_main(["plan", str(cfg)]) == 0
     out = capsys.readouterr().out
-    for label in ("index offset", "first events", "391, 1955, 3519", "never distilled", "quirk 9"):
+    for label in ("index offset", "first events", "391, 1955, 3519", "never distilled", "docs/semantics.md R6"):
         assert label in out
 
 

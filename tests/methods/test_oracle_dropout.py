@@ -1,4 +1,4 @@
-"""Oracle: (Spaced) Dropout re-implemented eagerly from the spec (2.4, 6, 1.6, quirks 18-20) against the engine,
+"""Oracle: (Spaced) Dropout re-implemented from docs/semantics.md (§3.3, §7, §2.5, R14-R16) against the engine,
 in float64: every loss, every epoch's evaluation and the final weights.
 
 The rate schedule, MaxDropout and the batch cutout are written here from the spec. Random parts (inverted-dropout
@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from method_oracles import (BATCH, EVAL_BATCH, L, assert_logs_match, assert_states_match, batches, eager_copy,
-                            engine, engine_evals, engine_steps, score, sgd, step, write_data)
+from method_oracles import (BATCH, L, assert_logs_match, assert_states_match, batches, eager_copy, engine,
+                            engine_evals, engine_steps, eval_batches, score, sgd, step, write_data)
 
 RATE, LENGTH = 0.5, 16
 
@@ -30,7 +30,7 @@ def inverted_dropout(x, p):
 
 
 class Oracle:
-    """The dropout ResNet forward with explicit rate schedule and counters (spec 6)."""
+    """The dropout ResNet forward with explicit rate schedule and counters (docs/semantics.md §7)."""
 
     def __init__(self, model, op, variant, period, reference):
         self.model, self.op, self.variant, self.period, self.reference = model, op, variant, period, reference
@@ -60,7 +60,7 @@ class Oracle:
 
 
 def cutout(x, count, kind, period):
-    """One box for the whole batch (spec 1.6), side int(l_t) for training step `count`."""
+    """One box for the whole batch (docs/semantics.md §2.5), side int(l_t) for training step `count`."""
     if kind == "random":
         side = int(LENGTH * float(torch.rand((), dtype=torch.float64)))
     else:
@@ -72,10 +72,11 @@ def cutout(x, count, kind, period):
     return x * mask
 
 
-def run_oracle(oracle, train, test, epochs, cutout_kind, cutout_period):
+def run_oracle(oracle, train, test_after, epochs, cutout_kind, cutout_period):
+    """`test_after(e)`: the test batches, in the order they are evaluated after epoch e (1-based)."""
     optimizer = sgd(oracle.model, nesterov=True)
     log, evals, count = [], [], 0
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
         oracle.model.train()
         for x, y in train:
             if cutout_kind != "off":
@@ -85,6 +86,7 @@ def run_oracle(oracle, train, test, epochs, cutout_kind, cutout_period):
             log.append(("model", [loss.item()]))
             count += 1
         oracle.model.eval()
+        test = test_after(epoch)
         with torch.no_grad():
             evals.append(score([oracle.forward(x, training=False) for x, _ in test], test))
     return log, evals
@@ -115,7 +117,7 @@ def test_engine_matches_oracle(tmp_path, method, semantics, op, space, variant, 
     trainer.fit()
 
     torch.set_rng_state(rng)
-    log, evals = run_oracle(oracle, batches(root, "train", BATCH), batches(root, "test", EVAL_BATCH), epochs,
+    log, evals = run_oracle(oracle, batches(root, "train", BATCH), lambda e: eval_batches(root, semantics, e), epochs,
                             cutout_kind, space * L)
     assert_logs_match(engine_steps(trainer.run_dir, {"model": ("loss",)}), log)
     torch.testing.assert_close(engine_evals(trainer.run_dir, ("model",)), evals, rtol=1e-5, atol=1e-5)

@@ -1,4 +1,4 @@
-"""The reference's pycls ViTs (spec 2.5, 2.6): parameter counts, forward shapes, the reference's differences from
+"""The reference's pycls ViTs (docs/semantics.md §3.4): parameters, forward shapes, the reference's differences from
 timm, and parameter names against key lists written from the reference's module structure."""
 
 from __future__ import annotations

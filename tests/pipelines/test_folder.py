@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
+from fastkd.errors import DataError
 from fastkd.pipelines import available_backends
 from fastkd.pipelines.folder import (
     FOLDER_RECIPES,
@@ -49,8 +51,57 @@ def test_scan_sorts_classes_and_skips_other_files(folder):
 
 
 def test_scan_of_an_empty_root_says_what_layout_it_wants(tmp_path):
-    with pytest.raises(ValueError, match="one sub-folder per class"):
+    with pytest.raises(DataError, match="no class folders; expected .*one sub-folder of images per class"):
         FolderDataset.scan(tmp_path)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("missing_root", r"absent: no such folder"),
+    ("root_is_file", r"absent: is a file"),
+    ("empty_class", r"n02: class folder without images"),
+    ("only_text_files", r"n01: class folder without images"),
+])
+def test_scan_names_the_offending_folder_in_one_line(tmp_path, damage, message):
+    root = tmp_path / "absent"
+    if damage == "root_is_file":
+        root.write_text("not a folder")
+    elif damage != "missing_root":
+        for name in ("n01", "n02"):
+            (root / name).mkdir(parents=True)
+            (root / name / "notes.txt").write_text("not an image")
+        if damage == "empty_class":
+            Image.new("RGB", (8, 8)).save(root / "n01" / "a.JPEG")
+    with pytest.raises(DataError, match=message) as info:
+        FolderDataset.scan(root)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("not_an_image", r"not a recognised image format"),
+    ("truncated", r"[^)]*[Tt]runcated"),
+    ("a_folder", r"Is a directory"),
+])
+def test_unreadable_image_is_named_when_its_batch_is_read(tmp_path, damage, reason):
+    root = tmp_path / "images"
+    (root / "n01").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(root / "n01" / f"{k}.JPEG")
+    bad = root / "n01" / "1.JPEG"
+    if damage == "not_an_image":
+        bad.write_bytes(b"plain text, not a JPEG")
+    elif damage == "truncated":
+        bad.write_bytes(bad.read_bytes()[:400])  # the header survives, the pixels do not
+    else:
+        bad.unlink()
+        bad.mkdir()
+    dataset = FolderDataset.scan(root)
+    pipeline = build_folder_pipeline(dataset, "imagenet_test", mean=GREY_LEVELS[0], std=GREY_LEVELS[1],
+                                     backend="torch")
+    assert pipeline(torch.tensor([0]), seed=0)[0].shape == (1, 3, 224, 224)
+    with pytest.raises(DataError, match=rf"^{re.escape(str(bad))}: cannot be read as an image \({reason}") as info:
+        pipeline(torch.tensor([0, 1]), seed=0)
+    assert "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize("recipe", ("imagenet_train", "imagenet_test"))

@@ -22,3 +22,12 @@ def test_shards_cover_each_epoch_once_with_equal_batch_counts(num_samples, batch
         assert samplers[0].batch_seed(epoch, 3) == EpochSampler(num_samples, batch_size, seed=5, shard_id=0,
                                                                 num_shards=num_shards).batch_seed(epoch, 3)
     assert not torch.equal(samplers[0].batch(0, 0), samplers[0].batch(1, 0)), "epochs are reshuffled"
+
+
+def test_sharded_sampler_is_a_partition_with_equal_batch_counts():
+    n, b, shards = 1000, 16, 3
+    samplers = [EpochSampler(n, b, seed=1, shard_id=k, num_shards=shards) for k in range(shards)]
+    counts = {len(s) for s in samplers}
+    assert len(counts) == 1
+    seen = [int(v) for s in samplers for i in range(len(s)) for v in s.batch(2, i)]
+    assert sorted(seen) == list(range(n))

@@ -1,4 +1,4 @@
-"""Spaced self KD as `self_KD/train.py` runs it (spec 3.2, 4.3, 8, 10).
+"""Spaced self KD as `self_KD/train.py` runs it (docs/semantics.md §4.2, §5.3, §8, §10).
 
 The loader's CPU batches are buffered as they are (full float32, never pinned) and re-uploaded at every KD event;
 every iteration runs the full multi-exit forward with its autograd graph, which non-KD iterations use only for the
@@ -41,7 +41,7 @@ def self_kd_loss(logits: list[torch.Tensor], features: list[torch.Tensor], label
 class SpacedSelfKD:
     """The reference loop over a `SelfKDResNet` (with its adaptation layers), one epoch per `train_epoch`.
 
-    The KD test uses the reference's shifted index n = g - L (spec 4.3, quirk 9).
+    The KD test uses the reference's shifted index n = g - L (docs/semantics.md §5.3, R6).
     """
 
     def __init__(self, net: nn.Module, loader: DataLoader, *, interval_rate: float, device: torch.device,

@@ -1,4 +1,5 @@
-"""The self-KD reference's per-image PIL augmentations: CIFAR10Policy (spec 1.5) and Cutout (spec 1.6).
+"""The self-KD reference's per-image PIL augmentations: CIFAR10Policy (docs/semantics.md §2.4) and Cutout
+(docs/semantics.md §2.5).
 
 The sub-policy table and the magnitude ranges are read from `fastkd.pipelines.policies` (plain data); the image
 operations here are the PIL ones the reference calls, one image at a time, with Python's `random`.

@@ -1,4 +1,5 @@
-"""Training loops with the reference code's hot-path structure (spec 10), one per method, for `fastkd bench`.
+"""Training loops with the reference code's hot-path structure (docs/semantics.md §10), one per method, for `fastkd
+bench`.
 
 Each loop owns its models, a DataLoader of per-sample PIL transforms and its optimizers; `train_epoch()` runs one
 epoch exactly as the reference script would (fp32, NCHW, eager, host-side replay buffers, unfused losses,

@@ -1,4 +1,4 @@
-"""Spaced online KD / online KD as `online_KD/train_space.py` runs them (spec 3.1, 4.1, 10).
+"""Spaced online KD / online KD as `online_KD/train_space.py` runs them (docs/semantics.md §4.1, §5.1, §10).
 
 Every iteration copies the batch back to host memory into a list of full float32 tensors; the teacher steps;
 every I iterations (at once when I = 0) the student replays the buffer, oldest first, against a fresh no-grad
@@ -77,7 +77,7 @@ class SpacedOnlineKD:
             x, y = x_host.to(self.device), y_host.to(self.device)
             if targets is None:
                 with torch.no_grad():
-                    feature_t, logits_t = self.teacher(x)  # train mode: batch BN statistics (spec 4.1 step 4)
+                    feature_t, logits_t = self.teacher(x)  # train mode: batch BN statistics (docs/semantics.md R3)
             else:
                 feature_t, logits_t = targets
             self.student_step(x, y, feature_t, logits_t)

@@ -1,4 +1,5 @@
-"""Spaced EMA as `online_KD/train_EMA.py` runs it (spec 5, 10): plain CE steps, and every t optimizer steps the EMA
+"""Spaced EMA as `online_KD/train_EMA.py` runs it (docs/semantics.md §6, §10): plain CE steps, and every t optimizer
+steps the EMA
 copy's parameters are averaged in a Python loop over the tensors (buffers never), with the loss read each step."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`fastkd compat SCRIPT ARGV...`: the reference scripts' own command lines, unchanged, on the fastkd engine.
 
-SCRIPT names a reference entry point (spec section 0):
+SCRIPT names a reference entry point (docs/semantics.md §1):
 
 =============  ======================================================================  ===========
 SCRIPT         reference script                                                        flag style
@@ -13,17 +13,20 @@ dropout        spacing_generalization ``dropout/train.py``                      
 export         fastkd run checkpoint -> the file the reference script writes/reads     (fastkd)
 =============  ======================================================================  ===========
 
-Each script's flags are parsed with the reference's own names, types, defaults and choices (argparse, as the
-reference does, so its abbreviations work too), then mapped onto an :class:`ExperimentConfig` with
-``semantics: reference``. Flags that only steer the reference's environment, or that the reference parses and
-never uses, are accepted and explained in one line each. Flags fastkd cannot honour, and the inputs on which the
-reference itself crashes (spec 9), stop with one line naming the flag. The fastkd-only flags are listed in
-FASTKD_FLAGS_HELP (and by `fastkd compat SCRIPT -h`); docs/compat.md has the flag-by-flag mapping.
+Each script's flags (fastkd.reference.flags) are parsed with the reference's own names, types, defaults and
+choices, spelled in full (no argparse abbreviations: an unknown or misspelt flag is named as given), then mapped
+onto an :class:`ExperimentConfig` with ``semantics: reference``. Flags that only steer the reference's
+environment, or that the reference parses and never uses, are accepted and explained in one line each. Flags
+fastkd cannot honour, and the inputs on which the reference itself crashes (docs/semantics.md §9), stop with one
+line naming the flag; so do non-finite numbers. Model names are checked against fastkd's model registry. The
+fastkd-only flags are listed in FASTKD_FLAGS_HELP (and by `fastkd compat SCRIPT -h`); docs/compat.md has the
+flag-by-flag mapping.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import os
 import sys
@@ -31,162 +34,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import ConfigError, ExperimentConfig, apply_overrides, dump_config, validate
-from .methods.schedule import OFFLINE_RATE
-
-SCRIPTS = ("train_space", "train_kd", "ema", "self_kd", "dropout", "export")
-DATA_ENV = "FASTKD_DATA"
-
-FASTKD_FLAGS_HELP = """fastkd-only flags (full spelling only; everything else is the reference's):
-  --print-config        print the resolved YAML config and exit
-  --plan [--json]       print `fastkd plan` of the config and exit
-  --data-root DIR       data folder (else $FASTKD_DATA, else the reference's own path)
-  --semantics standard  textbook semantics instead of the reference's (default: reference)
-  --set KEY=VALUE ...   config overrides, e.g. --set train.epochs=1 model.downsample_factor=64
-  --init-from PATH      start from a fastkd or reference checkpoint (docs/compat.md)
-  --resume              continue the run in <output_dir>/<name>
-  --quiet               no progress bar, header or summary table
-"""
-
-REFERENCE_WEIGHT_DECAY = 5e-4
-REFERENCE_MOMENTUM = 0.9
-REFERENCE_MILESTONES = [60, 120, 160]
-"""`conf/global_settings.py` MILESTONES, also hard-coded in `dropout/train.py`."""
-REFERENCE_GAMMA = 0.2
-REFERENCE_LR_DECAY_EPOCHS = 200
-"""`conf/global_settings.py` EPOCH: what `-lr_decay` silently switches the online-KD run length to (quirk 5)."""
-
-# Where each reference script reads its data (all hard-coded except self KD's --dataset_path default).
-REFERENCE_CIFAR_ROOT = "/data/datasets/CIFAR"
-REFERENCE_TINY_ROOT = "/data/datasets/tiny-imagenet-200"
-
-DEVICE_NOTE = "ignored: fastkd picks the device itself (train.device=auto; --set train.device=cpu forces the CPU)"
-GPU_IDS_NOTE = "ignored: fastkd trains on one device it picks itself (train.device); there is no DataParallel"
-WANDB_NOTE = "ignored: fastkd logs to metrics.csv in the run folder (and TensorBoard when installed), not wandb"
-
-
-class CompatError(ConfigError):
-    """A reference flag fastkd cannot honour, or an input on which the reference crashes; one line."""
-
-
-# ------------------------------------------------------------------------------------------ flag tables
-@dataclass(frozen=True)
-class Flag:
-    """One reference argparse argument, spelled, typed and defaulted exactly as the reference script does."""
-
-    names: tuple[str, ...]
-    default: Any = None
-    type: Callable[[str], Any] | None = str
-    store_true: bool = False
-    required: bool = False
-    choices: tuple[str, ...] | None = None
-    effect: str | None = None
-    """Set for flags without a fastkd counterpart: the one line printed when the flag is given."""
-
-    @property
-    def dest(self) -> str:
-        long = next((n for n in self.names if n.startswith("--")), self.names[0])
-        return long.lstrip("-").replace("-", "_")
-
-    def reference_default(self) -> Any:
-        """argparse converts string defaults with `type` (e.g. `-downsample_factor default='1.0'` -> 1.0)."""
-        if isinstance(self.default, str) and self.type is not None:
-            return self.type(self.default)
-        return self.default
-
-
-def _no_effect(why: str) -> str:
-    return f"no effect in the reference either ({why})"
-
-
-ONLINE_KD_FLAGS = (
-    Flag(("-net_teacher",), "resnet18", required=True),
-    Flag(("-net_student",), "resnet18", required=True),
-    Flag(("-gpu",), True, store_true=True, effect=DEVICE_NOTE),
-    Flag(("-b",), 128, int),
-    Flag(("-warm",), 1, int, effect=_no_effect("its warm-up scheduler is commented out")),
-    Flag(("-lr",), 0.1, float),
-    Flag(("-lr_decay",), False, store_true=True),
-    Flag(("-epoch",), 80, int),
-    Flag(("-temp",), 3.0, float),
-    Flag(("-alpha",), 0.3, float),
-    Flag(("-beta",), 0.03, float),
-    Flag(("-interval_rate",), 1.0, float),
-    Flag(("-downsample_factor",), "1.0", float),
-    Flag(("-wandb_entity",), "none", effect=WANDB_NOTE),
-    Flag(("-wandb_project",), "spaced_distillation", effect=WANDB_NOTE),
-    Flag(("-feature_loss",), "dist"),
-    Flag(("-dataset",), "cifar100"),
-    Flag(("-gpu_ids",), "0,1", effect=GPU_IDS_NOTE),
-    Flag(("-optimizer",), "SGD"),
+from ..config import ExperimentConfig, apply_overrides, dump_config, validate
+from ..engine.checkpoint import load_checkpoint, save_atomic
+from ..errors import OutputError
+from ..methods.online_kd import OFFLINE_RATE
+from ..models import is_model
+from .errors import CompatError
+from .flags import (
+    DATA_ENV, DROPOUT_FLAGS, DROPOUT_MODEL_TITLES, DROPOUT_MODELS, DROPOUT_REGISTRY_PREFIX, EMA_FLAGS,
+    EMA_REFERENCE_NETS, FASTKD_FLAGS_HELP, ONLINE_KD_FLAGS, ONLINE_KD_REFERENCE_NETS, ONLINE_KD_REFERENCE_VGG,
+    REFERENCE_CIFAR_ROOT, REFERENCE_GAMMA, REFERENCE_LR_DECAY_EPOCHS, REFERENCE_MILESTONES, REFERENCE_MOMENTUM,
+    REFERENCE_TINY_ROOT, REFERENCE_WEIGHT_DECAY, SCRIPTS, SELF_KD_FLAGS, SELF_KD_REFERENCE_NETS,
+    SELF_KD_REGISTRY_PREFIX, UNSPACED_DROPOUT, Flag, no_effect,
 )
-
-EMA_FLAGS = (
-    Flag(("-net",), "resnet18", required=True),
-    Flag(("-gpu",), True, store_true=True, effect=DEVICE_NOTE),
-    Flag(("-b",), 128, int),
-    Flag(("-lr",), 0.01, float),
-    Flag(("-lr_decay",), False, store_true=True),
-    Flag(("-epoch",), 80, int),
-    Flag(("-alpha",), 0.999, float),
-    Flag(("-interval",), 1, float),
-    Flag(("-downsample_factor",), "1.0", float,
-         effect=_no_effect("train_EMA.py always builds the network at full width")),
-    Flag(("-wandb_entity",), "sgl0117", effect=WANDB_NOTE),
-    Flag(("-wandb_project",), "SKD_V2", effect=WANDB_NOTE),
-    Flag(("-dataset",), "cifar100"),
-    Flag(("-gpu_ids",), "0", effect=GPU_IDS_NOTE),
-    Flag(("-optimizer",), "SGD"),
-)
-
-SELF_KD_FLAGS = (
-    Flag(("--model",), "resnet18"),
-    Flag(("--dataset",), "cifar100"),
-    Flag(("--epoch",), 80, int),
-    Flag(("--loss_coefficient",), 0.3, float),
-    Flag(("--feature_loss_coefficient",), 0.03, float),
-    Flag(("--dataset_path",), "data"),
-    Flag(("--autoaugment",), True, bool),  # the reference's type=bool: any non-empty string is True (quirk 14)
-    Flag(("--temperature",), 3.0, float),
-    Flag(("--batchsize",), 128, int),
-    Flag(("--init_lr",), 0.01, float),
-    Flag(("--wandb_entity",), "none", effect=WANDB_NOTE),
-    Flag(("--wandb_project",), "SKD", effect=WANDB_NOTE),
-    Flag(("--interval_rate",), 1.0, float),
-    Flag(("--gpu_ids",), "0,1", effect=GPU_IDS_NOTE),
-)
-
-DROPOUT_DATASETS = ("cifar10", "cifar100", "svhn", "tiny_imagenet", "cub200")
-DROPOUT_MODELS = ("resnet18", "resnet50", "resnet101", "wideresnet")
-DROPOUT_METHODS = ("StandardDropout", "MaxDropout", "SpacedDropout", "MaxSpacedDropout")
-UNSPACED_DROPOUT = {"SpacedDropout": "StandardDropout", "MaxSpacedDropout": "MaxDropout"}
-
-DROPOUT_FLAGS = (
-    Flag(("--dataset", "-d"), "cifar10", choices=DROPOUT_DATASETS),
-    Flag(("--model", "-a"), "resnet18", choices=DROPOUT_MODELS),
-    Flag(("--batch_size",), 128, int),
-    Flag(("--epochs",), 80, int),
-    Flag(("--learning_rate",), 0.01, float),
-    Flag(("--data_augmentation",), False, store_true=True,
-         effect=_no_effect("its transforms are fixed; the flag only appears in commented-out code")),
-    Flag(("--cutout",), False, store_true=True,
-         effect=_no_effect("the per-image Cutout transform is never attached; only the run name changes")),
-    Flag(("--cutout_input",), False, store_true=True),
-    Flag(("--erasing_input",), False, store_true=True),
-    Flag(("--n_holes",), 1, int),
-    Flag(("--length",), 16.0, float),
-    Flag(("--no-cuda",), False, store_true=True, effect=DEVICE_NOTE),
-    Flag(("--seed",), 0, int),
-    Flag(("--run",), 0, int, effect=_no_effect("dropout/train.py never reads it")),
-    Flag(("--drop",), 0.3, float),
-    Flag(("--drop_method",), "MaxDropout", choices=DROPOUT_METHODS),
-    Flag(("--space",), 10.0, float),
-    Flag(("--gpu_ids",), "0", effect=GPU_IDS_NOTE),
-    Flag(("--wandb_entity",), "sgl0117", effect=WANDB_NOTE),
-    Flag(("--wandb_project",), "SKD_V2", effect=WANDB_NOTE),
-    Flag(("--lr_decay",), False, store_true=True),
-)
-
+from .keys import export_reference_checkpoint
 
 class _OneLineParser(argparse.ArgumentParser):
     """argparse prints usage plus an error line and exits; fastkd reports one line (exit 2 via the CLI)."""
@@ -198,7 +59,7 @@ class _OneLineParser(argparse.ArgumentParser):
 def _reference_parser(script: str, flags: tuple[Flag, ...]) -> _OneLineParser:
     parser = _OneLineParser(prog=f"fastkd compat {script}", formatter_class=argparse.RawDescriptionHelpFormatter,
                             description=f"The reference script's flags, as it spells them ({script}).",
-                            epilog=FASTKD_FLAGS_HELP)
+                            epilog=FASTKD_FLAGS_HELP, allow_abbrev=False)
     for flag in flags:
         kwargs: dict[str, Any] = {"dest": flag.dest, "default": argparse.SUPPRESS, "required": flag.required,
                                   "help": flag.effect or ("required" if flag.required
@@ -211,6 +72,57 @@ def _reference_parser(script: str, flags: tuple[Flag, ...]) -> _OneLineParser:
                 kwargs["choices"] = flag.choices
         parser.add_argument(*flag.names, **kwargs)
     return parser
+
+
+def spell_out_flags(script: str, flags: tuple[Flag, ...], argv: list[str]) -> tuple[list[str], list[str]]:
+    """The reference argv with every flag spelled in full, plus a note per expanded abbreviation.
+
+    A unique prefix of a double-dash flag is expanded, as the reference's argparse does (``--batch 64`` is
+    ``--batch_size 64``). Anything else that looks like a flag and is not one is refused, named as given:
+    argparse alone reads ``-bogus 1`` as ``-b ogus`` and ``-l`` as ``-lr``, so its error would name another flag.
+    Values of valued flags are skipped; negative numbers are values.
+    """
+    known = {name: flag for flag in flags for name in flag.names}
+    spelled: list[str] = []
+    notes: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        name, eq, value = token.partition("=")
+        if name not in known and name.startswith("--"):
+            matches = [n for n in known if n.startswith("--") and n.startswith(name)]
+            if len(matches) == 1:
+                notes.append(f"{name}: read as {matches[0]} (a unique prefix, as the reference's argparse reads it)")
+                name = matches[0]
+                token = name + eq + value
+        if name in known:
+            takes_value = not known[name].store_true and not eq
+            if takes_value and i + 1 < len(argv) and argv[i + 1].partition("=")[0] not in known:
+                spelled.append(f"{name}={argv[i + 1]}")  # attached, so a value like -inf is not read as a flag
+                i += 2
+            else:
+                spelled.append(token)
+                i += 1
+            continue
+        if token.startswith("-") and token not in ("-h", "--help") and not _is_number(token):
+            end = i + 1
+            while end < len(argv) and (not argv[end].startswith("-") or _is_number(argv[end])):
+                end += 1
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise CompatError(f"{script}: unrecognized arguments: {' '.join(argv[i:end])} (unknown flag {token!r}: "
+                              f"flags are spelled as the reference script spells them{hint}; -h lists the flags)")
+        spelled.append(token)
+        i += 1
+    return spelled, notes
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------- fastkd flags
@@ -247,7 +159,7 @@ def split_fastkd_flags(argv: list[str]) -> tuple[Options, list[str]]:
         elif name in _VALUED:
             if eq:
                 value = inline
-            elif i + 1 < len(argv):
+            elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
                 i += 1
                 value = argv[i]
             else:
@@ -343,25 +255,27 @@ def _name_suffix(semantics: str) -> str:
 
 
 # --- online KD (train_space.py / train_kd.py) -------------------------------------------------------
-ONLINE_KD_NETS = ("resnet18", "resnet50", "resnet101", "resnet152")
-ONLINE_KD_NETS_MISSING = ("mobilenet", "mobilenetv2", "shufflenet", "shufflenetv2", "vit")
-ONLINE_KD_VGG = ("vgg11", "vgg13", "vgg16", "vgg19")
 FEATURE_LOSSES = {"dist": "dist", "L1": "l1", "L2": "mse", "SmoothL1": "smoothl1"}
 
 
+def _usable(reference_nets: tuple[str, ...], registry_prefix: str = "") -> str:
+    """The names both the reference script builds and fastkd's model registry holds, for error messages."""
+    return ", ".join(n for n in reference_nets if is_model(registry_prefix + n))
+
+
 def _online_kd_net(script: str, flag: str, value: str, teacher: str) -> str:
-    if value in ONLINE_KD_NETS:
-        return value
-    if value in ONLINE_KD_VGG:
-        raise _crash(script, flag, value, "its VGG builders are called with a keyword they do not take, quirk 7",
-                     f"use one of {', '.join(ONLINE_KD_NETS)}")
+    usable = _usable(ONLINE_KD_REFERENCE_NETS)
+    if value in ONLINE_KD_REFERENCE_VGG:
+        raise _crash(script, flag, value, "its VGG builders are called with a keyword they do not take, "
+                     "docs/semantics.md §9", f"use one of {usable}")
     if flag == "-net_student" and value in ("shufflenet", "shufflenetv2") and teacher != value:
         raise _crash(script, flag, value, "its student builder tests -net_teacher for the shufflenet names, "
-                     "quirk 7, so no student is built", f"use one of {', '.join(ONLINE_KD_NETS)}")
-    if value in ONLINE_KD_NETS_MISSING:
-        raise _unsupported(script, flag, value, f"fastkd has no {value}; use one of {', '.join(ONLINE_KD_NETS)}")
-    raise _crash(script, flag, value, "models/nets.py has no branch for it",
-                 f"use one of {', '.join(ONLINE_KD_NETS)}")
+                     "docs/semantics.md §9, so no student is built", f"use one of {usable}")
+    if value not in ONLINE_KD_REFERENCE_NETS:
+        raise _crash(script, flag, value, "models/nets.py has no branch for it", f"use one of {usable}")
+    if not is_model(value):
+        raise _unsupported(script, flag, value, f"fastkd has no {value}; use one of {usable}")
+    return value
 
 
 def _translate_online_kd(script: str, v: dict[str, Any], given: set[str], semantics: str) -> _Draft:
@@ -379,14 +293,14 @@ def _translate_online_kd(script: str, v: dict[str, Any], given: set[str], semant
     rate = v["interval_rate"]
     method = "offline_kd" if rate >= OFFLINE_RATE else "online_kd" if rate == 0 else "spaced_online_kd"
     if "downsample_factor" in given and teacher != "resnet18" and v["downsample_factor"] != 1.0:
-        why = _no_effect("only a resnet18 teacher is narrowed, quirk 6")
+        why = no_effect("only a resnet18 teacher is narrowed, docs/semantics.md §3.1")
         notes.append(f"-downsample_factor {v['downsample_factor']}: {why}")
     epochs, lr_decay = v["epoch"], False
     if v["lr_decay"]:
         epochs = REFERENCE_LR_DECAY_EPOCHS
         if semantics == "reference":
             notes.append(f"-lr_decay: reproduced literally: {epochs} epochs at a constant LR (the reference builds "
-                         "MultiStepLR([60,120,160], 0.2) but never steps it, quirk 5)")
+                         "MultiStepLR([60,120,160], 0.2) but never steps it, docs/semantics.md R5)")
         else:
             lr_decay = True
             notes.append(f"-lr_decay: {epochs} epochs with MultiStepLR([60,120,160], 0.2) stepped every epoch "
@@ -408,20 +322,21 @@ def _translate_online_kd(script: str, v: dict[str, Any], given: set[str], semant
 
 
 # --- EMA (train_EMA.py) ------------------------------------------------------------------------------
-EMA_NETS = ("resnet18", "resnet50", "resnet101")
-
-
 def _translate_ema(script: str, v: dict[str, Any], given: set[str], semantics: str) -> _Draft:
     notes: list[str] = []
     dataset = _cnn_dataset(script, v["dataset"])
-    if v["net"] not in EMA_NETS:
-        raise _crash(script, "-net", v["net"], "train_EMA.py builds only resnet18, resnet50 and resnet101",
+    if v["net"] not in EMA_REFERENCE_NETS:
+        raise _crash(script, "-net", v["net"], f"train_EMA.py builds only {', '.join(EMA_REFERENCE_NETS[:-1])} and "
+                     f"{EMA_REFERENCE_NETS[-1]}",
                      "use one of those")
+    if not is_model(v["net"]):
+        raise _unsupported(script, "-net", v["net"], f"fastkd has no {v['net']}; use one of "
+                           f"{_usable(EMA_REFERENCE_NETS)}")
     optimizer = _optimizer_name(script, v["optimizer"])
     lr_decay = False
     if v["lr_decay"]:
         if semantics == "reference":
-            notes.append("-lr_decay: " + _no_effect("train_EMA.py never steps its scheduler and runs -epoch epochs"))
+            notes.append("-lr_decay: " + no_effect("train_EMA.py never steps its scheduler and runs -epoch epochs"))
         else:
             lr_decay = True
             notes.append("-lr_decay: MultiStepLR([60,120,160], 0.2) stepped every epoch (standard semantics; "
@@ -440,37 +355,33 @@ def _translate_ema(script: str, v: dict[str, Any], given: set[str], semantics: s
 
 
 # --- self KD (self_KD/train.py) ----------------------------------------------------------------------
-SELF_KD_NETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
-SELF_KD_NETS_MISSING = ("wideresnet50", "wideresnet101", "resnext101_32x8d")
-
-
 def _translate_self_kd(script: str, v: dict[str, Any], given: set[str], semantics: str) -> _Draft:
     notes: list[str] = []
     dataset = v["dataset"]
     if dataset == "cifar10":
         raise _crash(script, "--dataset", dataset, "its CIFAR-10 branch builds neither loaders nor a model, "
-                     "quirk 14", "use cifar100 or tiny_imagenet")
+                     "docs/semantics.md §9", "use cifar100 or tiny_imagenet")
     if dataset not in ("cifar100", "tiny_imagenet"):
         raise _crash(script, "--dataset", dataset, "it has no branch for it", "use cifar100 or tiny_imagenet")
     model = v["model"]
     if model == "resnext50_32x4d":
-        notes.append("--model resnext50_32x4d: builds a resnet18, as the reference does (quirk 14)")
+        notes.append("--model resnext50_32x4d: builds a resnet18, as the reference does (docs/semantics.md §9)")
         model = "resnet18"
-    elif model in SELF_KD_NETS_MISSING:
-        raise _unsupported(script, "--model", model, f"fastkd has no multi-exit {model}; "
-                           f"use one of {', '.join(SELF_KD_NETS)}")
-    elif model not in SELF_KD_NETS:
-        raise _crash(script, "--model", model, "no network is built for it", f"use one of {', '.join(SELF_KD_NETS)}")
+    usable = _usable(SELF_KD_REFERENCE_NETS, SELF_KD_REGISTRY_PREFIX)
+    if model not in SELF_KD_REFERENCE_NETS:
+        raise _crash(script, "--model", model, "no network is built for it", f"use one of {usable}")
+    if not is_model(SELF_KD_REGISTRY_PREFIX + model):
+        raise _unsupported(script, "--model", model, f"fastkd has no multi-exit {model}; use one of {usable}")
     if not v["autoaugment"]:
         raise _unsupported(script, "--autoaugment", "''", "an empty value turns AutoAugment and Cutout off in the "
                            "reference and fastkd has no such self-KD recipe; drop the flag")
     if "autoaugment" in given:
         notes.append("--autoaugment: the reference parses it with bool(), so any non-empty value means True "
-                     "(quirk 14): AutoAugment + Cutout stay on")
+                     "(docs/semantics.md §9): AutoAugment + Cutout stay on")
     reference_root, root_flag = v["dataset_path"], ("--dataset_path" if "dataset_path" in given else None)
     if dataset == "tiny_imagenet":
         if root_flag:
-            why = _no_effect("its Tiny-ImageNet path is hard-coded")
+            why = no_effect("its Tiny-ImageNet path is hard-coded")
             notes.append(f"--dataset_path {v['dataset_path']}: {why}")
         reference_root, root_flag = REFERENCE_TINY_ROOT, None
     rate = v["interval_rate"]
@@ -502,28 +413,31 @@ def _dropout_run_name(v: dict[str, Any]) -> str:
 
 
 def _translate_dropout(script: str, v: dict[str, Any], given: set[str], semantics: str) -> _Draft:
-    from .data import train_size
+    from ..data import train_size
 
     notes: list[str] = []
     dataset = v["dataset"]
     if dataset in ("cifar10", "svhn"):
         default = " (the reference's default)" if "dataset" not in given else ""
-        raise _crash(script, "--dataset", f"{dataset}{default}", "its data loaders have no branch for it, quirk 21",
+        raise _crash(script, "--dataset", f"{dataset}{default}", "its data loaders have no branch for it, "
+                     "docs/semantics.md §9",
                      "pass --dataset cifar100 (the README's) or tiny_imagenet")
     if dataset == "cub200":
         raise _unsupported(script, "--dataset", dataset, "fastkd has no CUB-200 reader; use cifar100 or "
                            "tiny_imagenet")
-    if v["model"] == "wideresnet":
-        raise _unsupported(script, "--model", "wideresnet", "fastkd has no WideResNet with MaxDropout; use "
-                           "resnet18, resnet50 or resnet101")
+    if not is_model(DROPOUT_REGISTRY_PREFIX + v["model"]):
+        title = DROPOUT_MODEL_TITLES.get(v["model"], v["model"])
+        raise _unsupported(script, "--model", v["model"], f"fastkd has no {title}; use one of "
+                           f"{_usable(DROPOUT_MODELS, DROPOUT_REGISTRY_PREFIX)}")
     if v["erasing_input"] and not v["cutout_input"]:
-        raise _crash(script, "--erasing_input", None, "it calls Erasing_input, which it never imports, quirk 21",
+        raise _crash(script, "--erasing_input", None, "it calls Erasing_input, which it never imports, "
+                     "docs/semantics.md §9",
                      "drop the flag (or use --cutout_input)")
     spaced = v["drop_method"] in ("SpacedDropout", "MaxSpacedDropout")
     iters_per_epoch = math.ceil(train_size(dataset) / v["batch_size"])
     if spaced and int(v["space"] * iters_per_epoch) == 0:
         raise _crash(script, "--space", v["space"], f"{v['drop_method']} divides by int(space*L) = 0 iterations, "
-                     "quirk 21", f"use --space >= {1 / iters_per_epoch:.4g} or --drop_method "
+                     "docs/semantics.md §9", f"use --space >= {1 / iters_per_epoch:.4g} or --drop_method "
                      f"{UNSPACED_DROPOUT[v['drop_method']]}")
     if v["cutout_input"]:
         if v["n_holes"] != 1:
@@ -533,14 +447,14 @@ def _translate_dropout(script: str, v: dict[str, Any], given: set[str], semantic
     else:
         for flag in ("n_holes", "length"):
             if flag in given:
-                notes.append(f"--{flag} {v[flag]}: {_no_effect('it only sizes --cutout_input holes')}")
+                notes.append(f"--{flag} {v[flag]}: {no_effect('it only sizes --cutout_input holes')}")
     if v["erasing_input"]:
-        notes.append("--erasing_input: " + _no_effect("--cutout_input takes precedence; only the run name changes"))
+        notes.append("--erasing_input: " + no_effect("--cutout_input takes precedence; only the run name changes"))
     lr_decay = False
     if v["lr_decay"]:
         if semantics == "reference":
             raise _unsupported(script, "--lr_decay", None, "the reference steps its MultiStepLR only in epochs whose "
-                               "test accuracy did not improve, quirk 22; add --semantics standard for "
+                               "test accuracy did not improve, docs/semantics.md R17; add --semantics standard for "
                                "MultiStepLR([60,120,160], 0.2) stepped every epoch")
         lr_decay = True
     op = "max" if v["drop_method"].startswith("Max") else "standard"
@@ -573,9 +487,10 @@ def resolve(script: str, argv: list[str], environ: dict[str, str] | None = None)
     environ = os.environ if environ is None else environ
     options, reference_argv = split_fastkd_flags(list(argv))
     flags, translate = _SCRIPTS[script]
+    reference_argv, spelling_notes = spell_out_flags(script, flags, reference_argv)
     given = vars(_reference_parser(script, flags).parse_args(reference_argv))
     values = {f.dest: f.reference_default() for f in flags} | given
-    notes = []
+    notes = spelling_notes
     for flag in flags:
         if flag.effect and flag.dest in given:
             shown = flag.names[0] if flag.store_true else f"{flag.names[0]} {given[flag.dest]}"
@@ -612,7 +527,7 @@ def run(script: str, argv: list[str]) -> int:
         print(dump_config(cfg), end="")
         return 0
     if options.plan:
-        from .cli import build_plan, print_plan
+        from ..cli import build_plan, print_plan
 
         print_plan(build_plan(cfg), as_json=options.json)
         return 0
@@ -620,7 +535,7 @@ def run(script: str, argv: list[str]) -> int:
 
 
 def _train(resolved: Resolved) -> int:
-    from .cli import train_and_report
+    from ..cli import train_and_report
 
     cfg, options = resolved.config, resolved.options
     root = Path(cfg.data.root).expanduser() if cfg.data.root else None
@@ -638,44 +553,17 @@ def _train(resolved: Resolved) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- export
-ONLINE_KD_FAMILY = ("no_kd", "online_kd", "spaced_online_kd", "offline_kd")
-
-
-def export_reference_checkpoint(payload: dict[str, Any]) -> dict[str, Any]:
-    """A fastkd run checkpoint -> the object the reference script for its method saves (docs/compat.md).
-
-    online-KD family: ``{'teacher_model': sd, 'student_model': sd}`` (the save format commented out in
-    train_space.py, unwrapped keys); EMA and dropout: ``{'model': sd}`` (what train_EMA.py / dropout/train.py
-    write; EMA writes the raw model, quirk 17); self KD: ``net.state_dict()`` of the DataParallel wrapper.
-    """
-    from .models import DropoutResNet, SelfKDResNet
-
-    if "learners" not in payload or "config" not in payload:
-        raise CompatError("not a fastkd run checkpoint (no learners/config); pass a run's last.pt or best.pt")
-    method = payload["config"].get("method")
-    models = {name: {k.removeprefix("_orig_mod."): v for k, v in state["model"].items()}
-              for name, state in payload["learners"].items()}
-    if method in ONLINE_KD_FAMILY:
-        return {f"{name}_model": sd for name, sd in models.items()}
-    if len(models) != 1:
-        raise CompatError(f"method {method!r}: expected one trained network, found {', '.join(models)}")
-    (sd,) = models.values()
-    if method in ("self_kd", "spaced_self_kd"):
-        return SelfKDResNet.to_reference_state_dict(sd, data_parallel=True)
-    if method in ("dropout", "spaced_dropout"):
-        return {"model": DropoutResNet.to_reference_state_dict(sd)}
-    if method in ("ema", "spaced_ema"):
-        return {"model": sd}
-    raise CompatError(f"method {method!r} has no reference checkpoint format")
-
-
 def _export_command(argv: list[str]) -> int:
-    from .engine.checkpoint import load_checkpoint, save_atomic
-
+    """`fastkd compat export RUN_CHECKPOINT OUT_FILE`: a run checkpoint in the reference script's file layout."""
     if len(argv) != 2 or any(a.startswith("-") for a in argv):
         raise CompatError("usage: fastkd compat export RUN_CHECKPOINT OUT_FILE (e.g. runs/x/best.pt x.pkl)")
     source, target = argv
     payload = load_checkpoint(source)
-    save_atomic(export_reference_checkpoint(payload), Path(target))
+    exported = export_reference_checkpoint(payload)
+    try:
+        save_atomic(exported, Path(target))
+    except OSError as exc:
+        raise OutputError(f"compat export: cannot write {target} ({exc.strerror or type(exc).__name__}); "
+                          "pass an OUT_FILE in a writable folder") from None
     print(f"wrote {target}: {payload['config']['method']} weights in the reference script's layout")
     return 0

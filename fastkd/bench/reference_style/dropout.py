@@ -1,4 +1,5 @@
-"""Spaced Dropout as `dropout/train.py` runs it (spec 2.4, 6, 10): the ResNet builds a new dropout module at each
+"""Spaced Dropout as `dropout/train.py` runs it (docs/semantics.md §3.3, §7, §10): the ResNet builds a new dropout
+module at each
 of its 4 sites in every forward, with a Python-float rate from the spacing schedule; one CE step per batch, nesterov
 SGD, the loss read each step, cudnn.benchmark on."""
 
@@ -16,7 +17,7 @@ from .common import EpochResult, StepLog, cudnn_benchmark, sgd
 
 DropMethod = Literal["StandardDropout", "MaxDropout", "SpacedDropout", "MaxSpacedDropout"]
 RANDOM_SPACING_ITERS = 500
-"""At S >= 500 iterations the spaced variants draw a random rate per site instead of the sine (spec 6)."""
+"""At S >= 500 iterations the spaced variants draw a random rate per site instead of the sine (docs/semantics.md §7)."""
 
 
 class StandardDropout(nn.Module):

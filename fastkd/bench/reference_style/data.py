@@ -1,4 +1,5 @@
-"""The reference scripts' data path (spec 1.1-1.2, 10): a torchvision-style CIFAR-100 dataset that turns every
+"""The reference scripts' data path (docs/semantics.md §2.1-2.2, §10): a torchvision-style CIFAR-100 dataset that
+turns every
 sample into a PIL image and runs the per-sample transforms in DataLoader workers (4, not persistent)."""
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class CifarPickleDataset(Dataset):
 
 
 def train_transform(recipe: Recipe, augment: bool = True) -> transforms.Compose:
-    """online_kd: spec 1.1 (also the dropout and EMA scripts); self_kd: spec 1.2 (normalised with CIFAR-10
+    """online_kd: docs/semantics.md §2.1 (also the dropout and EMA scripts); self_kd: docs/semantics.md §2.2
+    (normalised with CIFAR-10
     statistics, as the reference); `augment=False` keeps only ToTensor + Normalize."""
     if recipe not in ("online_kd", "self_kd"):
         raise ValueError(f"unknown reference recipe {recipe!r}; choose online_kd or self_kd")

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# One prepared check of every CUDA path of fastkd, in <= 8 minutes on an H100 including the install.
+#
+#   OUT=runs/gpu_check bench/gpu_check.sh [--venv DIR] [--python PY] [--wheels DIR]
+#   bench/gpu_check.sh --cpu-dry-run        # the script's own plumbing on a CPU (CI runs this)
+#
+# Steps (each under its own timeout; budgets in bench/README.md): install the checkout (non-editable) into a fresh
+# venv that also sees PY's site-packages (so a machine's preinstalled torch/triton are reused, nothing is
+# downloaded); print GPU, driver, torch/triton/DALI versions; run the `cuda`-marked tests (tests/cuda); run
+# `fastkd bench --preset gpu-quick`; write OUT/summary.json + OUT/summary.md. Exit 0 when every check passed,
+# 1 when a correctness check failed or a step did not finish, 2 on a bad argument.
+#   --venv DIR     install into DIR (reused when it already holds a venv; default: a new one in a temp folder)
+#   --python PY    interpreter the venv is made from; its packages stay visible (default: python3)
+#   --wheels DIR   wheels to install offline first (e.g. pydantic, nvidia-dali-cuda120 on a machine without them)
+set -uo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="${OUT:-runs/gpu_check}"
+MODE=gpu
+VENV=""
+BASE_PYTHON=python3
+WHEELS=""
+
+usage_error() {
+    echo "bench/gpu_check.sh: error: $1 (usage: [OUT=DIR] bench/gpu_check.sh [--cpu-dry-run] [--venv DIR] [--python PY] [--wheels DIR])" >&2
+    exit 2
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --cpu-dry-run) MODE=cpu-dry-run ;;
+        --venv|--python|--wheels)
+            [ $# -ge 2 ] && [ -n "$2" ] && [ "${2#--}" = "$2" ] || usage_error "$1 needs a value"
+            case "$1" in --venv) VENV="$2" ;; --python) BASE_PYTHON="$2" ;; --wheels) WHEELS="$2" ;; esac
+            shift ;;
+        -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) usage_error "unknown argument '$1'" ;;
+    esac
+    shift
+done
+# absolute: the steps run from a scratch folder. (No realpath: a venv's python is a symlink that must stay one.)
+absolute() { case "$1" in /*) echo "$1" ;; *) echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")" ;; esac; }
+command -v "$BASE_PYTHON" >/dev/null 2>&1 || usage_error "--python $BASE_PYTHON: no such interpreter"
+case "$BASE_PYTHON" in */*) BASE_PYTHON="$(absolute "$BASE_PYTHON")" ;; esac
+[ -z "$WHEELS" ] || [ -d "$WHEELS" ] || usage_error "--wheels $WHEELS: not a folder"
+[ -z "$WHEELS" ] || WHEELS="$(absolute "$WHEELS")"
+[ -z "$VENV" ] || VENV="$(absolute "$VENV")"
+if [ "$MODE" = gpu ] && ! "$BASE_PYTHON" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+    echo "bench/gpu_check.sh: error: no CUDA device visible to $BASE_PYTHON's torch; on a machine without a GPU run bench/gpu_check.sh --cpu-dry-run" >&2
+    exit 2
+fi
+
+mkdir -p "$OUT/logs" || { echo "bench/gpu_check.sh: error: cannot create OUT=$OUT" >&2; exit 1; }
+OUT="$(cd "$OUT" && pwd)"
+rm -f "$OUT/steps.jsonl" "$OUT/cuda-tests.xml" "$OUT/versions.json" "$OUT/summary.json" "$OUT/summary.md"
+rm -rf "$OUT/bench" "$OUT/logs"/*
+SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/fastkd-gpu-check.XXXXXX")"
+trap 'rm -rf "$SCRATCH"' EXIT
+[ -n "$VENV" ] || VENV="$SCRATCH/venv"
+
+# step NAME BUDGET_SECONDS COMMAND...: runs COMMAND (a program, or a function of this script) from the scratch
+# folder, so `import fastkd` finds the installed package and not the checkout, under a timeout; shows and logs its
+# output and appends its record to steps.jsonl.
+step() {
+    local name="$1" budget="$2" log="logs/$1.log" start_ms elapsed_ms rc timed_out=false
+    shift 2
+    if declare -F "$1" >/dev/null; then set -- bash -c "$1"; fi
+    echo "=== $name (budget ${budget} s)"
+    start_ms=$(( $(date +%s%N) / 1000000 ))
+    (cd "$SCRATCH" && timeout --kill-after=10 "$budget" "$@") 2>&1 | tee "$OUT/$log"
+    rc=${PIPESTATUS[0]}
+    elapsed_ms=$(( $(date +%s%N) / 1000000 - start_ms ))
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        timed_out=true
+        echo "=== $name: timed out after ${budget} s" | tee -a "$OUT/$log"
+    fi
+    printf '{"name": "%s", "budget_s": %d, "seconds": %d.%03d, "rc": %d, "timed_out": %s, "log": "%s"}\n' \
+        "$name" "$budget" $(( elapsed_ms / 1000 )) $(( elapsed_ms % 1000 )) "$rc" "$timed_out" "$log" \
+        >> "$OUT/steps.jsonl"
+    return "$rc"
+}
+
+install() {
+    local src="$SCRATCH/src" site pip_options=(--no-input --no-build-isolation --retries 1 --timeout 15)
+    mkdir -p "$src"
+    cp -r "$REPO/pyproject.toml" "$REPO/README.md" "$REPO/fastkd" "$REPO/kernels" "$REPO/pipelines" "$REPO/configs" "$src/"
+    if [ ! -x "$VENV/bin/python" ]; then
+        "$BASE_PYTHON" -m venv --without-pip "$VENV" || return 1
+        # The new venv sees the base interpreter's packages (torch, triton, ... as installed on the machine).
+        site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+        "$BASE_PYTHON" -c 'import site; print("\n".join(site.getsitepackages()))' > "$site/gpu_check_base_packages.pth"
+    fi
+    if [ -n "$WHEELS" ]; then
+        "$BASE_PYTHON" -m pip --python "$VENV/bin/python" install "${pip_options[@]}" --no-index \
+            --find-links "$WHEELS" "$WHEELS"/*.whl || return 1
+        pip_options+=(--no-index --find-links "$WHEELS")
+    fi
+    # The dry run installs fastkd alone (its dependencies are the base interpreter's); on a GPU pip checks them.
+    [ "$MODE" = gpu ] || pip_options+=(--no-deps)
+    "$BASE_PYTHON" -m pip --python "$VENV/bin/python" install "${pip_options[@]}" "$src" || return 1
+    "$VENV/bin/python" -c 'import fastkd.bench, fastkd.kernels, fastkd.pipelines; print("installed:", fastkd.__file__)'
+}
+
+PY="$VENV/bin/python"
+export PYTHONUNBUFFERED=1 REPO MODE VENV BASE_PYTHON WHEELS SCRATCH
+export -f install
+if ! step install "$([ "$MODE" = gpu ] && echo 90 || echo 120)" install; then
+    echo "=== install failed: nothing else can run"
+elif [ "$MODE" = gpu ]; then
+    step versions 15 "$PY" "$REPO/bench/gpu_check.py" versions "$OUT"
+    step cuda-tests 195 "$PY" -m pytest "$REPO/tests/cuda" -c "$REPO/pyproject.toml" --rootdir "$REPO" \
+        -p no:cacheprovider -q -rs -m cuda --junitxml "$OUT/cuda-tests.xml"
+    step bench 180 "$VENV/bin/fastkd" bench --preset gpu-quick --out "$OUT/bench"
+else
+    step versions 30 "$PY" "$REPO/bench/gpu_check.py" versions "$OUT"
+    step cuda-tests 120 "$PY" -m pytest "$REPO/tests/cuda" -c "$REPO/pyproject.toml" --rootdir "$REPO" \
+        -p no:cacheprovider -q -rs -m cuda --junitxml "$OUT/cuda-tests.xml"
+    step bench-plan 60 "$VENV/bin/fastkd" bench --preset gpu-quick --plan --out "$OUT/bench"
+    step bench 180 "$VENV/bin/fastkd" bench --preset test --methods spaced_online_kd --rounds 1 --out "$OUT/bench"
+fi
+echo "=== summary"
+"$BASE_PYTHON" "$REPO/bench/gpu_check.py" summary "$OUT" --mode "$MODE"

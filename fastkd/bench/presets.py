@@ -1,0 +1,175 @@
+"""What `fastkd bench` runs: presets (sizes per method, rounds, ceiling settings) and the method table (each
+row's fastkd overrides and the reference script it is measured against)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+NUM_CLASSES = 100
+
+
+class BenchOptionError(ValueError):
+    """A bad `fastkd bench` option; the message is one line naming it and the valid choices."""
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big one round (= one epoch) of a method is."""
+
+    batch_size: int
+    train_images: int
+    """N: L = ceil(N / batch_size) iterations per epoch."""
+    width_divisor: float = 1.0
+    """downsample_factor d of the CIFAR ResNets (widths int(w / sqrt(d))); 1 = the reference's full width."""
+
+    @property
+    def iters_per_epoch(self) -> int:
+        return -(-self.train_images // self.batch_size)
+
+
+@dataclass(frozen=True)
+class KernelSizes:
+    """The kernel micro-benchmarks of a preset: fused KD loss vs the unfused ops, flat EMA vs a per-parameter loop
+    and vs `torch._foreach_lerp_`."""
+
+    kd_shapes: tuple[tuple[int, int], ...]
+    """(batch, classes) of the KD-loss forward+backward."""
+    ema_models: tuple[str, ...]
+    """Model names (fastkd.models registry) whose parameters the EMA update averages."""
+    repeats: int
+    """Timed calls per implementation (after as many warm-up calls); the median counts."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    device: str
+    rounds: int
+    warmup_rounds: int
+    workers: int
+    """DataLoader workers of the reference side (the reference scripts use 4)."""
+    persistent_workers: bool
+    """Keep the reference's workers between epochs. The reference re-spawns them every epoch; in epochs of a few
+    iterations that start-up would weigh tens of times more than in a 391-iteration CIFAR-100 epoch."""
+    scales: dict[str, Scale]
+    test_images: int
+    matmul_size: int
+    ceiling_steps: int
+    """Timed steps per setting of the ceiling measurements (the fastest counts)."""
+    sweep_threads: bool = True
+    """Try 1 and all CPU threads for the ResNet-18 ceiling (off: the current thread count only)."""
+    kernels: KernelSizes | None = None
+    """Kernel micro-benchmarks to run after the ceiling (None: none)."""
+
+
+def _same_scale(scale: Scale, **overrides: Scale) -> dict[str, Scale]:
+    scales = {name: scale for name in ("spaced_online_kd", "online_kd", "spaced_self_kd", "spaced_ema",
+                                       "spaced_dropout")}
+    scales.update(overrides)
+    return scales
+
+
+PRESETS: dict[str, Preset] = {
+    "cpu-small": Preset(
+        name="cpu-small",
+        description="this 2-core CPU: ResNet-18s at width/4, batch 128, 5 iterations per epoch (EMA: 10; self KD: "
+                    "width/8, batch 64); 3 rounds; < 10 min",
+        device="cpu", rounds=3, warmup_rounds=1, workers=4, persistent_workers=True,
+        scales=_same_scale(Scale(128, 640, 16.0), spaced_self_kd=Scale(64, 320, 64.0),
+                           spaced_ema=Scale(128, 1280, 16.0)),
+        test_images=100, matmul_size=2048, ceiling_steps=4,
+    ),
+    "gpu": Preset(
+        name="gpu",
+        description="full size on CUDA: CIFAR-100-sized epochs (50000 images, L = 391) of full-width ResNet-18s at "
+                    "batch 128; 3 rounds",
+        device="cuda", rounds=3, warmup_rounds=1, workers=4, persistent_workers=False,
+        scales=_same_scale(Scale(128, 50000, 1.0)),
+        test_images=1000, matmul_size=8192, ceiling_steps=20,
+        kernels=KernelSizes(kd_shapes=((128, 100), (256, 1000), (128, 21843)), ema_models=("resnet18", "resnet50"),
+                            repeats=100),
+    ),
+    "gpu-quick": Preset(
+        name="gpu-quick",
+        description="the GPU check's run on CUDA (bench/gpu_check.sh, ~3 min planned): full-width ResNet-18s at "
+                    "batch 128, 30 iterations per epoch; 2 rounds; kernel micro-benchmarks",
+        device="cuda", rounds=2, warmup_rounds=1, workers=4, persistent_workers=True,
+        scales=_same_scale(Scale(128, 3840, 1.0)),
+        test_images=256, matmul_size=8192, ceiling_steps=10,
+        kernels=KernelSizes(kd_shapes=((128, 100), (256, 1000), (128, 21843)), ema_models=("resnet18", "resnet50"),
+                            repeats=50),
+    ),
+    "test": Preset(
+        name="test",
+        description="a seconds-long smoke run for the test suite (tiny nets, 1 round)",
+        device="cpu", rounds=1, warmup_rounds=1, workers=2, persistent_workers=True,
+        scales=_same_scale(Scale(16, 48, 64.0)),
+        test_images=16, matmul_size=256, ceiling_steps=1, sweep_threads=False,
+        kernels=KernelSizes(kd_shapes=((8, 10),), ema_models=("resnet18",), repeats=2),
+    ),
+}
+
+
+# ========================================================================================= method table
+@dataclass(frozen=True)
+class BenchMethod:
+    """One row of the suite: a fastkd method, its reference script and the setting both sides run."""
+
+    name: str
+    """The fastkd method name (`method:` in a config)."""
+    reference_script: str
+    setting: str
+    fastkd_overrides: Callable[[Scale], list[str]]
+    has_replay_buffer: bool
+
+
+# The settings of each row (the reference scripts' README values); the baselines read them back from the resolved
+# fastkd config, so both sides always run the same setting.
+ONLINE_KD = dict(lr=0.01, momentum=0.9, weight_decay=5e-4, temperature=3.0, alpha=0.3, beta=0.03)
+SELF_KD = dict(interval=1.0, lr=0.01, temperature=3.0, lam=0.3, mu=0.03)
+EMA = dict(interval=0.1, decay=0.999, lr=0.01)
+DROPOUT = dict(drop=0.5, space=1.0, lr=0.01)
+SPACED_ONLINE_KD_RATE = 1.0
+
+
+def _online_kd_overrides(method: str, rate: float) -> Callable[[Scale], list[str]]:
+    def overrides(scale: Scale) -> list[str]:
+        return [f"method={method}", f"kd.interval={rate}", f"kd.temperature={ONLINE_KD['temperature']}",
+                f"kd.alpha={ONLINE_KD['alpha']}", f"kd.beta={ONLINE_KD['beta']}", f"optim.lr={ONLINE_KD['lr']}",
+                f"optim.momentum={ONLINE_KD['momentum']}", f"optim.weight_decay={ONLINE_KD['weight_decay']}",
+                f"model.downsample_factor={scale.width_divisor}",
+                f"model.student_downsample_factor={scale.width_divisor}"]
+    return overrides
+
+
+def _self_kd_overrides(scale: Scale) -> list[str]:
+    return ["method=spaced_self_kd", f"kd.interval={SELF_KD['interval']}",
+            f"kd.temperature={SELF_KD['temperature']}", f"kd.alpha={SELF_KD['lam']}", f"kd.beta={SELF_KD['mu']}",
+            f"optim.lr={SELF_KD['lr']}", f"model.student_downsample_factor={scale.width_divisor}"]
+
+
+def _ema_overrides(scale: Scale) -> list[str]:
+    return ["method=spaced_ema", f"ema.interval={EMA['interval']}", f"ema.decay={EMA['decay']}",
+            f"optim.lr={EMA['lr']}", f"model.student_downsample_factor={scale.width_divisor}"]
+
+
+def _dropout_overrides(scale: Scale) -> list[str]:
+    """SpacedDropout = inverted dropout (`dropout.op=standard`) at the sine rate; nesterov SGD as dropout/train.py."""
+    return ["method=spaced_dropout", "dropout.op=standard", f"dropout.rate={DROPOUT['drop']}",
+            f"dropout.space={DROPOUT['space']}", f"optim.lr={DROPOUT['lr']}", "optim.nesterov=true",
+            f"model.student_downsample_factor={scale.width_divisor}"]
+
+
+BENCH_METHODS: dict[str, BenchMethod] = {m.name: m for m in (
+    BenchMethod("spaced_online_kd", "online_KD/train_space.py", f"s = {SPACED_ONLINE_KD_RATE} (I = L)",
+                _online_kd_overrides("spaced_online_kd", SPACED_ONLINE_KD_RATE), True),
+    BenchMethod("online_kd", "online_KD/train_space.py", "s = 0 (online)",
+                _online_kd_overrides("online_kd", 0.0), True),
+    BenchMethod("spaced_self_kd", "self_KD/train.py", f"s = {SELF_KD['interval']} (I = L)", _self_kd_overrides, True),
+    BenchMethod("spaced_ema", "online_KD/train_EMA.py", f"s = {EMA['interval']}, d = {EMA['decay']}",
+                _ema_overrides, False),
+    BenchMethod("spaced_dropout", "dropout/train.py",
+                f"SpacedDropout p = {DROPOUT['drop']}, space = {DROPOUT['space']}", _dropout_overrides, False),
+)}
