@@ -11,6 +11,7 @@ from pathlib import Path
 from . import config as config_command
 from .config import ExperimentConfig, apply_overrides, load_config, split_config_and_overrides, validate
 from .data import train_size
+from .engine import distributed
 from .engine.checkpoint import ensure_writable_folder
 from .errors import ArgumentParser, CheckpointError, FastkdError, RunInterrupted, UsageError
 
@@ -57,6 +58,7 @@ def train_and_report(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, quie
     from .engine.trainer import Trainer
 
     trainer = Trainer(cfg, run_dir, resume=resume, quiet=quiet)
+    quiet = trainer.quiet  # every rank but rank 0 is quiet under torchrun
     if not quiet:
         print(f"{label} -> {cfg.method} ({cfg.semantics}) on {cfg.data.dataset}: {trainer.runtime.describe()}; "
               f"L={trainer.plan.iters_per_epoch} -> {run_dir}", flush=True)
@@ -94,7 +96,8 @@ def build_plan(cfg: ExperimentConfig):
     from .methods import build_method
 
     n = train_size(cfg.data.dataset, cfg.data.test_fraction)
-    return build_method(cfg, -(-n // cfg.data.batch_size)).plan
+    batches = n // cfg.data.batch_size if cfg.data.drop_last else -(-n // cfg.data.batch_size)
+    return build_method(cfg, batches).plan
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -217,10 +220,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_arguments(p)
     p.set_defaults(func=cmd_bench)
 
+    p = sub.add_parser("reproduce", help="run the papers' experiment grids x seeds (resumable) and write their report")
+    from . import reproduce
+
+    reproduce.add_arguments(p)
+    p.set_defaults(func=reproduce.run)
+
     p = sub.add_parser("compat", help="run a reference script's command line unchanged (drop-in backend)",
                        description="fastkd compat SCRIPT [reference flags...]: SCRIPT is train_space (= train_kd), "
-                                   "self_kd, ema or dropout; add --print-config or --plan [--json] to inspect.")
-    p.add_argument("script", help="train_space | train_kd | self_kd | ema | dropout")
+                                   "self_kd, ema, dropout or run_net (the ViT pycls entry: --mode train --cfg FILE.yaml "
+                                   "[KEY VALUE ...]); add --print-config or --plan [--json] to inspect.")
+    p.add_argument("script", help="train_space | train_kd | self_kd | ema | dropout | run_net | export")
     p.add_argument("argv", nargs=argparse.REMAINDER, help="the reference script's flags, spelled as it spells them")
     p.set_defaults(func=cmd_compat)
     return parser
@@ -255,17 +265,49 @@ def main(argv: list[str] | None = None) -> int:
     Anything else is a bug in fastkd and keeps its traceback."""
     try:
         args = _parse(build_parser(), argv)
-        return args.func(args)
+        status = args.func(args)
+        distributed.teardown()
+        return status
     except FastkdError as exc:
-        print(f"fastkd: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _failed(f"fastkd: error: {exc}", str(exc), exc.exit_code)
     except RunInterrupted as exc:  # Ctrl-C in the training loop: last.pt saved, the message says how to go on
-        print(f"fastkd: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _failed(f"fastkd: {exc}", str(exc), exc.exit_code)
     except KeyboardInterrupt:  # Ctrl-C before the loop, or a second one: checkpoints are atomic, none is half-written
         print("fastkd: interrupted; nothing was saved after the last checkpoint (a run folder with a last.pt "
               "continues with: fastkd train --resume RUN_DIR)", file=sys.stderr)
         return 130
+    except (Exception, distributed.Terminated) as exc:
+        if not distributed.is_active():
+            raise
+        return _rank_failed(exc)
+
+
+def _failed(line: str, message: str, status: int) -> int:
+    """One error line: printed by rank 0 under torchrun (another rank leaves it for rank 0)."""
+    if distributed.is_main():
+        print(line, file=sys.stderr, flush=True)
+    else:
+        distributed.report_failure(message)
+    return status
+
+
+def _rank_failed(exc: BaseException) -> int:
+    """Under torchrun: rank 0 prints one line naming the rank that failed first; a rank with an unexpected error
+    (a bug) leaves that line for rank 0 and keeps its traceback; a rank whose collective broke because another
+    rank died, or that torchrun stopped, exits quietly."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    lost_contact = distributed.lost_contact(exc)
+    if not distributed.is_main():
+        if lost_contact:
+            return 1
+        distributed.report_failure(f"{type(exc).__name__}: {first}")
+        raise exc
+    line = distributed.failed_rank_line()
+    if line is None and not lost_contact:
+        raise exc
+    line = line or f"lost contact with another rank ({first}); it died or did not answer within train.dist_timeout"
+    print(f"fastkd: error: {line}", file=sys.stderr, flush=True)
+    return 1
 
 
 if __name__ == "__main__":

@@ -52,6 +52,14 @@ class DataConfig(_Section):
     """Held-out share for `digits` (the other data sets ship their own test split)."""
     cache_dir: Optional[str] = None
     """Where decoded Tiny-ImageNet arrays are cached (default: `<root>/.fastkd-cache`)."""
+    image_size: Optional[int] = Field(None, ge=8)
+    """Side of the images the ViT recipes produce (crop/resize target); unset = the reference's 224. Smaller
+    values make cheap ViT runs (e.g. 32 on a CPU)."""
+    drop_last: bool = False
+    """Drop the last partial training batch, as the ViT reference's loader does (L = floor(N/B): 390 on CIFAR)."""
+    class_order: Literal["wnids_file", "sorted"] = "wnids_file"
+    """Tiny-ImageNet class index: line of `wnids.txt` (the CNN scripts) or position among the sorted class folder
+    names (the ViT code)."""
 
 
 class ModelConfig(_Section):
@@ -116,8 +124,17 @@ class OptimConfig(_Section):
     """L2 weight decay (decoupled for adamw)."""
     betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
     """Adam/AdamW (beta1, beta2), each in [0, 1)."""
-    schedule: Literal["constant", "cosine", "multistep"] = "constant"
-    """The reference's online KD keeps the LR constant (its MultiStepLR is never stepped)."""
+    eps: float = Field(1e-8, gt=0)
+    """Adam/AdamW epsilon."""
+    schedule: Literal["constant", "cosine", "multistep", "warmup_cosine"] = "constant"
+    """The reference's online KD keeps the LR constant (its MultiStepLR is never stepped); `warmup_cosine` is the
+    ViT trainer's per-epoch timm CosineLRScheduler (linear warm-up from warmup_factor*lr, cosine to min_lr)."""
+    min_lr: float = Field(5e-6, ge=0)
+    """Final LR of `warmup_cosine` (the ViT trainer's OPTIM.MIN_LR)."""
+    warmup_epochs: int = Field(20, ge=0)
+    """Linear warm-up epochs of `warmup_cosine`."""
+    warmup_factor: float = Field(1e-3, gt=0, le=1)
+    """`warmup_cosine` starts at warmup_factor*lr (5e-7 for the ViT trainer's 5e-4)."""
     milestones: list[Annotated[int, Field(ge=1)]] = [60, 120, 160]
     """Epochs at which `multistep` multiplies the LR by `gamma` (increasing)."""
     gamma: float = Field(0.2, gt=0)
@@ -136,6 +153,26 @@ class OptimConfig(_Section):
             raise ValueError("optim.nesterov: Nesterov momentum needs optim.name=sgd and optim.momentum > 0 "
                              "(set optim.nesterov=false or give a momentum)")
         return self
+
+
+class ViTConfig(_Section):
+    """The ViT trainer's distillation settings (methods vit_online_kd, vit_offline_kd, vit_spaced_kd)."""
+
+    interval: float = Field(1.0, gt=0)
+    """Spacing s in epochs of vit_spaced_kd: a replay every S = ceil(L*s) teacher steps."""
+    logit_weight: float = Field(0.5, ge=0, le=1)
+    """w in (1-w)*CE + w*KD."""
+    temperature: float = Field(1.0, gt=0)
+    """T of the logit KD term KL(p_t||p_s)*T^2/(B*C)."""
+    teacher_weights: Optional[str] = None
+    """Checkpoint of the frozen teacher of vit_offline_kd (a fastkd run checkpoint or a student state_dict)."""
+    teacher_img_size: Optional[int] = Field(None, ge=8)
+    """Input size of the teacher (replay and offline inputs are bilinearly resized to it); unset = the student's."""
+    drop_path_rate: float = Field(0.1, ge=0, lt=1)
+    """Stochastic depth rate of student and teacher (linear over blocks)."""
+    model_args: dict[str, Union[int, list[int]]] = {}
+    """Extra model constructor arguments that shrink a ViT for tests or cheap runs, e.g. {depth: 2, embed_dim: 32,
+    num_heads: 2}."""
 
 
 class TrainConfig(_Section):
@@ -171,6 +208,14 @@ class TrainConfig(_Section):
     """Show a progress bar with ETA and images/s."""
     tensorboard: bool = True
     """Also log to TensorBoard when it is installed."""
+    sync_bn: Literal["auto", "on", "off"] = "auto"
+    """Batch norm under torchrun (N > 1 processes): `on` = statistics of the global batch, as one process
+    (nn.SyncBatchNorm on CUDA, an all-reduce batch norm on CPU); `off` = each process normalises its own rows
+    (per-replica statistics, as the reference's nn.DataParallel runs; the running statistics are rank 0's);
+    `auto` = on. No effect in a single process."""
+    dist_timeout: float = Field(600.0, gt=0)
+    """Seconds any collective may wait under torchrun before the job fails (a dead or stuck rank ends the job
+    instead of hanging it)."""
 
     @field_validator("channels_last", mode="before")
     @classmethod
@@ -179,6 +224,12 @@ class TrainConfig(_Section):
         if value is True or value is False or value == "auto":
             return value
         raise ValueError("must be true, false or auto")
+
+    @field_validator("compile", "sync_bn", mode="before")
+    @classmethod
+    def _on_off(cls, value: Any) -> Any:
+        # YAML reads a bare on/off (also on the command line) as a boolean.
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
 def __getattr__(name: str) -> Any:
@@ -213,6 +264,7 @@ class ExperimentConfig(_Section):
     dropout: DropoutConfig = DropoutConfig()
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
+    vit: ViTConfig = ViTConfig()
 
     @field_validator("method")
     @classmethod

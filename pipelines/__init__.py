@@ -16,7 +16,7 @@ from typing import Literal, Protocol
 
 import torch
 
-from .recipes import Recipe, available_recipes, get_recipe
+from .recipes import Recipe, available_recipes, deterministic_recipe, get_recipe
 from .torch_pipeline import TorchPipeline
 
 DALI_INSTALL_HINT = "NVIDIA DALI is not installed; install it with `pip install fastkd[dali]` (nvidia-dali-cuda120)"
@@ -121,6 +121,7 @@ __all__ = [
     "build_folder_pipeline",
     "build_pipeline",
     "dali_supports",
+    "deterministic_recipe",
     "folder_reader_pipeline",
     "get_recipe",
 ]

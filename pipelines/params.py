@@ -6,7 +6,8 @@ depend only on (batch size, seed, recipe, image size) and never on the device or
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -152,6 +153,13 @@ def _draw_erasing(recipe: Recipe, batch: int, height: int, width: int, generator
     return torch.where((erase & found)[:, None], boxes, 0)
 
 
+def sample_seed(seed: int, row: int) -> int:
+    """The seed of row ``row`` of the batch drawn with ``seed``, for the random quantities drawn per sample on the
+    device (RandomErasing's noise): a 63-bit hash, stable across runs, machines and Python versions."""
+    digest = hashlib.blake2b(f"{seed},{row}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
 def draw_params(recipe: Recipe, batch: int, height: int, width: int, seed: int) -> BatchParams:
     """All random parameters of a ``batch``-sample batch of ``height x width`` images for ``recipe`` and ``seed``."""
     generator = torch.Generator().manual_seed(seed)
@@ -181,3 +189,17 @@ def draw_params(recipe: Recipe, batch: int, height: int, width: int, seed: int) 
         resized_crops=resized_crops, randaugment=randaugment, erasing_boxes=erasing_boxes,
     )
 
+
+
+def slice_params(params, rows: slice):
+    """The parameters of rows `rows` of a batch (a data-parallel rank's block of the global batch): every tensor
+    field, nested ones included, sliced along its first dimension."""
+    values = {}
+    for f in fields(params):
+        value = getattr(params, f.name)
+        if isinstance(value, torch.Tensor):
+            value = value[rows]
+        elif value is not None and hasattr(value, "__dataclass_fields__"):
+            value = slice_params(value, rows)
+        values[f.name] = value
+    return type(params)(**values)

@@ -3,7 +3,7 @@ statistics."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 
@@ -81,14 +81,36 @@ _RECIPES: dict[str, Recipe] = {
 }
 
 
+_DETERMINISTIC_TWINS = {"vit": "vit_test"}
+
+
+def deterministic_recipe(train_recipe: str) -> str:
+    """The recipe for the test set, and for training under ``data.augment: none``: the training recipe's fixed
+    resize where it has one (the ViT test transform), else ``"none"`` (normalise only)."""
+    return _DETERMINISTIC_TWINS.get(train_recipe, "none")
+
+
 def available_recipes() -> list[str]:
     """Names accepted by :func:`get_recipe`."""
     return list(_RECIPES)
 
 
-def get_recipe(name: str) -> Recipe:
-    """The recipe registered under ``name``; an unknown name raises a ValueError listing the valid ones."""
+def get_recipe(name: str, image_size: int | None = None) -> Recipe:
+    """The recipe registered under ``name``; an unknown name raises a ValueError listing the valid ones.
+
+    ``image_size`` (``data.image_size``) replaces the output side of the recipes that resize (the ViT ones, 224 in
+    the reference) for cheap runs; the other recipes keep their input size and ignore it.
+    """
     try:
-        return _RECIPES[name]
+        recipe = _RECIPES[name]
     except KeyError:
         raise ValueError(f"unknown augmentation recipe {name!r}; choose one of: {', '.join(_RECIPES)}") from None
+    if image_size is None:
+        return recipe
+    if image_size < 1:
+        raise ValueError(f"image_size must be a positive number of pixels, got {image_size}")
+    if recipe.resized_crop_size:
+        return replace(recipe, resized_crop_size=image_size)
+    if recipe.resize:
+        return replace(recipe, resize=image_size)
+    return recipe

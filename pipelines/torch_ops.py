@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
+from .params import sample_seed
+
 _GREY_WEIGHTS = (0.2989, 0.587, 0.114)
 
 
@@ -319,25 +321,73 @@ def cutout_(images: torch.Tensor, centres: torch.Tensor, length: int) -> torch.T
     return images
 
 
-def resized_crops(images: torch.Tensor, indices: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """``TF.resized_crop(image, *box, [size, size], BICUBIC, antialias=True)`` per sample of the NHWC uint8
-    split; boxes differ in size, so this is a loop of torchvision calls. Returns NCHW uint8 (B, C, size, size)."""
-    chosen = images.index_select(0, indices.to(images.device)).permute(0, 3, 1, 2)
-    return torch.stack([
-        TF.resized_crop(image, *box, [size, size], TF.InterpolationMode.BICUBIC, antialias=True)
-        for image, box in zip(chosen, boxes.tolist())
-    ])
+_BICUBIC_A = -0.5
+"""Cubic-convolution coefficient of torch's (and PIL's) antialiased bicubic resampling."""
 
 
-def erase_with_noise_(images: torch.Tensor, boxes: torch.Tensor, seed: int) -> torch.Tensor:
+def _bicubic(x: torch.Tensor) -> torch.Tensor:
+    x = x.abs()
+    inner = ((_BICUBIC_A + 2) * x - (_BICUBIC_A + 3)) * x * x + 1
+    outer = (((x - 5) * x + 8) * x - 4) * _BICUBIC_A
+    return torch.where(x < 1, inner, torch.where(x < 2, outer, torch.zeros_like(x)))
+
+
+def antialiased_bicubic_weights(starts: torch.Tensor, lengths: torch.Tensor, in_size: int, out_size: int) -> torch.Tensor:
+    """Per-sample resampling matrices (B, out_size, in_size), float64: row i holds the weights with which output
+    pixel i mixes the input pixels of the window ``starts .. starts + lengths`` along one axis.
+
+    The weights are torch's ``interpolate(mode="bicubic", antialias=True)`` (PIL's filter, taps limited to the
+    window and renormalised), so ``W_h @ image @ W_w^T`` is ``TF.resized_crop(..., BICUBIC, antialias=True)``.
+    """
+    scale = (lengths.double() / out_size).view(-1, 1, 1)
+    support = torch.where(scale >= 1, 2.0 * scale, torch.full_like(scale, 2.0))
+    invscale = torch.where(scale >= 1, 1.0 / scale, torch.ones_like(scale))
+    centre = scale * (torch.arange(out_size, dtype=torch.float64).view(1, -1, 1) + 0.5)
+    first = torch.clamp(torch.trunc(centre - support + 0.5), min=0)
+    stop = torch.minimum(torch.trunc(centre + support + 0.5), lengths.double().view(-1, 1, 1))
+    offset = torch.arange(in_size, dtype=torch.float64).view(1, 1, -1) - starts.double().view(-1, 1, 1)
+    weights = _bicubic((offset - centre + 0.5) * invscale) * ((offset >= first) & (offset < stop))
+    return weights / weights.sum(-1, keepdim=True)
+
+
+def resized_crops(images: torch.Tensor, indices: torch.Tensor, boxes: torch.Tensor, size: int,
+                  flips: torch.Tensor | None = None) -> torch.Tensor:
+    """``TF.resized_crop(image, *box, [size, size], BICUBIC, antialias=True)``, then a horizontal flip where
+    ``flips`` says so, for a whole batch of the NHWC uint8 split in two batched matrix products; returns NCHW uint8
+    (B, C, size, size).
+
+    Each box becomes a row and a column resampling matrix (:func:`antialiased_bicubic_weights`), built on the
+    host; the flip reverses the column matrix's rows. The products run in float32 and are rounded and clamped, as
+    torchvision does for float data; against its uint8 CPU kernel (fixed-point weights) a pixel can differ by
+    one grey level (tests/pipelines/test_vit_recipe.py).
+    """
+    _, height, width, _ = images.shape
+    top, left, box_h, box_w = boxes.unbind(1)
+    rows = antialiased_bicubic_weights(top, box_h, height, size)
+    cols = antialiased_bicubic_weights(left, box_w, width, size)
+    if flips is not None:
+        cols = torch.where(flips.view(-1, 1, 1), cols.flip(1), cols)
+    device = images.device
+    rows = rows.to(torch.float32).to(device, non_blocking=True).unsqueeze(1)  # (B, 1, size, H)
+    cols = cols.to(torch.float32).to(device, non_blocking=True).unsqueeze(1)  # (B, 1, size, W)
+    chosen = images.index_select(0, indices.to(device)).permute(0, 3, 1, 2).to(torch.float32)  # (B, C, H, W)
+    # horizontal pass first, its result held at 8 bits, as PIL and torch's uint8 kernel do
+    across = (chosen @ cols.transpose(-1, -2)).round_().clamp_(0, 255)
+    return (rows @ across).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def erase_with_noise_(images: torch.Tensor, boxes: torch.Tensor, seed: int, first_row: int = 0) -> torch.Tensor:
     """timm's per-pixel RandomErasing on normalized NCHW float ``images``, in place: each box of ``boxes`` (B, 4)
-    with height > 0 gets standard-normal noise, drawn in sample order from a generator on the images' device
-    seeded with ``seed`` (so it replays exactly on that device type)."""
-    generator = torch.Generator(device=images.device).manual_seed(seed)
-    for i, (top, left, height, width) in enumerate(boxes.tolist()):
-        if height:
-            noise = torch.randn(images.shape[1], height, width, generator=generator, device=images.device)
-            images[i, :, top:top + height, left:left + width] = noise
+    with height > 0 gets standard-normal noise from a generator on the images' device keyed by the sample
+    (``params.sample_seed(seed, row)``), so a sample's noise depends on nothing else in its batch and replays
+    exactly on that device type. ``images`` may be rows ``first_row ..`` of the batch ``boxes`` describes (a
+    data-parallel rank's block)."""
+    rows = boxes[first_row:first_row + len(images)]
+    for i in torch.nonzero(rows[:, 2] > 0).squeeze(1).tolist():
+        top, left, height, width = rows[i].tolist()
+        generator = torch.Generator(device=images.device).manual_seed(sample_seed(seed, first_row + i))
+        images[i, :, top:top + height, left:left + width] = torch.randn(
+            images.shape[1], height, width, generator=generator, device=images.device)
     return images
 
 

@@ -14,7 +14,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from . import torch_ops as ops
-from .params import BatchParams, draw_params
+from .params import BatchParams, draw_params, slice_params
 from .policies import IDENTITY, OPS, RANDAUGMENT_OPS
 from .recipes import Recipe
 
@@ -123,10 +123,8 @@ class TorchPipeline:
         """The batch after its crop / flip / rotation / resize, as contiguous uint8 NHWC."""
         recipe = self.recipe
         if params.resized_crops is not None:
-            images = ops.resized_crops(self.images, indices, params.resized_crops, recipe.resized_crop_size)
-            if params.flips is not None:
-                flipped = torch.nonzero(params.flips).squeeze(1).to(self.device, non_blocking=True)
-                images[flipped] = images[flipped].flip(-1)
+            images = ops.resized_crops(self.images, indices, params.resized_crops, recipe.resized_crop_size,
+                                       params.flips)
             return images.permute(0, 2, 3, 1).contiguous()
         if recipe.resize:
             images = self.images.index_select(0, indices).permute(0, 3, 1, 2)
@@ -139,11 +137,17 @@ class TorchPipeline:
             recipe.crop_padding,
         )
 
-    def __call__(self, indices: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalized (B, 3, h, w) images in ``dtype`` and int64 labels; a pure function of (indices, seed)."""
+    def __call__(self, indices: torch.Tensor, seed: int,
+                 rows: slice | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalized (B, 3, h, w) images in ``dtype`` and int64 labels; a pure function of (indices, seed).
+        ``rows``: only these rows of that batch (a data-parallel rank's block), bit-identical to slicing the whole
+        batch's output: the parameters are drawn for the whole batch and sliced."""
         recipe = self.recipe
         indices = indices.to(self.device, torch.int64, non_blocking=True)
         params = draw_params(recipe, len(indices), *self.image_shape, seed)
+        all_erasing_boxes = params.erasing_boxes
+        if rows is not None:
+            params, indices = slice_params(params, rows), indices[rows]
         batch = self._geometry(indices, params)
         if params.autoaugment is not None:
             images = batch.permute(0, 3, 1, 2)
@@ -158,7 +162,7 @@ class TorchPipeline:
             ops.cutout_(batch, params.cutout_centres, recipe.cutout_length)
         normalized = ops.normalize(batch, self.mean, self.std).permute(0, 3, 1, 2)
         if params.erasing_boxes is not None:
-            ops.erase_with_noise_(normalized, params.erasing_boxes, seed)
+            ops.erase_with_noise_(normalized, all_erasing_boxes, seed, 0 if rows is None else rows.start)
         normalized = normalized.to(self.dtype)
         if not self.channels_last:
             normalized = normalized.contiguous()

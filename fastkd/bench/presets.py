@@ -6,11 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from ..errors import UsageError
+
 NUM_CLASSES = 100
 
 
-class BenchOptionError(ValueError):
-    """A bad `fastkd bench` option; the message is one line naming it and the valid choices."""
+class BenchOptionError(UsageError):
+    """A bad `fastkd bench` option; the message is one line naming it and the valid choices (the CLI exits 2)."""
 
 
 @dataclass(frozen=True)

@@ -263,7 +263,7 @@ def _resolve(args: argparse.Namespace) -> tuple[Preset, list[BenchMethod], int, 
 
 def run(args: argparse.Namespace) -> int:
     """Run the suite; returns 0, or 1 when a method failed (its row then says why). Bad options raise
-    BenchOptionError (a ValueError) with one line."""
+    BenchOptionError (a UsageError) with one line."""
     from tqdm.auto import tqdm
 
     preset, methods, rounds, out = _resolve(args)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import sys
 import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -389,14 +390,31 @@ def _notice(message: str) -> None:
     print(f"fastkd: note: {message}", file=sys.stderr, flush=True)
 
 
-def load_tiny_imagenet(root: str | None, cache_dir: str | None = None) -> tuple[ArrayDataset, ArrayDataset]:
-    """Tiny-ImageNet folders (class index = line of wnids.txt), decoded once into a cached uint8 array.
+def _sorted_train_wnids(base: Path) -> list[str]:
+    """The ViT reference's class order: the sorted names of the ``train/`` folders that look like wnids
+    (``n`` + digits); wnids.txt is not read."""
+    train = base / "train"
+    if not train.is_dir():
+        raise DataError(f"{train}: missing; expected {TINY_LAYOUT}")
+    wnids = sorted(p.name for p in train.iterdir() if p.is_dir() and re.fullmatch(r"n\d+", p.name))
+    if not wnids:
+        raise DataError(f"{train}: holds no class folders named like n01443537; expected {TINY_LAYOUT}")
+    return wnids
+
+
+TinyClassOrder = Literal["wnids_file", "sorted"]
+"""Tiny-ImageNet class index: line of wnids.txt (the CNN scripts) or position in the sorted wnids (the ViT code)."""
+
+
+def load_tiny_imagenet(root: str | None, cache_dir: str | None = None,
+                       class_order: TinyClassOrder = "wnids_file") -> tuple[ArrayDataset, ArrayDataset]:
+    """Tiny-ImageNet folders, decoded once into a cached uint8 array; ``class_order`` picks the class indices.
 
     The cache (``.fastkd-cache/`` or ``data.cache_dir``) is keyed by a fingerprint of the images and validated on
     load; a corrupt or stale one is rebuilt, and an unwritable cache folder only costs the decoding next time.
     """
     base = _find(root, "tiny-imagenet-200", TINY_LAYOUT)
-    wnids = _read_wnids(base / "wnids.txt")
+    wnids = _sorted_train_wnids(base) if class_order == "sorted" else _read_wnids(base / "wnids.txt")
     index = {w: i for i, w in enumerate(wnids)}
     train_files, train_list = _train_listing(base, index)
     val_files, val_list = _val_listing(base, index)
@@ -468,8 +486,9 @@ def train_size(name: str, test_fraction: float = 0.2) -> int:
 
 
 def load_dataset(name: str, root: str | None = None, *, test_fraction: float = 0.2,
-                 cache_dir: str | None = None) -> tuple[ArrayDataset, ArrayDataset]:
-    """(train, test) for a configured data set name."""
+                 cache_dir: str | None = None,
+                 class_order: TinyClassOrder = "wnids_file") -> tuple[ArrayDataset, ArrayDataset]:
+    """(train, test) for a configured data set name; ``class_order`` applies to Tiny-ImageNet only."""
     if name == "digits":
         return load_digits(test_fraction)
     if name == "cifar10":
@@ -477,5 +496,5 @@ def load_dataset(name: str, root: str | None = None, *, test_fraction: float = 0
     if name == "cifar100":
         return load_cifar(root, 100)
     if name == "tiny_imagenet":
-        return load_tiny_imagenet(root, cache_dir)
+        return load_tiny_imagenet(root, cache_dir, class_order)
     raise DataError(f"unknown data set {name!r}; choose digits, cifar10, cifar100 or tiny_imagenet")

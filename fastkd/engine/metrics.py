@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from torch.profiler import record_function
 
+from . import distributed
+
 
 class DeviceMeter:
     """Running sums of detached scalars on the training device; `read()` is the only host transfer.
@@ -65,9 +67,10 @@ class DeviceMeter:
         names = list(self._sums)
         counts = [self._counts[n] for n in names]
         with record_function("fastkd.host_sync"):
-            flat = torch.stack([*(self._sums[n] for n in names),
-                                *(torch.as_tensor(c, dtype=torch.float64, device=self.device) for c in counts),
-                                self._bad_step, self._bad_name, self._bad_value, self._bad_count]).cpu().tolist()
+            stacked = torch.stack([*(self._sums[n] for n in names),
+                                   *(torch.as_tensor(c, dtype=torch.float64, device=self.device) for c in counts),
+                                   self._bad_step, self._bad_name, self._bad_value, self._bad_count])
+            flat = _sum_over_ranks(stacked, len(names)).cpu().tolist()
         bad_step, bad_name, bad_value, bad_count = flat[-4:]
         self.nonfinite_count = int(bad_count)
         if bad_step >= 0 and self.first_nonfinite is None:
@@ -79,6 +82,23 @@ class DeviceMeter:
         self._sums.clear()
         self._counts.clear()
         self._bad_count.zero_()
+
+
+def _sum_over_ranks(stacked: torch.Tensor, num_sums: int) -> torch.Tensor:
+    """Under torchrun: the loss sums added over ranks (each rank records its share of every global loss), the
+    counts kept (every rank counts the same steps), and the first non-finite watch of any rank (earliest step;
+    the total count of non-finite losses)."""
+    if not distributed.is_active():
+        return stacked
+    stacked = stacked.clone()
+    distributed.all_reduce_(stacked[:num_sums])
+    bad_step, bad_count = stacked[-4], stacked[-1:]
+    distributed.all_reduce_(bad_count)
+    step_or_inf = torch.where(bad_step < 0, float("inf"), bad_step).reshape(1)
+    distributed.all_reduce_(step_or_inf, "min")
+    if bool(step_or_inf.isfinite()) and bool(step_or_inf != bad_step):  # another rank saw it first
+        stacked[-4:-1] = torch.tensor([float(step_or_inf), 0.0, float("nan")], dtype=stacked.dtype)
+    return stacked
 
 
 @dataclass(frozen=True)
@@ -104,7 +124,11 @@ class StepLog:
         if not self._pending:
             return
         with record_function("fastkd.host_sync"):
-            flat = torch.stack([v for _, _, d in self._pending for v in d.values()]).cpu().tolist()
+            flat = torch.stack([v for _, _, d in self._pending for v in d.values()])
+            flat = distributed.all_reduce_(flat).cpu().tolist()  # the ranks' shares add up to the global losses
+        if not distributed.is_main():
+            self._pending.clear()
+            return
         with open(self.path, "a") as fh:
             pos = 0
             for step, kind, losses in self._pending:

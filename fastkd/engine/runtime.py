@@ -12,6 +12,7 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import ConfigError
+from . import distributed
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class Runtime:
     """None until resolved (`auto` on CPU depends on the models' widths: see resolve_channels_last)."""
     param_dtype: torch.dtype = torch.float32
     """Model/data dtype: float32, or float64 for exact comparisons."""
+    sync_bn: bool = False
+    """Batch norm with global-batch statistics (several processes and train.sync_bn on/auto)."""
 
     @property
     def input_dtype(self) -> torch.dtype:
@@ -53,6 +56,8 @@ def build_runtime(cfg: TrainConfig) -> Runtime:
         raise ConfigError("train.device: cuda was asked for but no CUDA device is visible; use train.device=cpu")
     device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
                           else "cpu")
+    if device.type == "cuda" and distributed.is_active():
+        device = torch.device("cuda", distributed.local_rank())
     on_cuda = device.type == "cuda"
     amp = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16,
            "auto": torch.bfloat16 if on_cuda else None}[cfg.amp]
@@ -68,7 +73,8 @@ def build_runtime(cfg: TrainConfig) -> Runtime:
         # float64 has no oneDNN kernels on CPU, so channels_last only adds layout conversions there.
         channels_last = True if on_cuda else (False if cfg.float64 else None)
     return Runtime(device=device, amp_dtype=amp, compile=compile_, channels_last=channels_last,
-                   param_dtype=torch.float64 if cfg.float64 else torch.float32)
+                   param_dtype=torch.float64 if cfg.float64 else torch.float32,
+                   sync_bn=distributed.is_active() and cfg.sync_bn != "off")
 
 
 CHANNELS_LAST_MIN_WIDTH = 16

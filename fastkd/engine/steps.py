@@ -16,6 +16,7 @@ from torch.profiler import record_function
 
 from ..config import OptimConfig
 from ..kernels import cross_entropy
+from . import distributed
 from .nonfinite import SkipNonFinite
 from .runtime import Runtime
 
@@ -27,7 +28,58 @@ def build_optimizer(params, cfg: OptimConfig, device: torch.device) -> torch.opt
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                weight_decay=cfg.weight_decay, **fast)
     cls = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
-    return cls(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, **fast)
+    return cls(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, **fast)
+
+
+def decay_param_groups(models: list[nn.Module], weight_decay: float,
+                       no_decay_names: tuple[str, ...] = ()) -> list[dict]:
+    """The ViT trainer's two groups (timm/pycls rule): 1-D parameters, biases and parameters whose name contains
+    one of `no_decay_names` get no weight decay; frozen parameters are left out."""
+    decay, no_decay = [], []
+    for model in models:
+        for name, param in model.named_parameters():
+            if not param.requires_grad:
+                continue
+            skip = param.ndim <= 1 or name.endswith(".bias") or any(token in name for token in no_decay_names)
+            (no_decay if skip else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class EpochWarmupCosine:
+    """timm's CosineLRScheduler stepped once per epoch (the ViT trainer's): lr(e) rises linearly from
+    warmup_factor*lr over `warmup_epochs`, then follows a cosine from lr to min_lr over all `epochs`. The LR of
+    epoch 0 is set at construction; `step()` moves to the next epoch."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: OptimConfig, epochs: int):
+        from timm.scheduler import CosineLRScheduler
+
+        self.epoch = 0
+        self.timm = CosineLRScheduler(optimizer, t_initial=epochs, lr_min=cfg.min_lr, warmup_t=cfg.warmup_epochs,
+                                      warmup_lr_init=cfg.warmup_factor * cfg.lr)
+
+    def step(self) -> None:
+        self.epoch += 1
+        self.timm.step(self.epoch)
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "timm": self.timm.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = state["epoch"]
+        self.timm.load_state_dict(state["timm"])
+
+
+class FollowerScheduler:
+    """The schedule slot of a learner whose optimizer another learner's scheduler drives (a shared optimizer)."""
+
+    def step(self) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, epochs: int):
@@ -36,6 +88,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, epochs: 
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     if cfg.schedule == "multistep":
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.milestones, gamma=cfg.gamma)
+    if cfg.schedule == "warmup_cosine":
+        return EpochWarmupCosine(optimizer, cfg, epochs)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
@@ -53,6 +107,8 @@ class Learner:
     """Whether the optimizer stepped since the last scheduler step (offline KD's idle phase must not advance it)."""
     skip_nonfinite: SkipNonFinite | None = None
     """Set for `train.nonfinite: skip`: a step whose loss is NaN/inf changes nothing."""
+    schedule_every_epoch: bool = False
+    """Advance the LR at every epoch end, stepped or not (a student whose replays may skip an epoch)."""
 
     def forward(self, x: torch.Tensor, via: Callable[[torch.Tensor], Any] | None = None):
         """The model's forward, or `via` (another forward of the model, e.g. one exit, or a side module such as
@@ -82,6 +138,8 @@ class Learner:
         self.optimizer.zero_grad(set_to_none=True)
         with record_function("fastkd.backward"):
             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        with record_function("fastkd.all_reduce"):
+            distributed.sum_gradients(self.model.parameters())
         with record_function("fastkd.optimizer"):
             if self.scaler is not None:
                 self.scaler.step(self.optimizer)
@@ -94,7 +152,7 @@ class Learner:
 
     def end_epoch(self) -> None:
         """Advance the per-epoch LR schedule if this learner trained in the epoch."""
-        if self.stepped:
+        if self.stepped or self.schedule_every_epoch:
             self.scheduler.step()
             self.stepped = False
 
@@ -125,6 +183,8 @@ class Learner:
 
 def build_learner(name: str, model: nn.Module, optim_cfg: OptimConfig, epochs: int, runtime: Runtime) -> Learner:
     model = model.to(device=runtime.device, dtype=runtime.param_dtype)
+    if runtime.sync_bn:
+        model = distributed.convert_batchnorm(model, runtime.device.type == "cuda")
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model.parameters(), optim_cfg, runtime.device)
@@ -134,13 +194,24 @@ def build_learner(name: str, model: nn.Module, optim_cfg: OptimConfig, epochs: i
     return Learner(name, model, optimizer, build_scheduler(optimizer, optim_cfg, epochs), scaler, runtime)
 
 
+def set_optimizer(learners: list[Learner], param_groups: list[dict], cfg: OptimConfig, epochs: int) -> None:
+    """Give `learners` one new optimizer over `param_groups` and its schedule. With several learners it is shared
+    (as the ViT reference's one AdamW over teacher and student): a step through any of them updates every
+    parameter that has a gradient, and the first learner's end of epoch advances the LR of all."""
+    optimizer = build_optimizer(param_groups, cfg, learners[0].runtime.device)
+    scheduler = build_scheduler(optimizer, cfg, epochs)
+    for position, learner in enumerate(learners):
+        learner.optimizer = optimizer
+        learner.scheduler = scheduler if position == 0 else FollowerScheduler()
+
+
 def feature_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str) -> torch.Tensor:
     """`dist` is the reference's torch.dist: the unsquared L2 norm of the whole B x f difference (docs/semantics.md
     §4.1)."""
     if student.dtype != torch.float64:
         student, teacher = student.float(), teacher.float()
     if kind == "dist":
-        return torch.dist(student, teacher)
+        return distributed.unsquared_distance(student, teacher)
     if kind == "mse":
         return F.mse_loss(student, teacher)
     if kind == "l1":
@@ -178,6 +249,9 @@ def train_step(learner: Learner, x: torch.Tensor, y: torch.Tensor, loss_fn: Loss
     with record_function("fastkd.loss"):
         value = loss_fn(outputs, y)
     loss, parts = value if isinstance(value, tuple) else (value, {})
+    share = distributed.batch_share()
+    if share is not None:  # this rank's part of the global loss (engine/distributed.py)
+        loss, parts = loss * share, {name: part * share for name, part in parts.items()}
     learner.step(loss)
     record(kind or learner.name, loss=loss, **parts)
     return StepResult(loss, outputs, parts)
@@ -192,6 +266,9 @@ class StepContext:
     """(indices, seed) -> the augmented (x, y): a pure function, so a replay regenerates the same pixels."""
     record: Recorder
     """Accumulate named losses of a step on the device (no host sync)."""
+    train_size: int = 0
+    """N, the number of training samples: for a method that draws batches of its own (the ViT reference's
+    independent replay loader)."""
 
     def train_step(self, learner: str, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, kind: str | None = None,
                    via: Callable[[torch.Tensor], Any] | None = None) -> StepResult:

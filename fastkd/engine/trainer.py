@@ -20,8 +20,9 @@ from ..data import ArrayDataset, EpochSampler, load_dataset
 from ..data.sampler import derive_seed
 from ..errors import ConfigError, NonFiniteLossError, RunInterrupted
 from ..methods import Method, build_method
-from ..pipelines import build_pipeline, get_recipe
+from ..pipelines import build_pipeline, deterministic_recipe, get_recipe
 from ..reference.keys import init_weights
+from . import distributed
 from .checkpoint import (CHECKPOINT_VERSION, RESUME_MAY_CHANGE, CheckpointError, check_run_checkpoint, copy_atomic,
                          load_checkpoint, prepare_run_dir, resume_conflicts, save_atomic, state_mismatch)
 from .metrics import CsvSummary, DeviceMeter, StepLog, topk_correct
@@ -57,22 +58,27 @@ class Trainer:
 
     def __init__(self, cfg: ExperimentConfig, run_dir: Path, *, resume: bool = False, quiet: bool = False,
                  checkpoints: bool = True):
-        """`checkpoints=False` writes no last.pt/best.pt (for `fastkd bench`: the reference loops write none)."""
-        prepare_run_dir(run_dir)  # before any work: an unwritable folder fails now, not at the first save
+        """`checkpoints=False` writes no last.pt/best.pt (for `fastkd bench`: the reference loops write none).
+        Under torchrun every rank builds the same Trainer; only rank 0 writes (engine/distributed.py)."""
+        distributed.setup(_on_cuda(cfg), cfg.train.dist_timeout)
+        if distributed.is_main():
+            prepare_run_dir(run_dir)  # before any work: an unwritable folder fails now, not at the first save
         state = _resume_state(cfg, run_dir / "last.pt") if resume else None
         if state is not None and cfg.train.channels_last == "auto":
             cfg = _with_layout(cfg, state["config"]["train"]["channels_last"])
         self.cfg = cfg
         self.run_dir = run_dir
-        self.quiet = quiet
+        self.quiet = quiet or not distributed.is_main()
         self.checkpoints = checkpoints
         self.runtime = build_runtime(cfg.train)
         seed_everything(cfg.seed, cfg.train.deterministic)
 
         d = cfg.data
         self.train_set, self.test_set = load_dataset(d.dataset, d.root, test_fraction=d.test_fraction,
-                                                     cache_dir=d.cache_dir)
-        self.sampler = EpochSampler(len(self.train_set), d.batch_size, seed=cfg.seed, shuffle=d.shuffle)
+                                                     cache_dir=d.cache_dir, class_order=d.class_order)
+        self.sampler = EpochSampler(len(self.train_set), d.batch_size, seed=cfg.seed, shuffle=d.shuffle,
+                                    drop_last=d.drop_last)
+        _check_distributed(cfg, len(self.train_set), len(self.test_set))
         self.method = build_method(cfg, len(self.sampler))
         self.plan = self.method.plan
         models = self.method.build_models(cfg, self.train_set.num_classes)
@@ -83,16 +89,18 @@ class Trainer:
         mean, std = self.method.normalization(d.dataset) or (self.train_set.mean, self.train_set.std)
         common = dict(mean=mean, std=std, device=self.runtime.device,
                       backend=d.pipeline, dtype=self.runtime.input_dtype, channels_last=self.runtime.channels_last)
-        train_recipe = "none" if d.augment == "none" else self.method.train_recipe(d.dataset)
-        self.train_pipe = build_pipeline(self.train_set.images, self.train_set.labels, get_recipe(train_recipe),
-                                         **common)
-        self.test_pipe = build_pipeline(self.test_set.images, self.test_set.labels, get_recipe("none"), **common)
+        method_recipe = self.method.train_recipe(d.dataset)
+        test_recipe = get_recipe(deterministic_recipe(method_recipe), d.image_size)
+        train_recipe = test_recipe if d.augment == "none" else get_recipe(method_recipe, d.image_size)
+        self.train_pipe = build_pipeline(self.train_set.images, self.train_set.labels, train_recipe, **common)
+        self.test_pipe = build_pipeline(self.test_set.images, self.test_set.labels, test_recipe, **common)
         self.learners = {name: build_learner(name, m, cfg.optim, cfg.train.epochs, self.runtime)
                          for name, m in models.items()}
         if cfg.train.nonfinite == "skip":
             for learner in self.learners.values():
                 learner.skip_nonfinite = SkipNonFinite(learner.model, learner.optimizer)
-        self.context = StepContext(self.learners, self.batch, self.record)  # all a method sees of the engine
+        # all a method sees of the engine
+        self.context = StepContext(self.learners, self.batch, self.record, len(self.train_set))
         self.method.attach(self.context)
 
         self.epoch = 0
@@ -109,10 +117,11 @@ class Trainer:
 
         if state is not None:
             self._resume(state, run_dir / "last.pt")
-        (run_dir / "config.yaml").write_text(dump_config(cfg))
+        if distributed.is_main():
+            (run_dir / "config.yaml").write_text(dump_config(cfg))
         self.csv = CsvSummary(run_dir / "metrics.csv")
         self.step_log = StepLog(run_dir / "steps.jsonl") if cfg.train.log_every_step else None
-        self.tb = self._tensorboard() if cfg.train.tensorboard else None
+        self.tb = self._tensorboard() if cfg.train.tensorboard and distributed.is_main() else None
 
     # ----------------------------------------------------------------------------------------- build
     def _tensorboard(self):
@@ -127,7 +136,7 @@ class Trainer:
         """The augmented batch for (indices, seed): a pure function, so replays regenerate identical pixels."""
         start = time.perf_counter()
         with record_function("fastkd.data"):
-            x, y = self.train_pipe(indices, seed)
+            x, y = sharded_batch(self.train_pipe, indices, seed)
         self._data_seconds += time.perf_counter() - start
         return x, y
 
@@ -237,7 +246,8 @@ class Trainer:
                "images_per_s": samples / seconds if seconds > 0 else None,
                "data_wait_share": self._data_seconds / seconds if seconds > 0 else None,
                **self.method.counters(), "epoch_seconds": seconds}
-        self.csv.write(row)
+        if distributed.is_main():
+            self.csv.write(row)
         self.history.append(row)
         if self.tb is not None:
             for key, value in row.items():
@@ -303,7 +313,7 @@ class Trainer:
             "epoch": self.epoch, "batch_index": self.batch_index, "global_step": self.global_step,
             "best": dict(self.best), "history": self.history,
             "learners": {n: l.state_dict() for n, l in self.learners.items()},
-            "method": self.method.state_dict(), "rng": rng_state(),
+            "method": self.method.state_dict(), "rng": rng_state(), "world_size": distributed.world_size(),
         }
 
     def save(self, name: str) -> Path | None:
@@ -314,11 +324,17 @@ class Trainer:
         self.meter.read()
         self._check_finite()  # never replace a good checkpoint with weights that went non-finite
         path = self.run_dir / name
-        save_atomic(self.state_dict(), path)
+        rank_rng = distributed.gather_objects(rng_state())  # every rank takes part; rank 0 writes
+        if distributed.is_main():
+            state = self.state_dict()
+            if len(rank_rng) > 1:
+                state["rank_rng"] = rank_rng
+            save_atomic(state, path)
         if name == "last.pt":
             self._saved_step = self.global_step
         if name == "last.pt" and getattr(self, "_pending_best", False):
-            copy_atomic(path, self.run_dir / "best.pt")
+            if distributed.is_main():
+                copy_atomic(path, self.run_dir / "best.pt")
             self._pending_best = False
         return path
 
@@ -375,7 +391,7 @@ class Trainer:
         try:
             for name, learner in self.learners.items():
                 learner.load_state_dict(state["learners"][name])
-            set_rng_state(state["rng"])
+            set_rng_state(state["rank_rng"][distributed.rank()] if "rank_rng" in state else state["rng"])
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
             raise CheckpointError(f"{path}: its optimizer, schedule or RNG state does not fit this run "
                                   f"({_first_line(exc)}); resume from an intact last.pt, or start a new run from "
@@ -383,8 +399,9 @@ class Trainer:
         self.epoch, self.batch_index = state["epoch"], state["batch_index"]
         self.global_step = self._saved_step = state["global_step"]
         self.best, self.history = dict(state["best"]), list(state["history"])
-        CsvSummary(self.run_dir / "metrics.csv").truncate(self.epoch)
-        StepLog(self.run_dir / "steps.jsonl").truncate(self.global_step)
+        if distributed.is_main():
+            CsvSummary(self.run_dir / "metrics.csv").truncate(self.epoch)
+            StepLog(self.run_dir / "steps.jsonl").truncate(self.global_step)
 
     # -------------------------------------------------------------------------------------- summary
     def summary(self, stopped: str | None = None) -> dict[str, Any]:
@@ -397,7 +414,8 @@ class Trainer:
         for name in self.best:
             out[f"{name}_best_top1"] = self.best.get(name)
             out[f"{name}_final_top1"] = final.get(f"eval_{name}_top1")
-        (self.run_dir / "summary.json").write_text(json.dumps(out, indent=2))
+        if distributed.is_main():
+            (self.run_dir / "summary.json").write_text(json.dumps(out, indent=2))
         return out
 
 
@@ -414,6 +432,11 @@ def _resume_state(cfg: ExperimentConfig, path: Path) -> dict:
     if saved_method != cfg.method:
         raise CheckpointError(f"{path}: was written by a {saved_method} run but the config asks for {cfg.method}; "
                               f"resume with the run's own config.yaml, or start a new run")
+    saved_world, world = state.get("world_size", 1), distributed.world_size()
+    if saved_world != world:
+        raise ConfigError(f"--resume {path.parent}: the run was trained by {saved_world} process(es) and this job has "
+                          f"{world}; a resumed run continues exactly only with the same number: launch "
+                          f"{saved_world} in total (torchrun --nnodes ... --nproc_per_node ...)")
     conflicts = resume_conflicts(state["config"], cfg.model_dump(mode="json"), state["epoch"])
     if conflicts:
         raise ConfigError(f"--resume {path.parent}: {'; '.join(conflicts)}: would change the run; a resumed run may "
@@ -448,23 +471,58 @@ def evaluation_order(num_samples: int, seed: int, epochs_trained: int, *, shuffl
     return torch.randperm(num_samples, generator=generator)
 
 
+def _on_cuda(cfg: ExperimentConfig) -> bool:
+    return cfg.train.device == "cuda" or (cfg.train.device == "auto" and torch.cuda.is_available())
+
+
+def _check_distributed(cfg: ExperimentConfig, train_size: int, test_size: int) -> None:
+    """Refuse, in one line, what several processes cannot run with single-process semantics (yet)."""
+    world = distributed.world_size()
+    if world == 1:
+        return
+    if cfg.train.nonfinite == "skip":
+        raise ConfigError("train.nonfinite=skip under torchrun (several processes) is not supported yet; "
+                          "use train.nonfinite=stop")
+    for what, size, batch, drop_last in (("data.batch_size", train_size, cfg.data.batch_size, cfg.data.drop_last),
+                                         ("data.eval_batch_size", test_size, cfg.data.eval_batch_size, False)):
+        smallest = batch if drop_last else min(batch, size % batch or batch)
+        if smallest < world:
+            raise ConfigError(f"{what}={batch} gives a batch of {smallest} samples for {world} processes (every "
+                              f"process needs at least one row); use a {what} whose batches of this split "
+                              f"({size} samples) have >= {world} samples, or fewer processes")
+
+
+def sharded_batch(pipe, indices: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's rows of the global batch (indices, seed): the pixels one process gets for those rows. A
+    pipeline that takes `rows` draws the whole batch's parameters and builds only these rows; any other (DALI)
+    builds the whole batch and is sliced."""
+    rows = distributed.set_batch_rows(len(indices))
+    if rows is None:
+        return pipe(indices, seed)
+    if getattr(pipe, "backend", None) == "torch":
+        return pipe(indices, seed, rows)
+    x, y = pipe(indices, seed)
+    return x[rows], y[rows]
+
+
 @torch.no_grad()
 def evaluate_outputs(outputs, context, pipe, order: torch.Tensor, batch_size: int,
                      device: torch.device) -> dict[str, float]:
     """Score every named logits tensor `outputs(x)` returns over a split, taken in batches in `order`, inside
-    `context` (model modes)."""
+    `context` (model modes). Under torchrun each batch is split over the ranks as in training (so batch-level
+    statistics stay those of the whole batch) and the totals are summed over ranks."""
     num_samples = len(order)
     totals: dict[str, torch.Tensor] = {}
     with context:
         for start in range(0, num_samples, batch_size):
-            x, y = pipe(order[start:start + batch_size], 0)
+            x, y = sharded_batch(pipe, order[start:start + batch_size], 0)
             for name, logits in outputs(x).items():
                 logits = logits.float()
                 acc = totals.setdefault(name, torch.zeros(3, device=device))
                 acc[:2] += topk_correct(logits, y)
                 acc[2] += ce_loss(logits, y) * y.numel()
     with record_function("fastkd.host_sync"):
-        values = (torch.stack(list(totals.values())) / num_samples).tolist()
+        values = (distributed.all_reduce_(torch.stack(list(totals.values()))) / num_samples).tolist()
     results: dict[str, float] = {}
     for name, (top1, top5, loss) in zip(totals, values):
         results.update({f"eval_{name}_top1": top1, f"eval_{name}_top5": top5, f"eval_{name}_loss": loss})

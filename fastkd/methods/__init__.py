@@ -12,6 +12,7 @@ from .online_kd import OnlineKDFamily, OnlineKDPlan, plan_online_kd  # noqa: E40
 from .self_kd import SelfKD, SelfKDPlan, plan_self_kd  # noqa: E402  isort: skip
 from .ema import EmaPlan, SpacedEMA, plan_ema  # noqa: E402  isort: skip
 from .dropout import DropoutPlan, SpacedDropout, plan_dropout  # noqa: E402  isort: skip
+from .vit_kd import ViTFamily, ViTPlan, plan_vit  # noqa: E402  isort: skip
 
 
 def build_method(cfg: ExperimentConfig, iters_per_epoch: int) -> Method:
@@ -21,4 +22,4 @@ def build_method(cfg: ExperimentConfig, iters_per_epoch: int) -> Method:
 
 __all__ = ["DropoutPlan", "EmaPlan", "Method", "MethodSpec", "OnlineKDFamily", "OnlineKDPlan", "SelfKD",
            "SelfKDPlan", "SpacedDropout", "SpacedEMA", "build_method", "get_method", "method_names", "plan_dropout",
-           "plan_ema", "plan_online_kd", "plan_self_kd", "register_method"]
+           "plan_ema", "plan_online_kd", "plan_self_kd", "plan_vit", "register_method", "ViTFamily", "ViTPlan"]

@@ -13,6 +13,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from ..engine.distributed import global_aminmax, global_rand_like
+
 Rate = float | torch.Tensor
 
 
@@ -22,7 +24,7 @@ def standard_dropout(x: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
     ``rate`` is a 0-dim tensor, so this also works inside a compiled graph where the rate changes per step.
     At rate 0 the output equals ``x`` bit for bit; at rate 1 it is all zeros, as ``nn.Dropout(1.0)``.
     """
-    keep = torch.rand_like(x, dtype=torch.float32) >= rate
+    keep = global_rand_like(x, torch.float32) >= rate  # under torchrun: this rank's rows of the global draw
     # rate == 1 would give 1/0; every element is dropped then, so any finite scale is right.
     scale = torch.where(rate < 1, 1 / (1 - rate), 0.0)
     return x * keep * scale
@@ -37,7 +39,7 @@ def max_dropout(x: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
     here the span is replaced by 1 in that case, which gives the same result without producing NaN.
     """
     values = x.detach()
-    low, high = torch.aminmax(values)
+    low, high = global_aminmax(values)  # under torchrun: of the global batch
     span = high - low
     normalised = (values - low) / torch.where(span > 0, span, torch.ones_like(span))
     # torch.where keeps channels_last; out-of-place masked_fill returns a contiguous tensor.

@@ -10,6 +10,7 @@ train_space    Spaced-KD ``online_KD/train_space.py`` (alias ``train_kd``: the  
 ema            spacing_generalization ``online_KD/train_EMA.py``                       ``-b 128``
 self_kd        ``self_KD/train.py``                                                    ``--batchsize``
 dropout        spacing_generalization ``dropout/train.py``                             ``--batch_size``
+run_net        Spaced-KD ``vit/run_net.py`` (pycls YAML + ``KEY VALUE``; fastkd.reference.run_net)  ``--cfg``
 export         fastkd run checkpoint -> the file the reference script writes/reads     (fastkd)
 =============  ======================================================================  ===========
 
@@ -34,10 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import yaml
+
 from ..config import ExperimentConfig, apply_overrides, dump_config, validate
 from ..engine.checkpoint import load_checkpoint, save_atomic
 from ..errors import OutputError
 from ..methods.online_kd import OFFLINE_RATE
+from ..methods.registry import method_names
 from ..models import is_model
 from .errors import CompatError
 from .flags import (
@@ -48,6 +52,7 @@ from .flags import (
     SELF_KD_REGISTRY_PREFIX, UNSPACED_DROPOUT, Flag, no_effect,
 )
 from .keys import export_reference_checkpoint
+from .run_net import translate_command_line
 
 class _OneLineParser(argparse.ArgumentParser):
     """argparse prints usage plus an error line and exits; fastkd reports one line (exit 2 via the CLI)."""
@@ -519,6 +524,8 @@ def run(script: str, argv: list[str]) -> int:
     """`fastkd compat SCRIPT ARGV...`: print the config or plan, or train; user errors raise ConfigError."""
     if script == "export":
         return _export_command(argv)
+    if script == "run_net":
+        return _run_net_command(argv)
     resolved = resolve(script, argv)
     for note in resolved.notes:
         print(f"fastkd compat: {note}", file=sys.stderr)
@@ -550,6 +557,47 @@ def _train(resolved: Resolved) -> int:
         raise CompatError(f"{run_dir} already holds a run; add --resume to continue it, or --set name=OTHER")
     return train_and_report(cfg, run_dir, resume=options.resume, quiet=options.quiet,
                             label=f"fastkd compat {resolved.script}")
+
+
+# ---------------------------------------------------------------------------------------------- run_net
+VIT_REFERENCE_ROOT = "data"
+"""The ViT reference reads ``./data`` (CIFAR-100 directly in it, ``./data/tiny-imagenet-200``)."""
+
+
+def _run_net_command(argv: list[str], environ: dict[str, str] | None = None) -> int:
+    """`fastkd compat run_net --mode train --cfg FILE.yaml [KEY VALUE ...]` (fastkd.reference.run_net)."""
+    environ = os.environ if environ is None else environ
+    options, reference_argv = split_fastkd_flags(list(argv))
+    translation = translate_command_line(reference_argv)
+    raw = translation.raw
+    if options.data_root is not None:
+        root, source = options.data_root, "--data-root"
+    elif environ.get(DATA_ENV):
+        root, source = environ[DATA_ENV], f"${DATA_ENV}"
+    else:
+        root, source = VIT_REFERENCE_ROOT, "reference default"
+    raw["data"]["root"] = root
+    raw["semantics"] = options.semantics
+    if options.init_from is not None:
+        raw["init_from"] = options.init_from
+    for note in translation.notes:
+        print(f"fastkd compat: {note}", file=sys.stderr)
+    if translation.method not in method_names():
+        if options.print_config and not options.overrides:
+            print(yaml.safe_dump(raw, sort_keys=False), end="")
+            return 0
+        raise CompatError(f"method {translation.method}: the ViT training methods (fastkd/methods/vit_kd.py) are "
+                          "not registered in this build; --print-config shows the mapped config")
+    config = validate(apply_overrides(raw, options.overrides), "fastkd compat run_net")
+    if options.print_config:
+        print(dump_config(config), end="")
+        return 0
+    if options.plan:
+        from ..cli import build_plan, print_plan
+
+        print_plan(build_plan(config), as_json=options.json)
+        return 0
+    return _train(Resolved("run_net", config, translation.notes, options, source))
 
 
 # ----------------------------------------------------------------------------------------------- export

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-SCRIPTS = ("train_space", "train_kd", "ema", "self_kd", "dropout", "export")
+SCRIPTS = ("train_space", "train_kd", "ema", "self_kd", "dropout", "run_net", "export")
 DATA_ENV = "FASTKD_DATA"
 
 FASTKD_FLAGS_HELP = """fastkd-only flags (full spelling only; everything else is the reference's):

@@ -9,8 +9,9 @@ docs/compat.md (Checkpoints) and docs/checkpoint-keys-selfkd-dropout.md.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -95,13 +96,104 @@ def dropout_to_reference(state_dict: StateDict) -> StateDict:
     return strip_compile_prefix(state_dict)
 
 
+# ------------------------------------------------------------------------------------ pycls ViTs (.pyth)
+PYCLS_STATE_KEY = "model_state"
+"""Where a pycls checkpoint (``model_epoch_XXXX.pyth``, ``model.pyth``) keeps the model; with the reference's
+DistillationWrapper that is the student alone."""
+
+KeyRename = tuple[str, Callable[[re.Match], str] | str]
+
+
+def _shifted(template: str, offset: int) -> Callable[[re.Match], str]:
+    """A regex replacement that writes ``template`` with the matched stage index moved by ``offset``."""
+    return lambda match: template.format(int(match.group(1)) + offset)
+
+
+_DEIT_RENAMES: tuple[KeyRename, ...] = (
+    (r"^patch_embed\.projection\.", "patch_embed.proj."), (r"^layers\.", "blocks."),
+    (r"\.attn\.qkv_transform\.", ".attn.qkv."), (r"\.attn\.projection\.", ".attn.proj."),
+    (r"^distill_token$", "dist_token"), (r"^distill_head\.", "head_dist."),
+)
+_DEIT_RENAMES_BACK: tuple[KeyRename, ...] = (
+    (r"^patch_embed\.proj\.", "patch_embed.projection."), (r"^blocks\.", "layers."),
+    (r"\.attn\.qkv\.", ".attn.qkv_transform."), (r"\.attn\.proj\.", ".attn.projection."),
+    (r"^dist_token$", "distill_token"), (r"^head_dist\.", "distill_head."),
+)
+PYCLS_VIT_RENAMES: dict[str, tuple[tuple[KeyRename, ...], tuple[KeyRename, ...]]] = {
+    "deit_tiny": (_DEIT_RENAMES, _DEIT_RENAMES_BACK),
+    "pit_ti": (
+        ((r"^pools\.(\d+)\.", _shifted("transformers.{}.pool.", 1)), (r"\.attn\.qkv_transform\.", ".attn.qkv."),
+         (r"\.attn\.projection\.", ".attn.proj.")),
+        ((r"^transformers\.(\d+)\.pool\.", _shifted("pools.{}.", -1)), (r"\.attn\.qkv\.", ".attn.qkv_transform."),
+         (r"\.attn\.proj\.", ".attn.projection.")),
+    ),
+    "pvt_v2_b0": (
+        ((r"^patch_embed1\.", "patch_embed."), (r"^patch_embed([2-4])\.", _shifted("stages.{}.downsample.", -1)),
+         (r"^block([1-4])\.", _shifted("stages.{}.blocks.", -1)), (r"^norm([1-4])\.", _shifted("stages.{}.norm.", -1)),
+         (r"\.mlp\.dwconv\.dwconv\.", ".mlp.dwconv.")),
+        ((r"^patch_embed\.", "patch_embed1."), (r"^stages\.(\d)\.downsample\.", _shifted("patch_embed{}.", 1)),
+         (r"^stages\.(\d)\.blocks\.", _shifted("block{}.", 1)), (r"^stages\.(\d)\.norm\.", _shifted("norm{}.", 1)),
+         (r"\.mlp\.dwconv\.", ".mlp.dwconv.dwconv.")),
+    ),
+    # written in fastkd under the reference's own names
+    "pvt_tiny": ((), ()), "t2t_vit_7": ((), ()), "t2t_vit_14": ((), ()), "cvt_13": ((), ()), "convit_tiny": ((), ()),
+}
+"""Per architecture: (reference -> fastkd, fastkd -> reference) regex renames, applied in order to every key.
+The models from timm (DeiT, PiT, PVTv2) use timm's names; docs/compat.md lists the pairs."""
+
+
+def _renamed(state_dict: StateDict, renames: tuple[KeyRename, ...]) -> StateDict:
+    mapped = {}
+    for key, value in state_dict.items():
+        for pattern, replacement in renames:
+            key = re.sub(pattern, replacement, key)
+        mapped[key] = value
+    return mapped
+
+
+def pycls_vit_from_reference(state_dict: StateDict, architecture: str) -> StateDict:
+    """A pycls ``model_state`` (reference key names, optionally ``module.``-prefixed) -> fastkd keys."""
+    return _renamed(strip_module_prefix(state_dict), PYCLS_VIT_RENAMES[architecture][0])
+
+
+def pycls_vit_to_reference(state_dict: StateDict, architecture: str) -> StateDict:
+    """fastkd ViT keys -> the reference's ``model_state`` keys (a ``torch.compile`` prefix is dropped)."""
+    return _renamed(strip_compile_prefix(state_dict), PYCLS_VIT_RENAMES[architecture][1])
+
+
+def pycls_checkpoint(state_dict: StateDict, architecture: str, epoch: int) -> dict[str, Any]:
+    """The ``.pyth`` payload pycls' ``load_checkpoint`` reads as TRAIN.WEIGHTS / TEST.WEIGHTS / TEACHER_WEIGHTS:
+    the student in reference keys as both model and EMA state, errors at 100 so ``model_state`` is chosen."""
+    reference = pycls_vit_to_reference(state_dict, architecture)
+    return {"epoch": epoch, "test_err": 100.0, "ema_err": 100.0, PYCLS_STATE_KEY: reference,
+            "ema_state": dict(reference)}
+
+
+def _pycls_sources(payload: dict[str, Any], models: dict[str, nn.Module]) -> dict[str, StateDict]:
+    """The models a pycls ``model_state`` fits under some architecture's renames: the student alone when there is
+    one (pycls loads TRAIN.WEIGHTS into its DistillationWrapper, whose state is the student's), else every model
+    it fits."""
+    state = {k: v for k, v in payload[PYCLS_STATE_KEY].items() if isinstance(v, torch.Tensor)}
+    sources = {}
+    for name, model in models.items():
+        if "student" in models and name != "student":
+            continue
+        own = set(model.state_dict())
+        for architecture in PYCLS_VIT_RENAMES:
+            mapped = pycls_vit_from_reference(state, architecture)
+            if set(mapped) == own:
+                sources[name] = mapped
+                break
+    return sources
+
+
 # ----------------------------------------------------------------------------------------------- load
 def init_weights(path: str | Path, models: dict[str, nn.Module]) -> list[str]:
     """Load teacher/student weights from a fastkd checkpoint or a reference-layout state_dict.
 
     Accepted: a fastkd run checkpoint (``learners.<name>.model``); a dict ``{"teacher": sd, "student": sd}`` or
     the reference's ``{"teacher_model": sd, "student_model": sd}``; the ``{"model": sd}`` files train_EMA.py and
-    dropout/train.py write; or one state_dict (optionally DataParallel-prefixed ``module.``) matching a model, or
+    dropout/train.py write; a pycls ViT ``.pyth`` (its ``model_state``: into the student, as pycls does); or one state_dict (optionally DataParallel-prefixed ``module.``) matching a model, or
     a bare backbone, which is loaded into every ``net`` it fits. A state lacking only the self-KD adaptation
     layers loads with fresh ones. Returns the names of the models loaded. Key mapping: docs/compat.md.
     """
@@ -110,6 +202,8 @@ def init_weights(path: str | Path, models: dict[str, nn.Module]) -> list[str]:
         payload = payload["model"]
     if "learners" in payload:
         sources = {n: payload["learners"][n]["model"] for n in models if n in payload["learners"]}
+    elif isinstance(payload.get(PYCLS_STATE_KEY), dict):
+        sources = _pycls_sources(payload, models)
     elif any(k in payload for k in REFERENCE_PAIR_KEYS) and all(isinstance(v, dict) for v in payload.values()):
         sources = {REFERENCE_PAIR_KEYS[k]: strip_module_prefix(v) for k, v in payload.items()
                    if REFERENCE_PAIR_KEYS.get(k) in models}
@@ -144,7 +238,7 @@ def export_reference_checkpoint(payload: dict[str, Any]) -> dict[str, Any]:
     online-KD family: ``{'teacher_model': sd, 'student_model': sd}`` (the save format commented out in
     train_space.py, unwrapped keys); EMA and dropout: ``{'model': sd}`` (what train_EMA.py / dropout/train.py
     write; EMA writes the raw model, docs/semantics.md §6); self KD: ``net.state_dict()`` of the DataParallel
-    wrapper.
+    wrapper; a ViT student: the pycls ``.pyth`` payload (:func:`pycls_checkpoint`).
     """
     learners = payload.get("learners")
     config = payload.get("config")
@@ -154,6 +248,11 @@ def export_reference_checkpoint(payload: dict[str, Any]) -> dict[str, Any]:
     method = config.get("method")
     family = get_method(method).family if method in method_names() else None
     models = {name: strip_compile_prefix(state["model"]) for name, state in learners.items()}
+    student = config.get("model", {}).get("student") if isinstance(config.get("model"), dict) else None
+    if student in PYCLS_VIT_RENAMES:
+        if "student" not in models:
+            raise CompatError(f"method {method!r}: the checkpoint holds no student ({', '.join(models)})")
+        return pycls_checkpoint(models["student"], student, int(payload.get("epoch", 0)))
     if family == "online_kd":
         return {f"{name}_model": sd for name, sd in models.items()}
     if len(models) != 1:

@@ -1,0 +1,168 @@
+"""`fastkd reproduce`: run the papers' experiment grids (experiments x seeds), resumably, on this machine or a Slurm
+cluster, and write their tables and plots. The grid is `fastkd.reproduce.experiments`, the table configs/paper/ is
+generated from."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from ..errors import UsageError
+from .grid import Run, build_grid, parse_families, parse_seeds, record_grid
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("family", nargs="?", help="all, or a family (online_kd, self_kd, ema, dropout), comma-separated")
+    p.add_argument("--dataset", action="append", help="cifar100 and/or tiny_imagenet (default both)")
+    p.add_argument("--arch", action="append", help="resnet18, resnet50 and/or resnet101 (default all)")
+    p.add_argument("--only", metavar="GLOB", help="keep experiments whose FAMILY/DATASET/ARCH_VARIANT matches")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2 (default 0)")
+    p.add_argument("--data-root", help="folder holding the data sets (data.root of every run)")
+    p.add_argument("--out", default="runs/reproduce", help="grid folder: one run folder per (experiment, seed)")
+    p.add_argument("--epochs", type=int, help="train every run this many epochs instead of the scale's")
+    p.add_argument("--scale", choices=("full", "smoke"), default="full",
+                   help="full: the paper's recipe (80 epochs); smoke: baseline + s=1 per family on the bundled "
+                        "digits, ResNet-18 at width/8, 2 epochs")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="config overrides for every run (e.g. train.device=cpu)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs with their plans and estimated times")
+    p.add_argument("--probe-steps", type=int, default=2,
+                   help="timed iterations per distinct model set for --dry-run's estimates (0: no estimate)")
+    p.add_argument("--launcher", choices=("local", "slurm"), default="local")
+    p.add_argument("--gpus-per-run", type=int, default=1, metavar="K")
+    p.add_argument("--slurm-partition")
+    p.add_argument("--slurm-timeout-min", type=int, default=24 * 60)
+    p.add_argument("--report", metavar="DIR", help="only (re)write the report of the grid folder DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    if args.report:
+        print(f"report: {write_report(Path(args.report))}")
+        return 0
+    if not args.family:
+        raise UsageError("fastkd reproduce needs a FAMILY (all, online_kd, self_kd, ema, dropout) or --report DIR")
+    if args.gpus_per_run != 1:
+        raise UsageError(f"--gpus-per-run {args.gpus_per_run}: fastkd has no multi-GPU (DDP) run yet; use 1 (the "
+                         "local launcher already runs one run per visible GPU)")
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError(f"--epochs {args.epochs}: expected a whole number >= 1")
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        raise UsageError(f"--set {bad[0]}: expected KEY=VALUE, e.g. --set train.device=cpu")
+    out = Path(args.out)
+    runs = build_grid(parse_families(args.family), seeds=parse_seeds(args.seeds), out=out, data_root=args.data_root,
+                      scale=args.scale, epochs=args.epochs, datasets=args.dataset, archs=args.arch, only=args.only,
+                      extra_overrides=tuple(args.overrides))
+    if args.dry_run:
+        dry_run(runs, probe_steps=args.probe_steps)
+        return 0
+    record_grid(out, runs)
+    if args.launcher == "slurm":
+        from .runner import submit_slurm
+
+        jobs = submit_slurm(runs, out / "slurm", partition=args.slurm_partition, timeout_min=args.slurm_timeout_min)
+        print(f"submitted {len(jobs)} runs as Slurm job array {jobs[0].job_id.split('_')[0]}; logs in {out / 'slurm'}; "
+              f"when they end: fastkd reproduce --report {out}")
+        return 0
+    from .runner import run_local
+
+    start = time.perf_counter()
+    outcomes = run_local(runs, quiet=args.quiet)
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("finished", "skipped", "stopped", "failed")}
+    print(f"grid of {len(runs)} runs in {time.perf_counter() - start:.0f} s: "
+          + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + f"; report: {write_report(out)}")
+    if counts["failed"]:
+        print("failed runs (error.txt in each run folder): "
+              + ", ".join(o.run_id for o in outcomes if o.status == "failed"))
+    return 1 if counts["failed"] else 0
+
+
+# ---------------------------------------------------------------------------------------------------- dry run
+_PLAN_SKIP = ("method", "semantics", "notes", "iters_per_epoch", "epochs", "total_epochs", "first_events")
+
+
+def plan_of(run: Run):
+    """The plan `fastkd plan` prints for the run's config (same builder: the method's plan given L)."""
+    from ..data import train_size
+    from ..methods import build_method
+
+    cfg = run.config()
+    iters = -(-train_size(cfg.data.dataset, cfg.data.test_fraction) // cfg.data.batch_size)
+    return cfg, build_method(cfg, iters).plan
+
+
+def dry_run(runs: list[Run], *, probe_steps: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"fastkd reproduce: {len(runs)} runs (dry run)")
+    for col in ("run", "method", "L x epochs", "plan", "est. time"):
+        table.add_column(col, overflow="fold")
+    total, unknown = 0.0, 0
+    probes: dict[tuple, float | str] = {}
+    for run in runs:
+        cfg, plan = plan_of(run)
+        fields = {k: v for k, v in plan.as_dict().items() if k not in _PLAN_SKIP}
+        seconds = _estimate(cfg, plan, probes, probe_steps)
+        if isinstance(seconds, float):
+            total += seconds
+            shown = _duration(seconds)
+        else:
+            unknown += 1
+            shown = seconds
+        table.add_row(run.id, plan.method, f"{plan.iters_per_epoch} x {plan.total_epochs}",
+                      ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in fields.items()), shown)
+    console = Console(width=200)
+    console.print(table)
+    if probe_steps < 1:
+        console.print(f"{len(runs)} runs (no time estimates: --probe-steps 0)")
+        return
+    console.print(f"{len(runs)} runs; estimated {_duration(total)} in sequence on this machine"
+                  + (f" ({unknown} runs without an estimate)" if unknown else "")
+                  + "; estimates: a short probe of the unspaced twin's iterations x L x epochs (evaluation excluded)")
+
+
+_UNSPACED = {"spaced_online_kd": "online_kd", "offline_kd": "online_kd", "spaced_self_kd": "self_kd",
+             "spaced_ema": "ema", "spaced_dropout": "dropout"}
+"""The probe times the unspaced twin: it does the same optimizer steps per iteration on average, from step 1."""
+
+
+def _estimate(cfg, plan, probes: dict, probe_steps: int) -> float | str:
+    if probe_steps < 1:
+        return "-"
+    method = _UNSPACED.get(cfg.method, cfg.method)
+    key = (method, cfg.model.teacher, cfg.model.student, cfg.model.downsample_factor,
+           cfg.model.student_downsample_factor, cfg.data.dataset, cfg.data.batch_size, cfg.dropout.op)
+    if key not in probes:
+        probes[key] = _probe(cfg.model_copy(update={"method": method}), probe_steps)
+    per_iter = probes[key]
+    return per_iter * plan.iters_per_epoch * cfg.train.epochs if isinstance(per_iter, float) else per_iter
+
+
+def _probe(cfg, steps: int) -> float | str:
+    """Seconds per iteration of `cfg` over `steps` iterations after one warm-up, in a scratch folder."""
+    from ..engine.trainer import Trainer
+    from ..errors import DataError
+
+    with tempfile.TemporaryDirectory(prefix="fastkd-probe-") as scratch:
+        try:
+            trainer = Trainer(cfg, Path(scratch), quiet=True, checkpoints=False)
+        except DataError:
+            return "no data (--data-root)"
+        trainer.fit(max_steps=1)
+        start = time.perf_counter()
+        trainer.fit(max_steps=1 + steps)
+        return (time.perf_counter() - start) / steps
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -15,7 +15,8 @@ IDS = [e.path for e in EXPERIMENTS]
 
 
 def test_every_paper_file_belongs_to_an_experiment():
-    on_disk = sorted(str(p.relative_to(PAPER_DIR)) for p in PAPER_DIR.rglob("*.yaml"))
+    on_disk = sorted(str(p.relative_to(PAPER_DIR)) for p in PAPER_DIR.rglob("*.yaml")
+                     if p.relative_to(PAPER_DIR).parts[0] != "vit")  # the ViT grid: tests/compat/test_run_net.py
     assert on_disk == sorted(IDS), "run `python -m fastkd.reproduce.experiments` to regenerate"
 
 

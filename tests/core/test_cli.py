@@ -52,6 +52,11 @@ def test_train_eval_and_resume_guard(tmp_path):
     assert ev.returncode == 0, ev.stderr
     assert {"eval_teacher_top1", "eval_student_top1"} <= set(json.loads(ev.stdout))
 
+    text = fastkd("eval", str(run / "best.pt"), cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    assert "best.pt is last.pt as of the epoch with the best test top-1 of 'student'" in text.stdout
+    assert "eval_student_top1: " in text.stdout
+
 
 @pytest.mark.parametrize("args, expected", [
     (["eval", "missing.pt"], "missing.pt: no such checkpoint file"),
@@ -75,3 +80,57 @@ def test_bad_input_in_a_real_process_prints_no_traceback(tmp_path):
     proc = fastkd("train", "missing.yaml", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == "fastkd: error: missing.yaml: cannot read config (No such file or directory)"
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["plan"], ["eval"], ["config"], ["demo"], ["bench"], ["compat"]])
+def test_help_works_on_every_subcommand(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: fastkd" + "".join(f" {c}" for c in command))
+
+
+@pytest.mark.parametrize("argv", [
+    ["plan", "c.yaml", "--json", "kd.interval=2", "data.batch_size=64"],
+    ["plan", "--json", "c.yaml", "kd.interval=2", "data.batch_size=64"],
+    ["plan", "c.yaml", "kd.interval=2", "--json", "data.batch_size=64"],
+    ["plan", "kd.interval=2", "c.yaml", "data.batch_size=64", "--json"],
+])
+def test_flags_and_overrides_in_any_order(argv, tmp_path, monkeypatch, capsys):
+    (tmp_path / "c.yaml").write_text("method: spaced_online_kd\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert (plan["iters_per_epoch"], plan["interval"]) == (23, 46)  # digits: 1437 training images, B = 64
+
+
+def test_train_accepts_overrides_after_flags(tmp_path, monkeypatch, capsys):
+    (tmp_path / "c.yaml").write_text("model:\n  downsample_factor: 64\n  student_downsample_factor: 64\n"
+                                     "train:\n  device: cpu\n  tensorboard: false\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "c.yaml", "--quiet", "name=ordered", "train.max_steps=1", "data.batch_size=256"]) == 0
+    saved = (tmp_path / "runs" / "ordered" / "config.yaml").read_text()
+    assert "max_steps: 1" in saved and "batch_size: 256" in saved
+
+
+def test_config_command_prints_resolved_config_and_describe(tmp_path, monkeypatch, capsys):
+    (tmp_path / "c.yaml").write_text("kd:\n  alpha: 0.5\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["config", "c.yaml", "train.epochs=3"]) == 0
+    out = capsys.readouterr().out
+    assert "alpha: 0.5" in out and "epochs: 3" in out
+    assert main(["config", "--describe"]) == 0
+    assert "optim.betas  ([float, float], default [0.9, 0.999], allowed: each >= 0, < 1, finite)" in \
+        capsys.readouterr().out
+
+
+def test_unwritable_output_location_fails_before_training_with_exit_1(tmp_path, monkeypatch, capsys):
+    (tmp_path / "c.yaml").write_text("train:\n  epochs: 1\n")
+    (tmp_path / "taken").write_text("a file")
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "c.yaml", "output_dir=taken"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fastkd: error: taken/experiment: cannot create the run folder") and "is a file" in err
+    assert main(["demo", "--out", "/proc/fastkd-demo"]) == 1
+    assert "inside /proc, a virtual file system" in capsys.readouterr().err

@@ -1,14 +1,16 @@
-"""Oracle for the pipeline tests: the recipes applied one sample at a time with torchvision.transforms.v2.functional,
-from the same host-drawn parameters the pipelines use."""
+"""Oracle for the pipeline tests: the recipes applied one sample at a time with torchvision.transforms.v2.functional
+(and PIL for the ViT recipe's RandomResizedCrop, as timm runs it), from the same host-drawn parameters the pipelines
+use."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
+from PIL import Image
 from torchvision.transforms.v2 import InterpolationMode
 
-from fastkd.pipelines.params import BatchParams, draw_params
+from fastkd.pipelines.params import BatchParams, draw_params, sample_seed
 from fastkd.pipelines.policies import IDENTITY, OPS, RANDAUGMENT_OPS
 from fastkd.pipelines.recipes import Recipe
 
@@ -83,10 +85,11 @@ def randaugment_op(image: torch.Tensor, op: str, value: float, fill: list[float]
 def augment_sample(image: torch.Tensor, recipe: Recipe, params: BatchParams, i: int, mean=None) -> torch.Tensor:
     """Sample ``i`` of a batch: CHW uint8 in, CHW uint8 out (before normalisation)."""
     _, height, width = image.shape
-    if params.resized_crops is not None:
-        size = [recipe.resized_crop_size] * 2
-        image = TF.resized_crop(image, *params.resized_crops[i].tolist(), size, InterpolationMode.BICUBIC,
-                                antialias=True)
+    if params.resized_crops is not None:  # timm on PIL images: crop, then PIL's bicubic resize
+        top, left, box_h, box_w = params.resized_crops[i].tolist()
+        size = recipe.resized_crop_size
+        crop = Image.fromarray(image.permute(1, 2, 0).numpy()).crop((left, top, left + box_w, top + box_h))
+        image = torch.from_numpy(np.array(crop.resize((size, size), Image.BICUBIC))).permute(2, 0, 1)
     if recipe.resize:
         image = TF.resize(image, [recipe.resize] * 2, InterpolationMode.BILINEAR, antialias=True)
     if params.crop_offsets is not None:
@@ -133,10 +136,10 @@ def reference_batch(
         augment_sample(images[idx].permute(2, 0, 1), recipe, params, i, mean) for i, idx in enumerate(indices.tolist())
     ])
     normalized = TF.normalize(TF.to_dtype(raw, torch.float32, scale=True), list(mean), list(std))
-    if params.erasing_boxes is not None:  # timm: per-pixel standard-normal noise, boxes in sample order
-        generator = torch.Generator().manual_seed(seed)
+    if params.erasing_boxes is not None:  # timm: per-pixel standard-normal noise; fastkd keys it by sample
         for i, (top, left, box_h, box_w) in enumerate(params.erasing_boxes.tolist()):
             if box_h:
+                generator = torch.Generator().manual_seed(sample_seed(seed, i))
                 normalized[i, :, top:top + box_h, left:left + box_w] = torch.randn(3, box_h, box_w, generator=generator)
     return normalized, raw, labels[indices]
 

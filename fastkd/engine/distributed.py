@@ -1,0 +1,299 @@
+"""Data-parallel training under `torchrun`: process-group setup/teardown, rank helpers and the few collectives.
+
+The run's semantics do not depend on the number of processes N. `data.batch_size` stays the global batch; every
+rank builds the same global batch (indices, augmentation parameters from the rank-free seed) and works on its
+contiguous block of rows (`shard_rows`). Each rank's loss is its share B_r/B of the global loss: a per-sample mean
+computed on the rank's rows times B_r/B is the rank's part of the global mean, and a term that does not decompose
+over samples (torch.dist's unsquared norm, MaxDropout's batch min/max, batch-norm statistics) is computed from
+all-reduced sums, so every rank holds its global value and the shares add up to 1. Gradients are then summed over
+ranks (not averaged), which gives the single-process gradient. Every rank keeps the same torch RNG stream (same
+seed, same draws: random tensors are drawn for the global batch and sliced), so random ops match one process too.
+
+Outside torchrun (no RANK/WORLD_SIZE in the environment) everything here is a no-op and N = 1.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import warnings
+from datetime import timedelta
+from typing import Any, Iterable
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.distributed.nn.functional import all_reduce as differentiable_all_reduce
+
+FAILURE_KEY = "fastkd/failed/"
+"""Store key prefix under which a failing rank leaves its one-line error for rank 0 to print."""
+
+
+# ------------------------------------------------------------------------------------------ process group
+def launched_by_torchrun() -> bool:
+    """Whether this process is a torchrun worker (torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT)."""
+    return all(key in os.environ for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"))
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def setup(on_cuda: bool, timeout_s: float) -> None:
+    """Join the process group torchrun describes (NCCL on the LOCAL_RANK GPU, gloo on CPU); no-op outside torchrun
+    or when already joined. `timeout_s` bounds every collective, so a dead rank ends the job instead of a hang."""
+    if not launched_by_torchrun() or dist.is_initialized():
+        return
+    if on_cuda:
+        torch.cuda.set_device(local_rank())
+    dist.init_process_group("nccl" if on_cuda else "gloo", timeout=timedelta(seconds=timeout_s))
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+class Terminated(Exception):
+    """torchrun stopped this process (SIGTERM), after another rank ended."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated("stopped by torchrun after another rank ended")
+
+
+def lost_contact(exc: BaseException) -> bool:
+    """Whether `exc` says another rank is gone (a broken or timed-out collective, or torchrun's stop), rather
+    than an error of this rank's own."""
+    if isinstance(exc, (Terminated, dist.DistError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("gloo" in text.lower() or "Connection closed by peer" in text)
+
+
+def teardown() -> None:
+    """Wait for every rank (rank 0 may still be writing), then leave the process group."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def is_active() -> bool:
+    """Whether this process is one of several (a process group of size > 1 is up)."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    """Rank 0: the only process that writes logs, checkpoints and the progress bar."""
+    return rank() == 0
+
+
+# ------------------------------------------------------------------------------------------- batch rows
+def shard_rows(total: int, of_rank: int | None = None) -> slice:
+    """The contiguous block of rows of a `total`-row global batch that a rank works on: blocks in rank order, the
+    first `total % N` ranks one row longer (torch.tensor_split), so rank order is the single-process order."""
+    n, r = world_size(), rank() if of_rank is None else of_rank
+    base, extra = divmod(total, n)
+    start = r * base + min(r, extra)
+    return slice(start, start + base + (1 if r < extra else 0))
+
+
+_current_rows: tuple[slice, int] | None = None
+"""(this rank's rows, global rows) of the batch the step in progress works on (None: single process)."""
+
+
+def set_batch_rows(total: int) -> slice | None:
+    """Note that the next steps work on a `total`-row global batch and return this rank's rows (None when not
+    distributed: every row)."""
+    global _current_rows
+    if not is_active():
+        _current_rows = None
+        return None
+    rows = shard_rows(total)
+    _current_rows = (rows, total)
+    return rows
+
+
+def batch_rows() -> tuple[slice, int] | None:
+    """(this rank's rows, global rows) of the current batch, for ops that draw per-sample randomness."""
+    return _current_rows
+
+
+def batch_share() -> float | None:
+    """B_r / B of the current batch: the weight of this rank's per-sample means in the global loss (None: one
+    process, nothing to weight)."""
+    if _current_rows is None:
+        return None
+    rows, total = _current_rows
+    return (rows.stop - rows.start) / total
+
+
+def global_rand_like(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`torch.rand_like(x, dtype=dtype)` for a slice of the current global batch: the rows one process would have
+    drawn for these samples (every rank draws the whole batch from the shared RNG stream, then slices)."""
+    current = _current_rows
+    if current is None or x.dim() == 0 or x.shape[0] != current[0].stop - current[0].start:
+        return torch.rand_like(x, dtype=dtype)
+    rows, total = current
+    memory_format = (torch.channels_last if x.dim() == 4 and not x.is_contiguous()
+                     and x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
+    full = torch.empty((total, *x.shape[1:]), dtype=dtype, device=x.device, memory_format=memory_format)
+    return full.uniform_()[rows]
+
+
+# ------------------------------------------------------------------------------------------ collectives
+def sum_across_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """The sum of `tensor` over ranks, differentiable (the backward sums the gradients over ranks too)."""
+    if not is_active():
+        return tensor
+    with warnings.catch_warnings():  # torch 2.9+ deprecates it for a private replacement; it works as documented
+        warnings.simplefilter("ignore", FutureWarning)
+        return differentiable_all_reduce(tensor, op=dist.ReduceOp.SUM)
+
+
+def all_reduce_(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    """In-place all-reduce of a detached tensor (`sum`, `min` or `max`); a no-op for one process."""
+    if is_active():
+        dist.all_reduce(tensor, op={"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN,
+                                    "max": dist.ReduceOp.MAX}[op])
+    return tensor
+
+
+def global_aminmax(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(min, max) over the whole global batch (MaxDropout normalises by them)."""
+    low, high = torch.aminmax(values)
+    if not is_active():
+        return low, high
+    both = all_reduce_(torch.stack([-low, high]), "max")
+    return -both[0], both[1]
+
+
+def sum_gradients(params: Iterable[nn.Parameter]) -> None:
+    """Sum every gradient over ranks in one flat all-reduce (the ranks' losses are shares of the global loss, so
+    the sum is the single-process gradient). Parameters without a gradient (an unused exit) are the same on every
+    rank, since every rank runs the same steps, and are left out."""
+    if not is_active():
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """`obj` of every rank, in rank order (e.g. RNG states for the checkpoint)."""
+    if not is_active():
+        return [obj]
+    out: list[Any] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- batch norm
+class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Batch norm whose training statistics are those of the global batch: per-channel sums all-reduced through
+    torch.distributed.nn (so the gradient flows across ranks), for devices where nn.SyncBatchNorm (CUDA only)
+    is not available. Same parameters, buffers and state_dict keys as the batch norm it replaces."""
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2-d input (got {input.dim()}-d)")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(x)
+        if not (self.training or not self.track_running_stats) or not is_active():
+            return super().forward(x)
+        dims = [0, *range(2, x.dim())]
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        count = all_reduce_(torch.tensor(float(x.numel() // x.shape[1]), dtype=torch.float64))
+        n = float(count)
+        mean = sum_across_ranks(x.sum(dims)) / n
+        centred = x - mean.view(shape)
+        var = sum_across_ranks((centred * centred).sum(dims)) / n
+        out = centred * torch.rsqrt(var + self.eps).view(shape)
+        if self.affine:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        if self.training and self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                self.running_mean.mul_(1 - factor).add_(mean.detach(), alpha=factor)
+                self.running_var.mul_(1 - factor).add_(var.detach() * (n / max(n - 1, 1.0)), alpha=factor)
+        return out
+
+
+def convert_batchnorm(module: nn.Module, on_cuda: bool) -> nn.Module:
+    """Every batch norm of `module` with global-batch statistics: nn.SyncBatchNorm on CUDA, AllReduceBatchNorm
+    elsewhere. Parameters are moved over (the same objects), so build the optimizer after this."""
+    if on_cuda:
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, AllReduceBatchNorm):
+        new = AllReduceBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                                 module.track_running_stats)
+        if module.affine:
+            new.weight, new.bias = module.weight, module.bias
+        if module.track_running_stats:
+            new.running_mean, new.running_var = module.running_mean, module.running_var
+            new.num_batches_tracked = module.num_batches_tracked
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        converted = convert_batchnorm(child, on_cuda)
+        if converted is not child:
+            setattr(module, name, converted)
+    return module
+
+
+def unsquared_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """torch.dist(a, b) over the global batch: sqrt of the all-reduced sum of squares."""
+    if not is_active():
+        return torch.dist(a, b)
+    diff = a - b
+    return torch.sqrt(sum_across_ranks((diff * diff).sum()))
+
+
+# ----------------------------------------------------------------------------------------------- failure
+def report_failure(message: str) -> None:
+    """Leave this rank's one-line error where rank 0 can read it (the rendezvous store)."""
+    store = _store()
+    if store is not None:
+        try:
+            store.set(f"{FAILURE_KEY}{rank()}", message)
+        except Exception:  # the store may be gone already; rank 0 then reports the lost contact
+            pass
+
+
+def failed_rank_line() -> str | None:
+    """On rank 0 after a collective failed: `rank R failed: <its error>` for the first rank that left one."""
+    store = _store()
+    if store is None:
+        return None
+    for other in range(1, world_size()):
+        key = f"{FAILURE_KEY}{other}"
+        try:
+            if store.check([key]):
+                return f"rank {other} failed: {store.get(key).decode(errors='replace')}"
+        except Exception:
+            return None
+    return None
+
+
+def _store():
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    try:
+        return dist.distributed_c10d._get_default_store()
+    except Exception:
+        return None
+

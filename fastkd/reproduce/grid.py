@@ -1,0 +1,141 @@
+"""Which runs a `fastkd reproduce` invocation means: paper experiments x seeds, at full or smoke scale, each with
+its run folder and the overrides applied to its configs/paper file."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..config import ExperimentConfig, load_config
+from ..errors import UsageError
+from .experiments import ARCHS, DATASETS, FAMILIES, Experiment, experiments, paper_dir
+
+Scale = Literal["full", "smoke"]
+
+SMOKE_OVERRIDES = ("data.dataset=digits", "data.batch_size=64", "data.eval_batch_size=360",
+                   "model.downsample_factor=64", "model.student_downsample_factor=64", "optim.lr=0.05",
+                   "train.log_every=10")
+"""`--scale smoke`: the bundled digits (no download) and ResNet-18 at width/8 (widths 8..64), as `fastkd demo`."""
+SMOKE_EPOCHS = 2
+SMOKE_SOURCE = ("cifar100", "resnet18")
+"""The paper experiments a smoke grid is derived from: their recipe, on digits."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One (experiment, seed): everything the per-run entry needs, picklable for submitit."""
+
+    family: str
+    dataset: str
+    """The data set it trains on (digits at smoke scale)."""
+    arch: str
+    variant: str
+    interval: float | None
+    baseline: str | None
+    seed: int
+    config_path: str
+    overrides: tuple[str, ...]
+    run_dir: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.family}/{self.dataset}/{self.arch}_{self.variant}/seed{self.seed}"
+
+    def config(self) -> ExperimentConfig:
+        return load_config(self.config_path, list(self.overrides))
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        seeds = ()
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds {text}: expected distinct whole numbers >= 0 separated by commas, e.g. --seeds 0,1,2")
+    return seeds
+
+
+def parse_families(text: str) -> tuple[str, ...]:
+    if text == "all":
+        return tuple(FAMILIES)
+    names = tuple(text.split(","))
+    unknown = [n for n in names if n not in FAMILIES]
+    if unknown:
+        raise UsageError(f"fastkd reproduce {text}: unknown family {', '.join(unknown)}; choose all or "
+                         f"{', '.join(FAMILIES)} (comma-separated for several)")
+    return names
+
+
+def _choice(flag: str, values: list[str] | None, allowed: tuple[str, ...]) -> tuple[str, ...] | None:
+    if not values:
+        return None
+    chosen = tuple(v for text in values for v in text.split(","))
+    unknown = [v for v in chosen if v not in allowed]
+    if unknown:
+        raise UsageError(f"{flag} {', '.join(unknown)}: not in the paper grid; choose from {', '.join(allowed)}")
+    return chosen
+
+
+def build_grid(families: tuple[str, ...], *, seeds: tuple[int, ...], out: Path, data_root: str | None,
+               scale: Scale = "full", epochs: int | None = None, datasets: list[str] | None = None,
+               archs: list[str] | None = None, only: str | None = None,
+               extra_overrides: tuple[str, ...] = ()) -> list[Run]:
+    """The runs of the selected experiments, seed-major within each experiment, in table order."""
+    wanted_datasets = _choice("--dataset", datasets, DATASETS)
+    wanted_archs = _choice("--arch", archs, ARCHS)
+    if scale == "smoke" and wanted_datasets:
+        raise UsageError("--dataset does not apply to --scale smoke, which trains on the bundled digits; "
+                         "drop --dataset, or use --scale full")
+    selected: list[Experiment] = []
+    for e in experiments(families):
+        if scale == "smoke":
+            source_dataset, source_arch = SMOKE_SOURCE
+            keep = (e.dataset == source_dataset and e.arch in (wanted_archs or (source_arch,))
+                    and e.variant in FAMILIES[e.family].smoke_variants)
+        else:
+            keep = (wanted_datasets is None or e.dataset in wanted_datasets) and \
+                (wanted_archs is None or e.arch in wanted_archs)
+        if keep and (only is None or fnmatch.fnmatch(e.path.removesuffix(".yaml"), only)):
+            selected.append(e)
+    if not selected:
+        raise UsageError(f"no paper experiment matches {','.join(families)}"
+                         + (f" --only {only}" if only else "") + "; `fastkd reproduce all --dry-run` lists them "
+                         "(--only matches FAMILY/DATASET/ARCH_VARIANT, e.g. 'online_kd/cifar100/resnet18_s*')")
+    scale_overrides = SMOKE_OVERRIDES if scale == "smoke" else ()
+    run_epochs = epochs if epochs is not None else (SMOKE_EPOCHS if scale == "smoke" else None)
+    runs = []
+    for e in selected:
+        dataset = "digits" if scale == "smoke" else e.dataset
+        for seed in seeds:
+            output_dir = out / e.family / dataset
+            name = f"{e.arch}_{e.variant}-seed{seed}"
+            overrides = (*scale_overrides, f"name={name}", f"output_dir={output_dir}", f"seed={seed}",
+                         *([f"data.root={data_root}"] if data_root else []),
+                         *([f"train.epochs={run_epochs}"] if run_epochs is not None else []), *extra_overrides)
+            runs.append(Run(e.family, dataset, e.arch, e.variant, e.interval, e.baseline, seed,
+                            str(paper_dir() / e.path), overrides, str(output_dir / name)))
+    return runs
+
+
+GRID_FILE = "grid.json"
+
+
+def record_grid(out: Path, runs: list[Run]) -> None:
+    """Merge the runs into OUT/grid.json (what `--report` reads), so several invocations share one report."""
+    path = out / GRID_FILE
+    known = load_grid(out)
+    known.update({run.id: run for run in runs})
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({k: asdict(v) for k, v in known.items()}, indent=1))
+    tmp.replace(path)
+
+
+def load_grid(out: Path) -> dict[str, Run]:
+    path = out / GRID_FILE
+    if not path.is_file():
+        return {}
+    return {k: Run(**{**v, "overrides": tuple(v["overrides"])}) for k, v in json.loads(path.read_text()).items()}

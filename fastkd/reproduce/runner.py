@@ -1,0 +1,225 @@
+"""Running a grid: the per-run entry (skip finished, resume interrupted, record failures), the local launcher
+(in sequence, or one run per GPU), the Slurm job array (submitit), and the progress display over the grid."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..errors import FastkdError, RunInterrupted, UsageError
+from .grid import Run
+
+Status = Literal["skipped", "finished", "stopped", "failed"]
+ERROR_FILE = "error.txt"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run_id: str
+    status: Status
+    """skipped: finished before; finished: trained to the end now; stopped: ended early (train.max_steps) with
+    last.pt, resumed by the next invocation; failed: see `message` and the run folder's error.txt."""
+    seconds: float
+    message: str = ""
+
+
+def read_summary(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def run_one(run: Run) -> Outcome:
+    """The per-run entry every launcher calls: skip a finished run, resume one with a last.pt exactly as
+    `fastkd train CONFIG --resume RUN_DIR` does (same Trainer path), else start it. A failure is written to the
+    run folder's error.txt and returned, so the grid goes on; Ctrl-C (RunInterrupted) propagates."""
+    from ..engine.checkpoint import ensure_writable_folder
+    from ..engine.trainer import Trainer
+
+    run_dir = Path(run.run_dir)
+    start = time.perf_counter()
+    summary = read_summary(run_dir)
+    if summary is not None and summary.get("finished"):
+        return Outcome(run.id, "skipped", 0.0)
+    try:
+        cfg = run.config()
+        resume = (run_dir / "last.pt").is_file()
+        if not resume and run_dir.exists():
+            shutil.rmtree(run_dir)  # what a start killed before its first checkpoint left; nothing to continue
+        ensure_writable_folder(run_dir)
+        (run_dir / ERROR_FILE).unlink(missing_ok=True)
+        summary = Trainer(cfg, run_dir, resume=resume, quiet=True).fit()
+    except (RunInterrupted, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of one run is recorded and the grid goes on
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        detail = message if isinstance(exc, FastkdError) else traceback.format_exc()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / ERROR_FILE).write_text(detail + "\n")
+        return Outcome(run.id, "failed", time.perf_counter() - start, message)
+    status: Status = "finished" if summary.get("finished") else "stopped"
+    return Outcome(run.id, status, time.perf_counter() - start, summary.get("stopped", ""))
+
+
+def epochs_of(run: Run) -> int:
+    return run.config().train.epochs
+
+
+def epochs_done(run: Run) -> int:
+    """Epochs with a metrics.csv row (the progress display's unit)."""
+    try:
+        with open(Path(run.run_dir) / "metrics.csv") as fh:
+            return max(sum(1 for _ in fh) - 1, 0)
+    except OSError:
+        return 0
+
+
+class GridProgress:
+    """One rich progress bar over the grid in epochs (ETA from the epochs done so far), with run counts, polled
+    from the run folders so it also follows runs in child processes."""
+
+    def __init__(self, runs: list[Run], quiet: bool = False):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
+
+        self.runs = runs
+        self.epochs = {run.id: epochs_of(run) for run in runs}
+        self.running: set[str] = set()
+        self.counts = {"done": 0, "skipped": 0, "failed": 0, "stopped": 0}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("epochs"), TimeElapsedColumn(), TextColumn("ETA"),
+                                 TimeRemainingColumn(), disable=quiet)
+        self.task = self.progress.add_task(self._describe(), total=sum(self.epochs.values()))
+        self._poller = threading.Thread(target=self._poll, daemon=True)
+
+    def _describe(self) -> str:
+        c = self.counts
+        return (f"grid: {c['done']} done, {len(self.running)} running, {c['failed']} failed, {c['skipped']} skipped"
+                + (f", {c['stopped']} stopped" if c["stopped"] else "") + f" of {len(self.runs)} runs")
+
+    def __enter__(self) -> GridProgress:
+        self.progress.start()
+        done_before = sum(min(epochs_done(run), self.epochs[run.id]) for run in self.runs)
+        self.progress.reset(self.task, total=sum(self.epochs.values()), completed=done_before)
+        self._poller.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._poller.join()
+        self._refresh()
+        self.progress.stop()
+
+    def started(self, run: Run) -> None:
+        with self._lock:
+            self.running.add(run.id)
+        self._refresh()
+
+    def ended(self, run: Run, outcome: Outcome) -> None:
+        with self._lock:
+            self.running.discard(run.id)
+            key = {"finished": "done"}.get(outcome.status, outcome.status)
+            self.counts[key] += 1
+        line = f"{outcome.status:8s} {run.id}" + (f" ({outcome.seconds:.0f} s)" if outcome.seconds else "")
+        if outcome.message:
+            line += f": {outcome.message}"
+        self.progress.console.print(line, markup=False, highlight=False)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        with self._lock:
+            done = sum(min(epochs_done(run), self.epochs[run.id]) for run in self.runs)
+            self.progress.update(self.task, completed=done, description=self._describe())
+
+    def _poll(self) -> None:
+        while not self._stop.wait(1.0):
+            self._refresh()
+
+
+def run_local(runs: list[Run], *, quiet: bool = False) -> list[Outcome]:
+    """In sequence in this process; with several CUDA devices visible, one run per device in child processes."""
+    gpus = _visible_gpus()
+    if len(gpus) > 1:
+        return run_in_children(runs, [{"CUDA_VISIBLE_DEVICES": gpu} for gpu in gpus], quiet=quiet)
+    outcomes = []
+    with GridProgress(runs, quiet) as progress:
+        for run in runs:
+            progress.started(run)
+            outcome = run_one(run)
+            progress.ended(run, outcome)
+            outcomes.append(outcome)
+    return outcomes
+
+
+def _visible_gpus() -> list[str]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def run_in_children(runs: list[Run], slots: list[dict[str, str]], *, quiet: bool = False) -> list[Outcome]:
+    """Up to len(slots) runs at a time, each in a child process (`python -m fastkd.reproduce.worker`) with its
+    slot's environment (CUDA_VISIBLE_DEVICES); each child calls `run_one` and writes its outcome as JSON."""
+    pending = list(runs)
+    active: dict[int, tuple[subprocess.Popen, Run, Path]] = {}
+    outcomes: dict[str, Outcome] = {}
+    with GridProgress(runs, quiet) as progress:
+        while pending or active:
+            for slot in range(len(slots)):
+                if slot not in active and pending:
+                    run = pending.pop(0)
+                    Path(run.run_dir).parent.mkdir(parents=True, exist_ok=True)
+                    result = Path(run.run_dir + ".outcome.json")
+                    result.unlink(missing_ok=True)
+                    spec = Path(run.run_dir + ".run.json")
+                    spec.write_text(json.dumps(asdict(run)))
+                    child = subprocess.Popen([sys.executable, "-m", "fastkd.reproduce.worker", str(spec), str(result)],
+                                             env={**os.environ, **slots[slot]}, stdout=subprocess.DEVNULL)
+                    active[slot] = (child, run, result)
+                    progress.started(run)
+            for slot, (child, run, result) in list(active.items()):
+                if child.poll() is None:
+                    continue
+                del active[slot]
+                try:
+                    outcome = Outcome(**json.loads(result.read_text()))
+                except (OSError, ValueError, TypeError):
+                    outcome = Outcome(run.id, "failed", 0.0, f"worker exited with status {child.returncode}")
+                outcomes[run.id] = outcome
+                progress.ended(run, outcome)
+            time.sleep(0.2)
+    return [outcomes[run.id] for run in runs]
+
+
+def submit_slurm(runs: list[Run], folder: Path, *, executor=None, partition: str | None = None,
+                 timeout_min: int = 24 * 60, gpus_per_run: int = 1):
+    """Submit the runs as one Slurm job array through submitit, each task calling `run_one`; returns the jobs.
+    `executor` replaces the Slurm one (tests pass submitit's LocalExecutor: the same pickled entry, local
+    processes)."""
+    try:
+        import submitit
+    except ImportError:
+        raise UsageError("--launcher slurm needs submitit: pip install 'fastkd[slurm]'") from None
+    if executor is None:
+        if shutil.which("sbatch") is None:
+            raise UsageError("--launcher slurm: no Slurm here (sbatch not found on PATH); submit from a cluster "
+                             "login node, or use --launcher local")
+        executor = submitit.SlurmExecutor(folder=folder)
+        executor.update_parameters(gpus_per_node=gpus_per_run, ntasks_per_node=1, cpus_per_task=8,
+                                   time=timeout_min, array_parallelism=len(runs),
+                                   **({"partition": partition} if partition else {}))
+    return executor.map_array(run_one, runs)

@@ -1,0 +1,42 @@
+"""A torchrun worker for the distributed tests: trains the runs given as JSON (each a config file and its
+key=value overrides) one after the other in one process group, so several equivalence runs pay the start-up once. With
+`--fail-rank R --fail-step S`, rank R raises at iteration S (a rank that dies mid-run)."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fastkd.cli import main, train_and_report
+from fastkd.config import load_config
+from fastkd.engine import distributed
+from fastkd.engine.trainer import Trainer
+
+
+def inject_failure(rank: int, step: int) -> None:
+    """Make `rank` raise when the trainer reaches iteration `step`."""
+    original = Trainer.batch
+
+    def batch(self, indices, seed):
+        if distributed.rank() == rank and self.global_step + 1 == step:
+            raise RuntimeError(f"injected failure at step {step}")
+        return original(self, indices, seed)
+
+    Trainer.batch = batch
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("runs", type=Path, help="JSON file: a list of runs, each a list of `fastkd train` arguments")
+    parser.add_argument("--fail-rank", type=int)
+    parser.add_argument("--fail-step", type=int)
+    args = parser.parse_args()
+    if args.fail_rank is not None:
+        inject_failure(args.fail_rank, args.fail_step)
+    runs = json.loads(args.runs.read_text())
+    if len(runs) == 1:  # the whole command line path, error handling included
+        sys.exit(main(["train", *runs[0]]))
+    for run in runs:  # one process group for all (torch cannot re-create one in the same process)
+        cfg = load_config(run[0], run[1:])
+        train_and_report(cfg, Path(cfg.output_dir) / cfg.name, resume=False, quiet=True, label="fastkd")
+    distributed.teardown()

@@ -1,0 +1,111 @@
+"""`fastkd reproduce` end to end on a tiny smoke grid: a run interrupted by train.max_steps, a re-run that skips the
+finished runs and resumes the interrupted one from last.pt, the report; the Slurm path through submitit's
+LocalExecutor; --dry-run; bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from PIL import Image
+
+from fastkd.cli import main
+from fastkd.reproduce.grid import build_grid, load_grid
+from fastkd.reproduce.runner import run_one, submit_slurm
+
+TINY = ["--set", "model.downsample_factor=1024", "model.student_downsample_factor=1024", "data.batch_size=128",
+        "train.device=cpu"]
+"""ResNet-18 at width/32 (widths 2..16), batch 128: L = 12 iterations per epoch on digits."""
+
+
+def _summary(run_dir):
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+@pytest.mark.slow
+def test_interrupted_grid_resumes_and_skips_finished_runs(tmp_path, capsys):
+    out = tmp_path / "grid"
+    common = ["reproduce", "online_kd", "--scale", "smoke", "--epochs", "1", "--seeds", "0,1", "--out", str(out),
+              "--quiet"]
+    # 1. only the online baseline of seed 0 and 1 runs to the end
+    assert main([*common, "--only", "*_online", *TINY]) == 0
+    online = out / "online_kd/digits/resnet18_online-seed0"
+    assert _summary(online)["finished"]
+    online_mtime = (online / "summary.json").stat().st_mtime_ns
+    # 2. the whole grid, interrupted after 5 iterations of each run still to do: online skipped, s1.0 stopped
+    assert main([*common, *TINY, "train.max_steps=5"]) == 0
+    spaced = out / "online_kd/digits/resnet18_s1.0-seed1"
+    assert not _summary(spaced)["finished"] and _summary(spaced)["global_step"] == 5
+    assert (spaced / "last.pt").is_file() and not (spaced / "metrics.csv").exists()
+    printed = capsys.readouterr().out
+    assert "2 skipped" in printed and "2 stopped" in printed
+    # 3. the same grid again: finished runs untouched, the interrupted ones resumed (not restarted) to the end
+    assert main([*common, *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert "2 finished, 2 skipped" in printed
+    assert (online / "summary.json").stat().st_mtime_ns == online_mtime
+    summary = _summary(spaced)
+    assert summary["finished"] and summary["global_step"] == 12 and summary["epochs_done"] == 1
+    with open(spaced / "metrics.csv") as fh:
+        assert [row["epoch"] for row in csv.DictReader(fh)] == ["1"]
+    report = (out / "report/online_kd_digits.md").read_text()
+    assert "| resnet18 |" in report and "(n=2)" in report and "s1.0 − online" in report
+    for png in ("online_kd_digits_interval.png", "online_kd_digits_epochs.png"):
+        with Image.open(out / "report" / png) as img:
+            assert img.size[0] > 300
+    rows = list(csv.DictReader(open(out / "report/online_kd_digits.csv")))
+    spaced_best = next(r for r in rows if r["variant"] == "s1.0" and r["metric"] == "best_top1")
+    assert spaced_best["n"] == "2" and spaced_best["baseline"] == "online" and spaced_best["gain_mean"] != ""
+    assert set(load_grid(out)) == {f"online_kd/digits/resnet18_{v}/seed{s}" for v in ("online", "s1.0")
+                                   for s in (0, 1)}
+
+
+def test_failed_run_is_recorded_and_retried(tmp_path):
+    [run] = build_grid(("dropout",), seeds=(0,), out=tmp_path, data_root=None, scale="smoke", epochs=1,
+                       only="*_standard", extra_overrides=("data.dataset=cifar100", f"data.root={tmp_path / 'no'}"))
+    outcome = run_one(run)
+    assert outcome.status == "failed" and "cifar" in outcome.message.lower()
+    assert "cifar" in (tmp_path / "dropout/digits/resnet18_standard-seed0/error.txt").read_text().lower()
+
+
+@pytest.mark.slow
+def test_slurm_path_runs_the_same_entry_through_submitit(tmp_path):
+    submitit = pytest.importorskip("submitit")
+    runs = build_grid(("dropout",), seeds=(0,), out=tmp_path, data_root=None, scale="smoke", epochs=1,
+                      only="*_spaced_s1.0", extra_overrides=tuple(TINY[1:]))
+    executor = submitit.LocalExecutor(folder=tmp_path / "slurm")
+    executor.update_parameters(timeout_min=10)
+    [job] = submit_slurm(runs, tmp_path / "slurm", executor=executor)
+    outcome = job.result()
+    assert outcome.status == "finished" and outcome.run_id == "dropout/digits/resnet18_spaced_s1.0/seed0"
+    assert _summary(tmp_path / "dropout/digits/resnet18_spaced_s1.0-seed0")["finished"]
+    assert run_one(runs[0]).status == "skipped"
+
+
+def test_dry_run_lists_every_paper_run_with_its_plan(capsys):
+    assert main(["reproduce", "all", "--dry-run", "--probe-steps", "0", "--seeds", "0,1,2"]) == 0
+    printed = capsys.readouterr().out
+    assert "360 runs" in printed
+    assert "online_kd/cifar100/resnet18_s1.5/seed2" in printed and "replay events 53" in printed
+    assert "self_kd/tiny_imagenet/resnet101_s4.0/seed0" in printed
+
+
+def test_dry_run_estimates_from_a_probe(capsys):
+    assert main(["reproduce", "dropout", "--scale", "smoke", "--dry-run", "--probe-steps", "1", *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert "dropout/digits/resnet18_spaced_s1.0/seed0" in printed and "period" in printed
+    assert "2 runs; estimated" in printed and "without an estimate" not in printed
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["reproduce", "online"], "unknown family online"),
+    (["reproduce", "all", "--seeds", "0,x"], "--seeds 0,x"),
+    (["reproduce", "all", "--arch", "resnet34", "--dry-run"], "--arch resnet34"),
+    (["reproduce", "ema", "--only", "nothing*", "--dry-run"], "no paper experiment matches"),
+    (["reproduce", "all", "--gpus-per-run", "2"], "--gpus-per-run 2"),
+])
+def test_bad_input_is_one_line_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
