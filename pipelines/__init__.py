@@ -34,9 +34,10 @@ def dali_available() -> bool:
     return importlib.util.find_spec("nvidia") is not None and importlib.util.find_spec("nvidia.dali") is not None
 
 
-def dali_supports(recipe: Recipe) -> bool:
-    """The DALI graphs cover the CNN recipes; the ViT recipes (RandomResizedCrop to 224, RandAugment, random
-    erasing, resize) run on the torch backend."""
+def dali_runs_whole(recipe: Recipe) -> bool:
+    """Whether the DALI graph runs the whole recipe: the CNN recipes. For the ViT recipes (RandomResizedCrop,
+    RandAugment, random erasing, resize) DALI does only the crop / resize / flip and the torch stages the rest,
+    so ``auto`` keeps them on the torch backend, whose batched resize is also the closer one to PIL's."""
     return not (recipe.resized_crop_size or recipe.randaugment or recipe.random_erasing_prob or recipe.resize)
 
 
@@ -83,7 +84,7 @@ def build_pipeline(
         mean, std: per-channel statistics of the data set, on the 0..1 scale.
         device: where batches are returned (and, for the torch backend, where the split is held).
         backend: ``"auto"`` picks DALI when it is installed, ``device`` is CUDA and DALI implements the recipe
-            (:func:`dali_supports`), else torch: on a CPU the torch pipeline is the faster one
+            (:func:`dali_runs_whole`), else torch: on a CPU the torch pipeline is the faster one
             (bench/bench_pipelines.py).
         dtype: float dtype of the returned images.
         channels_last: return images in channels_last memory format.
@@ -91,7 +92,7 @@ def build_pipeline(
     _check_inputs(images, labels, mean, std)
     device = torch.device(device)
     if backend == "auto":
-        backend = "dali" if device.type == "cuda" and dali_available() and dali_supports(recipe) else "torch"
+        backend = "dali" if device.type == "cuda" and dali_available() and dali_runs_whole(recipe) else "torch"
     if backend == "torch":
         return TorchPipeline(
             images, labels, recipe, mean=mean, std=std, device=device, dtype=dtype, channels_last=channels_last
@@ -99,8 +100,6 @@ def build_pipeline(
     if backend == "dali":
         if not dali_available():
             raise ImportError(DALI_INSTALL_HINT)
-        if not dali_supports(recipe):
-            raise ValueError(f"recipe {recipe.name!r} is not implemented on the DALI backend; use backend='torch'")
         from .dali_pipeline import DaliPipeline
 
         return DaliPipeline(
@@ -120,7 +119,7 @@ __all__ = [
     "available_recipes",
     "build_folder_pipeline",
     "build_pipeline",
-    "dali_supports",
+    "dali_runs_whole",
     "deterministic_recipe",
     "folder_reader_pipeline",
     "get_recipe",

@@ -31,6 +31,7 @@ from . import torch_ops
 from .params import AutoAugmentParams, BatchParams, draw_params
 from .policies import IDENTITY, OPS
 from .recipes import Recipe
+from .torch_pipeline import PixelStages
 
 AUTOAUGMENT_FILL = 128
 _GREY_WEIGHTS = [float(np.float32(w)) for w in torch_ops._GREY_WEIGHTS]
@@ -95,9 +96,18 @@ def _warp_matrices(op_ids: torch.Tensor, values: torch.Tensor, height: int, widt
     return matrices
 
 
+def torch_finishes(recipe: Recipe) -> bool:
+    """Whether DALI does only the geometry (crop / resize / flip) and the torch stages (``PixelStages``) the rest:
+    the ViT recipes, whose RandAugment and per-sample erasing noise DALI cannot take from host-drawn parameters."""
+    return bool(recipe.resized_crop_size or recipe.resize)
+
+
 def parameter_feeds(recipe: Recipe, params: BatchParams, height: int, width: int) -> dict[str, np.ndarray]:
     """The ``external_source`` arrays (one row per sample) that drive the DALI graph for one batch."""
     feeds: dict[str, np.ndarray] = {}
+    if params.resized_crops is not None:
+        feeds["crop_anchor"] = params.resized_crops[:, :2].to(torch.float32).numpy()
+        feeds["crop_shape"] = params.resized_crops[:, 2:].to(torch.float32).numpy()
     if params.crop_offsets is not None:
         feeds["crop_start"] = (params.crop_offsets - recipe.crop_padding).to(torch.int32).numpy()
     if params.flips is not None:
@@ -262,12 +272,22 @@ def augment(
     output_dtype: types.DALIDataType,
     output_layout: str,
 ) -> DataNode:
-    """The recipe as a DALI graph on an HWC uint8 batch, driven by ``inputs`` (see :func:`parameter_feeds`)."""
+    """The recipe as a DALI graph on an HWC uint8 batch, driven by ``inputs`` (see :func:`parameter_feeds`); for
+    the recipes :func:`torch_finishes`, the uint8 batch after its geometry."""
+    if "crop_anchor" in inputs:  # RandomResizedCrop: crop, then resize the crop alone (its edges replicated)
+        images = fn.slice(images, inputs["crop_anchor"], inputs["crop_shape"], axis_names="HW",
+                          normalized_anchor=False, normalized_shape=False)
+        size = [recipe.resized_crop_size] * 2
+        images = fn.resize(images, size=size, interp_type=types.INTERP_CUBIC, antialias=True)
+    if recipe.resize:
+        images = fn.resize(images, size=[recipe.resize] * 2, interp_type=types.INTERP_LINEAR, antialias=True)
     if "crop_start" in inputs:
         images = fn.slice(images, start=inputs["crop_start"], shape=[height, width], axis_names="HW",
                           out_of_bounds_policy="pad", fill_values=recipe.crop_fill)
     if "flip" in inputs:
         images = fn.flip(images, horizontal=inputs["flip"])
+    if torch_finishes(recipe):
+        return images
     if "angle" in inputs:
         images = fn.rotate(images, angle=inputs["angle"], interp_type=types.INTERP_NN, fill_value=0, keep_size=True)
     if recipe.autoaugment:
@@ -292,7 +312,7 @@ def augment(
 
 
 _FEED_TYPES = {
-    "crop_start": types.INT32, "flip": types.INT32, "angle": types.FLOAT, "cutout_anchor": types.FLOAT,
+    "crop_anchor": types.FLOAT, "crop_shape": types.FLOAT, "crop_start": types.INT32, "flip": types.INT32, "angle": types.FLOAT, "cutout_anchor": types.FLOAT,
     "cutout_shape": types.FLOAT,
 }
 for _stage in range(2):
@@ -365,8 +385,11 @@ class DaliPipeline:
         self.mean, self.std = mean, std
         # DALI cannot normalise into float64, so float64 (exact-comparison) runs take its uint8 output and normalise
         # it like the torch backend does: both backends then hand the models bit-identical pixels.
+        _, height, width, _ = images.shape
+        self.stages = PixelStages(recipe, recipe.output_size(height, width), mean=mean, std=std, device=device,
+                                  dtype=dtype, channels_last=channels_last) if torch_finishes(recipe) else None
         self.float64_tables = None
-        if dtype == torch.float64:
+        if dtype == torch.float64 and self.stages is None:
             _, height, width, _ = images.shape
             shape = (*recipe.output_size(height, width), 3)
             self.float64_tables = tuple(torch.tensor(stats, dtype=torch.float64, device=device).expand(shape)
@@ -402,8 +425,10 @@ class DaliPipeline:
         (output,) = pipe.run()
         dense = output.as_tensor()
         out_dtype = {torch.float16: torch.float16, torch.float64: torch.uint8}.get(self.dtype, torch.float32)
-        images = torch.empty(dense.shape(), dtype=out_dtype, device=self.device)
+        images = torch.empty(dense.shape(), dtype=torch.uint8 if self.stages else out_dtype, device=self.device)
         feed_ndarray(dense, images, cuda_stream=stream)
+        if self.stages is not None:
+            return self.stages(images, params, seed, params.erasing_boxes), self.labels[indices]
         if self.float64_tables is not None:
             images = torch_ops.normalize(images, *self.float64_tables).permute(0, 3, 1, 2)
             return (images if self.channels_last else images.contiguous()), self.labels[indices]
@@ -412,7 +437,7 @@ class DaliPipeline:
 
     def _normalization(self) -> dict:
         """DALI's output stage: normalised float16/float32, or (float64 runs) the augmented uint8 NHWC pixels."""
-        if self.float64_tables is not None:
+        if self.float64_tables is not None or self.stages is not None:
             return dict(mean=(0.0, 0.0, 0.0), std=(1 / 255, 1 / 255, 1 / 255), output_dtype=types.UINT8,
                         output_layout="HWC")
         return dict(mean=self.mean, std=self.std,

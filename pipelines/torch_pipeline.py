@@ -85,6 +85,46 @@ def apply_op_layers(
     return images.index_select(0, restore).contiguous(memory_format=torch.channels_last)
 
 
+class PixelStages:
+    """Everything after the geometry: AutoAugment / RandAugment, Cutout, normalisation and random erasing, on a
+    uint8 NHWC batch on the device. The torch pipeline runs it after its own geometry, the DALI pipeline after
+    DALI's (for the ViT recipes, whose RandAugment DALI cannot take from host-drawn parameters)."""
+
+    def __init__(self, recipe: Recipe, out_shape: tuple[int, int], *, mean: tuple[float, float, float],
+                 std: tuple[float, float, float], device: torch.device, dtype: torch.dtype,
+                 channels_last: bool) -> None:
+        self.recipe = recipe
+        self.dtype = dtype
+        self.channels_last = channels_last
+        # float64 output (exact oracle runs) is normalised in float64; everything else in float32.
+        stats_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+        self.mean = torch.tensor(mean, dtype=stats_dtype, device=device).expand(*out_shape, 3).contiguous()
+        self.std = torch.tensor(std, dtype=stats_dtype, device=device).expand(*out_shape, 3).contiguous()
+        # timm fills RandAugment's geometric ops with the mean colour of the normalisation statistics
+        self.randaugment_ops = randaugment_ops(tuple(float(min(255, round(255 * m))) for m in mean))
+
+    def __call__(self, batch: torch.Tensor, params: BatchParams, seed: int, erasing_boxes: torch.Tensor | None,
+                 first_row: int = 0) -> torch.Tensor:
+        """Normalized (B, 3, h, w) images in ``dtype`` from the uint8 NHWC ``batch``; ``erasing_boxes`` are the
+        whole batch's, ``first_row`` the batch row of ``batch[0]``."""
+        if params.autoaugment is not None:
+            images = batch.permute(0, 3, 1, 2)
+            aa = params.autoaugment
+            batch = apply_op_layers(images, aa.op_ids, aa.values, OPS, _AUTOAUGMENT_OPS).permute(0, 2, 3, 1)
+        if params.randaugment is not None:
+            images = batch.permute(0, 3, 1, 2)
+            ra = params.randaugment
+            batch = apply_op_layers(images, ra.op_ids, ra.values, RANDAUGMENT_OPS, self.randaugment_ops)
+            batch = batch.permute(0, 2, 3, 1)
+        if params.cutout_centres is not None:
+            ops.cutout_(batch, params.cutout_centres, self.recipe.cutout_length)
+        normalized = ops.normalize(batch, self.mean, self.std).permute(0, 3, 1, 2)
+        if erasing_boxes is not None:
+            ops.erase_with_noise_(normalized, erasing_boxes, seed, first_row)
+        normalized = normalized.to(self.dtype)
+        return normalized if self.channels_last else normalized.contiguous()
+
+
 class TorchPipeline:
     """``pipeline(indices, seed) -> (images, labels)`` on ``device``, with the data held there as uint8 NHWC."""
 
@@ -111,13 +151,8 @@ class TorchPipeline:
         self.pixels = ops.with_fill_pixels(images, (recipe.crop_fill, 0), device)
         self.images = self.pixels[: -2].view(images.shape)
         self.labels = labels.to(device)
-        # float64 output (exact oracle runs) is normalised in float64; everything else in float32.
-        stats_dtype = torch.float64 if dtype == torch.float64 else torch.float32
-        out_shape = (*recipe.output_size(height, width), 3)
-        self.mean = torch.tensor(mean, dtype=stats_dtype, device=device).expand(out_shape).contiguous()
-        self.std = torch.tensor(std, dtype=stats_dtype, device=device).expand(out_shape).contiguous()
-        # timm fills RandAugment's geometric ops with the mean colour of the normalisation statistics
-        self.randaugment_ops = randaugment_ops(tuple(float(min(255, round(255 * m))) for m in mean))
+        self.stages = PixelStages(recipe, recipe.output_size(height, width), mean=mean, std=std, device=device,
+                                  dtype=dtype, channels_last=channels_last)
 
     def _geometry(self, indices: torch.Tensor, params: BatchParams) -> torch.Tensor:
         """The batch after its crop / flip / rotation / resize, as contiguous uint8 NHWC."""
@@ -149,21 +184,5 @@ class TorchPipeline:
         if rows is not None:
             params, indices = slice_params(params, rows), indices[rows]
         batch = self._geometry(indices, params)
-        if params.autoaugment is not None:
-            images = batch.permute(0, 3, 1, 2)
-            aa = params.autoaugment
-            batch = apply_op_layers(images, aa.op_ids, aa.values, OPS, _AUTOAUGMENT_OPS).permute(0, 2, 3, 1)
-        if params.randaugment is not None:
-            images = batch.permute(0, 3, 1, 2)
-            ra = params.randaugment
-            batch = apply_op_layers(images, ra.op_ids, ra.values, RANDAUGMENT_OPS, self.randaugment_ops)
-            batch = batch.permute(0, 2, 3, 1)
-        if params.cutout_centres is not None:
-            ops.cutout_(batch, params.cutout_centres, recipe.cutout_length)
-        normalized = ops.normalize(batch, self.mean, self.std).permute(0, 3, 1, 2)
-        if params.erasing_boxes is not None:
-            ops.erase_with_noise_(normalized, all_erasing_boxes, seed, 0 if rows is None else rows.start)
-        normalized = normalized.to(self.dtype)
-        if not self.channels_last:
-            normalized = normalized.contiguous()
+        normalized = self.stages(batch, params, seed, all_erasing_boxes, 0 if rows is None else rows.start)
         return normalized, self.labels[indices]

@@ -203,6 +203,8 @@ def set_optimizer(learners: list[Learner], param_groups: list[dict], cfg: OptimC
     for position, learner in enumerate(learners):
         learner.optimizer = optimizer
         learner.scheduler = scheduler if position == 0 else FollowerScheduler()
+        if learner.skip_nonfinite is not None:
+            learner.skip_nonfinite = SkipNonFinite(learner.model, optimizer)
 
 
 def feature_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str) -> torch.Tensor:

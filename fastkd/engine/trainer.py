@@ -162,15 +162,18 @@ class Trainer:
         Raises RunInterrupted after Ctrl-C (once last.pt is saved) and NonFiniteLossError when a loss went NaN/inf
         under `train.nonfinite: stop` (nothing saved past the last good checkpoint)."""
         previous = signal.signal(signal.SIGINT, self._on_sigint) if _main_thread() else None
+        failed_alone = True  # an error this rank may have hit alone: no collective may follow it under torchrun
         try:
             self._loop(self.cfg.train.max_steps if max_steps is None else max_steps)
-        except NonFiniteLossError as exc:
+            failed_alone = False
+        except NonFiniteLossError as exc:  # every rank reads the same all-reduced meter, so all stop together
+            failed_alone = False
             self.summary(stopped=str(exc))
             raise
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
-            if self.step_log is not None:
+            if self.step_log is not None and not (failed_alone and distributed.is_active()):
                 self.step_log.flush()
             if self.tb is not None:
                 self.tb.close()

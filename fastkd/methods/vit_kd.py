@@ -167,9 +167,8 @@ class ViTFamily(Method):
         wrapper reduces it to (docs/semantics.md §3.4)."""
         name = cfg.model.student
         image_size = cfg.data.image_size or 224
-        kd_deit = name == "deit_tiny" and self.mode != "base"
-        student = _vit(name, num_classes, image_size, self.vit, distilled=True) if kd_deit else \
-            _vit(name, num_classes, image_size, self.vit)
+        distilled = {"distilled": True} if name == "deit_tiny" and self.mode != "base" else {}
+        student = _vit(name, num_classes, image_size, self.vit, **distilled)
         if self.mode == "base":
             return {"student": student}
         teacher = _vit(name, num_classes, self.vit.teacher_img_size or image_size, self.vit)

@@ -230,7 +230,7 @@ def translate(values: dict[str, Any], given: set[str], source: str) -> Translati
         raise _refuse("MODEL.NUM_CLASSES", values["MODEL.NUM_CLASSES"], f"{dataset} has {classes} classes")
     for key, allowed in (("MODEL.IN_CHANNELS", 3), ("MODEL.LOSS_FUN", "cross_entropy"),
                          ("TRAIN.LABEL_SMOOTHING", 0.0), ("TRAIN.MIXUP_ALPHA", 0.0), ("TRAIN.CUTMIX_ALPHA", 0.0),
-                         ("TRAIN.STRONG_AUGMENTATION", True), ("TRAIN.MIXED_PRECISION", False),
+                         ("TRAIN.STRONG_AUGMENTATION", True),
                          ("TRANSFORMER.DROP_RATE", 0.0), ("TRANSFORMER.ATTENTION_DROP_RATE", 0.0),
                          ("OPTIM.OPTIMIZER", "adamw"), ("OPTIM.LR_POLICY", "cos"), ("OPTIM.HEAD_LR_RATIO", 1.0),
                          ("OPTIM.EMA_UPDATE_PERIOD", 0), ("TEST.WEIGHTS", ""), ("DISTILLATION.ENABLE_INTER", False),
@@ -307,6 +307,8 @@ def translate(values: dict[str, Any], given: set[str], source: str) -> Translati
         "model": {"student": architecture, "teacher": architecture}, "data": data, "optim": optim,
         "train": {"epochs": int(values["OPTIM.MAX_EPOCH"])}, "vit": vit,
     }
+    if values["TRAIN.MIXED_PRECISION"]:
+        raw["train"]["amp"] = "fp16"  # pycls: torch.cuda.amp autocast (float16) with a GradScaler
     if values["TRAIN.WEIGHTS"]:
         raw["init_from"] = str(values["TRAIN.WEIGHTS"])
     return Translation(raw, notes, method)

@@ -247,3 +247,13 @@ def test_paper_file_matches_run_net_on_the_reference_yaml(tmp_path):
     translation.raw |= {"name": "vit_tiny_imagenet_pit_ti_s2.0"}
     translation.raw["data"]["root"] = None
     assert validate(translation.raw, "test") == load_config(PAPER_VIT / "tiny_imagenet" / "pit_ti_s2.0.yaml")
+
+
+def test_mixed_precision_maps_to_float16_autocast(tmp_path):
+    raw = translate_command_line(["--mode", "train", "--cfg", deit(tmp_path), "TRAIN.MIXED_PRECISION", "True"]).raw
+    assert raw["train"] == {"epochs": 300, "amp": "fp16"}
+
+
+def test_help_lists_the_usage(capsys):
+    assert cli.main(["compat", "run_net", "-h"]) == 0
+    assert "--mode train --cfg FILE.yaml [KEY VALUE ...]" in capsys.readouterr().out

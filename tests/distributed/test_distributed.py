@@ -129,8 +129,8 @@ def test_resume_is_bit_exact_and_needs_the_same_world_size(runs, capsys):
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "trained by 2 process(es) and this job has 1" in error
 
-    second = torchrun(["--standalone", "--nproc_per_node=2", "-m", "fastkd", "train", "--resume",
-                       str(out / "resumed"), "--quiet"])
+    second = torchrun(["--standalone", "--nproc_per_node=2", "-m", "fastkd", "train", str(config), *args,
+                       "--resume", str(out / "resumed"), "--quiet"])
     assert second.returncode == 0, second.stderr[-3000:]
     assert steps(out / "resumed") == steps(out / "spaced_online_kd-2")
     resumed, uninterrupted = weights(out / "resumed"), weights(out / "spaced_online_kd-2")

@@ -299,8 +299,8 @@ def test_warmup_cosine_follows_the_reference_formula_per_epoch():
     for _ in range(300):
         seen.append(optimizer.param_groups[0]["lr"])
         scheduler.step()
-    expected = [5e-7 + e * (5e-4 - 5e-7) / 20 if e < 20 else 5e-6 + 0.5 * (5e-4 - 5e-6) * (1 + math.cos(math.pi * e / 300))
-                for e in range(300)]
+    expected = [5e-7 + e * (5e-4 - 5e-7) / 20 if e < 20
+                else 5e-6 + 0.5 * (5e-4 - 5e-6) * (1 + math.cos(math.pi * e / 300)) for e in range(300)]
     torch.testing.assert_close(torch.tensor(seen, dtype=torch.float64), torch.tensor(expected, dtype=torch.float64),
                                rtol=1e-12, atol=0)
     assert optimizer.param_groups[0]["eps"] == 1e-8 and seen[0] == 5e-7

@@ -154,11 +154,10 @@ def test_vit_parameters_follow_timm_and_torchvision_ranges():
     assert (boxes[:, 0] + boxes[:, 2] <= 224).all() and (boxes[:, 1] + boxes[:, 3] <= 224).all()
 
 
-def test_vit_recipe_stays_on_torch(data):
+def test_auto_keeps_the_vit_recipe_on_torch(data):
     import fastkd.pipelines as pipelines
 
     images, labels = data
-    assert not pipelines.dali_supports(get_recipe("vit"))
-    if "dali" in available_backends():
-        with pytest.raises(ValueError, match="backend='torch'"):
-            build_pipeline(images, labels, get_recipe("vit"), mean=CIFAR100_MEAN, std=CIFAR100_STD, backend="dali")
+    assert not pipelines.dali_runs_whole(get_recipe("vit")) and pipelines.dali_runs_whole(get_recipe("self_kd"))
+    pipeline = build_pipeline(images, labels, get_recipe("vit"), mean=CIFAR100_MEAN, std=CIFAR100_STD)
+    assert pipeline.backend == "torch"
