@@ -211,8 +211,8 @@ class TrainConfig(_Section):
     sync_bn: Literal["auto", "on", "off"] = "auto"
     """Batch norm under torchrun (N > 1 processes): `on` = statistics of the global batch, as one process
     (nn.SyncBatchNorm on CUDA, an all-reduce batch norm on CPU); `off` = each process normalises its own rows
-    (per-replica statistics, as the reference's nn.DataParallel runs; the running statistics are rank 0's);
-    `auto` = on. No effect in a single process."""
+    and keeps its own running statistics (per-replica statistics, as the reference's nn.DataParallel runs;
+    checkpoints hold rank 0's); `auto` = on. No effect in a single process."""
     dist_timeout: float = Field(600.0, gt=0)
     """Seconds any collective may wait under torchrun before the job fails (a dead or stuck rank ends the job
     instead of hanging it)."""

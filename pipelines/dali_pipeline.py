@@ -11,6 +11,11 @@ fuses (``add_(alpha=...)``) are evaluated exactly in float64 and rounded once; t
 after clamping. Nearest-neighbour warps round at pixel-centre ties differently from ``grid_sample``, and DALI's
 bilinear warp rounds its result itself, so rotations differ from torchvision in a few pixels per hundred thousand
 and shears by at most one grey level (tests/pipelines/test_dali_pipeline.py measures both).
+
+The ViT recipes take the same parameters: DALI crops, resizes (cubic, or linear for the test transform) and flips,
+and the torch stages (``torch_pipeline.PixelStages``) apply RandAugment, normalisation and the per-sample erasing
+noise, which DALI cannot draw from host parameters. DALI resamples in float and replicates the crop's edges, so its
+crops are within 8 grey levels of the torch backend's (tests/pipelines/test_vit_recipe.py).
 """
 
 from __future__ import annotations

@@ -336,8 +336,8 @@ def antialiased_bicubic_weights(starts: torch.Tensor, lengths: torch.Tensor, in_
     """Per-sample resampling matrices (B, out_size, in_size), float64: row i holds the weights with which output
     pixel i mixes the input pixels of the window ``starts .. starts + lengths`` along one axis.
 
-    The weights are torch's ``interpolate(mode="bicubic", antialias=True)`` (PIL's filter, taps limited to the
-    window and renormalised), so ``W_h @ image @ W_w^T`` is ``TF.resized_crop(..., BICUBIC, antialias=True)``.
+    The weights are PIL's bicubic filter (as torch's ``interpolate(mode="bicubic", antialias=True)`` computes
+    them): taps limited to the window and renormalised, widened by the scale when shrinking.
     """
     scale = (lengths.double() / out_size).view(-1, 1, 1)
     support = torch.where(scale >= 1, 2.0 * scale, torch.full_like(scale, 2.0))
@@ -352,14 +352,15 @@ def antialiased_bicubic_weights(starts: torch.Tensor, lengths: torch.Tensor, in_
 
 def resized_crops(images: torch.Tensor, indices: torch.Tensor, boxes: torch.Tensor, size: int,
                   flips: torch.Tensor | None = None) -> torch.Tensor:
-    """``TF.resized_crop(image, *box, [size, size], BICUBIC, antialias=True)``, then a horizontal flip where
-    ``flips`` says so, for a whole batch of the NHWC uint8 split in two batched matrix products; returns NCHW uint8
+    """timm's RandomResizedCrop on PIL images (crop the box, PIL bicubic resize to ``size``), then a horizontal
+    flip where ``flips`` says so, for a whole batch of the NHWC uint8 split in two batched matrix products; returns NCHW uint8
     (B, C, size, size).
 
     Each box becomes a row and a column resampling matrix (:func:`antialiased_bicubic_weights`), built on the
-    host; the flip reverses the column matrix's rows. The products run in float32 and are rounded and clamped, as
-    torchvision does for float data; against its uint8 CPU kernel (fixed-point weights) a pixel can differ by
-    one grey level (tests/pipelines/test_vit_recipe.py).
+    host; the flip reverses the column matrix's rows. The products run in float64 (immune to TF32 matmul
+    settings, and cheap next to a ViT step); like PIL, the horizontal pass is rounded to 8 bits before the
+    vertical one. Against PIL's fixed-point weights a pixel can differ by two grey levels
+    (tests/pipelines/test_vit_recipe.py).
     """
     _, height, width, _ = images.shape
     top, left, box_h, box_w = boxes.unbind(1)
@@ -368,10 +369,9 @@ def resized_crops(images: torch.Tensor, indices: torch.Tensor, boxes: torch.Tens
     if flips is not None:
         cols = torch.where(flips.view(-1, 1, 1), cols.flip(1), cols)
     device = images.device
-    rows = rows.to(torch.float32).to(device, non_blocking=True).unsqueeze(1)  # (B, 1, size, H)
-    cols = cols.to(torch.float32).to(device, non_blocking=True).unsqueeze(1)  # (B, 1, size, W)
-    chosen = images.index_select(0, indices.to(device)).permute(0, 3, 1, 2).to(torch.float32)  # (B, C, H, W)
-    # horizontal pass first, its result held at 8 bits, as PIL and torch's uint8 kernel do
+    rows = rows.to(device, non_blocking=True).unsqueeze(1)  # (B, 1, size, H)
+    cols = cols.to(device, non_blocking=True).unsqueeze(1)  # (B, 1, size, W)
+    chosen = images.index_select(0, indices.to(device)).permute(0, 3, 1, 2).to(torch.float64)  # (B, C, H, W)
     across = (chosen @ cols.transpose(-1, -2)).round_().clamp_(0, 255)
     return (rows @ across).round_().clamp_(0, 255).to(torch.uint8)
 

@@ -272,25 +272,29 @@ def _read_wnids(path: Path) -> list[str]:
     return wnids
 
 
-def _train_listing(base: Path, index: dict[str, int]) -> tuple[list[Path], list[int]]:
-    """train/<wnid>/images/*.JPEG sorted by path (the sample order), with every listed class present."""
+def _train_listing(base: Path, index: dict[str, int], listed_in: str | None) -> tuple[list[Path], list[int]]:
+    """train/<wnid>/images/*.JPEG sorted by path (the sample order), with every listed class present.
+
+    ``listed_in``: the file that lists the classes (every train folder must be in it), or None when the classes
+    are the wnid-named train folders themselves (other folders are skipped, as the ViT reference does)."""
     train = base / "train"
     if not train.is_dir():
         raise DataError(f"{train}: missing; expected {TINY_LAYOUT}")
     for folder in sorted(train.iterdir()):
-        if folder.is_dir() and folder.name not in index:
-            raise DataError(f"{folder}: class {folder.name} is not listed in {base / 'wnids.txt'}; "
+        if listed_in and folder.is_dir() and folder.name not in index:
+            raise DataError(f"{folder}: class {folder.name} is not listed in {base / listed_in}; "
                             f"expected {TINY_LAYOUT}")
-    files = sorted(train.glob("*/images/*.JPEG"))
+    files = [p for p in sorted(train.glob("*/images/*.JPEG")) if p.parts[-3] in index]
     present = {p.parts[-3] for p in files}
     for wnid in index:
         if wnid not in present:
-            raise DataError(f"{train / wnid / 'images'}: no .JPEG images for class {wnid} of wnids.txt; "
+            of = f" of {listed_in}" if listed_in else ""
+            raise DataError(f"{train / wnid / 'images'}: no .JPEG images for class {wnid}{of}; "
                             f"expected {TINY_LAYOUT}")
     return files, [index[p.parts[-3]] for p in files]
 
 
-def _val_listing(base: Path, index: dict[str, int]) -> tuple[list[Path], list[int]]:
+def _val_listing(base: Path, index: dict[str, int], listed_in: str | None) -> tuple[list[Path], list[int]]:
     """val/val_annotations.txt lines '<image>\t<wnid>\t<box>' over the files in val/images."""
     annotations = base / "val" / "val_annotations.txt"
     lines = _text_lines(annotations)
@@ -306,7 +310,8 @@ def _val_listing(base: Path, index: dict[str, int]) -> tuple[list[Path], list[in
                             f"(tab-separated); {REFETCH_HINT}")
         name, wnid = parts[0].strip(), parts[1].strip()
         if wnid not in index:
-            raise DataError(f"{annotations}: line {number}: wnid {wnid[:40]} is not listed in wnids.txt; "
+            where = f"listed in {listed_in}" if listed_in else "one of the train/ class folders"
+            raise DataError(f"{annotations}: line {number}: wnid {wnid[:40]} is not {where}; "
                             f"{REFETCH_HINT}")
         if name not in present:
             raise DataError(f"{annotations}: line {number}: image {images / name} does not exist; "
@@ -416,8 +421,9 @@ def load_tiny_imagenet(root: str | None, cache_dir: str | None = None,
     base = _find(root, "tiny-imagenet-200", TINY_LAYOUT)
     wnids = _sorted_train_wnids(base) if class_order == "sorted" else _read_wnids(base / "wnids.txt")
     index = {w: i for i, w in enumerate(wnids)}
-    train_files, train_list = _train_listing(base, index)
-    val_files, val_list = _val_listing(base, index)
+    listed_in = None if class_order == "sorted" else "wnids.txt"
+    train_files, train_list = _train_listing(base, index, listed_in)
+    val_files, val_list = _val_listing(base, index, listed_in)
     train_labels, val_labels = np.asarray(train_list, np.int64), np.asarray(val_list, np.int64)
 
     key = _fingerprint(base, wnids, train_files + val_files)

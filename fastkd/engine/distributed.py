@@ -165,6 +165,14 @@ def all_reduce_(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
     return tensor
 
 
+def any_rank(flag: bool) -> bool:
+    """Whether `flag` is set on any rank (e.g. a Ctrl-C that reached the ranks at different iterations)."""
+    if not is_active():
+        return flag
+    device = torch.device("cuda", local_rank()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    return bool(all_reduce_(torch.tensor([float(flag)], device=device), "max"))
+
+
 def global_aminmax(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(min, max) over the whole global batch (MaxDropout normalises by them)."""
     low, high = torch.aminmax(values)

@@ -215,7 +215,8 @@ class Trainer:
                     bar.update(1)
                 if step % self.cfg.train.log_every == 0:
                     self._read_meter(bar, samples, epoch_start)
-                if self._stop_requested or (max_steps is not None and step >= max_steps):
+                interrupted = self._stop_now(step % self.cfg.train.log_every == 0)
+                if interrupted or (max_steps is not None and step >= max_steps):
                     if bar is not None:
                         bar.close()
                     self.save("last.pt")
@@ -228,8 +229,18 @@ class Trainer:
             self.epoch += 1
             self.batch_index = 0
             self.save("last.pt")
-            if self._stop_requested:
+            if self._stop_now(True):
                 return
+
+    def _stop_now(self, may_agree: bool) -> bool:
+        """Whether Ctrl-C stops the run here. Under torchrun the ranks get the signal at different iterations, so
+        they agree (stop if any rank was asked) at log_every steps and epoch ends only."""
+        if not distributed.is_active():
+            return self._stop_requested
+        if may_agree:
+            self._stop_requested = distributed.any_rank(self._stop_requested)
+            return self._stop_requested
+        return False
 
     def _end_epoch(self, samples: int, seconds: float) -> None:
         self._settle_nonfinite()

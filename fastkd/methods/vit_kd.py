@@ -18,6 +18,7 @@ from torch.profiler import record_function
 
 from ..config import ExperimentConfig, ViTConfig
 from ..data.sampler import derive_seed
+from ..engine import distributed
 from ..engine.replay import ReplayLog
 from ..engine.steps import StepContext, decay_param_groups, set_optimizer
 from ..errors import ConfigError
@@ -200,6 +201,10 @@ class ViTFamily(Method):
         trained = [learner for learner in ctx.learners.values()
                    if any(p.requires_grad for p in learner.model.parameters())]
         if self.shared_optimizer:
+            if distributed.is_active():
+                raise ConfigError(f"semantics: {self.plan.method} under 'reference' shares one optimizer between "
+                                  "teacher and student, which fastkd does not run under torchrun yet; run it in one "
+                                  "process (data.batch_size is the global batch) or set semantics=standard")
             # The teacher steps every iteration, so it leads the per-epoch schedule.
             trained.sort(key=lambda learner: learner.name != "teacher")
             groups = decay_param_groups([learner.model for learner in trained], self.optim.weight_decay,
@@ -252,17 +257,19 @@ class ViTFamily(Method):
             teacher_logits = ctx.train_step("teacher", x, y, cross_entropy).outputs.detach()
             self._student_step(ctx, x, y, teacher_logits)
             return
-        # reference: student forward, teacher forward, (1-w)(CE_s + CE_t) + w*KD, one step of the shared AdamW.
-        student, teacher = ctx.learners["student"], ctx.learners["teacher"]
-        student_out = student.forward(x, self.kd_forward)
-        teacher_logits = teacher.forward(x)
-        with record_function("fastkd.loss"):
-            student_loss, parts = self._student_loss(student_out, y, teacher_logits.detach(), self.vit)
-            teacher_ce = cross_entropy(teacher_logits, y)
-            loss = student_loss + (1 - self.vit.logit_weight) * teacher_ce
-        teacher.step(loss)
-        ctx.record("student", loss=loss, **parts)
-        ctx.record("teacher", ce=teacher_ce.detach())
+        # reference: student forward, teacher forward, (1-w)(CE_s + CE_t) + w*KD, one step of the shared AdamW
+        # (taken through the teacher, which leads the shared schedule).
+        student_forward = self.kd_forward or ctx.learners["student"].model
+        teacher_model, vit = ctx.learners["teacher"].model, self.vit
+
+        def loss_fn(outputs: tuple[Any, torch.Tensor], labels: torch.Tensor):
+            student_out, teacher_logits = outputs
+            student_loss, parts = self._student_loss(student_out, labels, teacher_logits.detach(), vit)
+            teacher_ce = cross_entropy(teacher_logits, labels)
+            return student_loss + (1 - vit.logit_weight) * teacher_ce, {**parts, "teacher_ce": teacher_ce.detach()}
+
+        ctx.train_step("teacher", x, y, loss_fn, kind="student",
+                       via=lambda inputs: (student_forward(inputs), teacher_model(inputs)))
 
     def _spaced_iteration(self, it: Iteration, ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> None:
         self.space_counter += 1

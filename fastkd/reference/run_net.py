@@ -156,6 +156,23 @@ def _check_known(key: str, source: str) -> None:
                           "check its spelling against vit/pycls/core/config.py")
 
 
+def _check_type(key: str, value: Any, source: str) -> Any:
+    """yacs' type check against the default (an int is accepted for a float, a list for a tuple); keys whose
+    default is None take any value."""
+    default = DEFAULTS[key]
+    if default is None:
+        return value
+    expected = list if isinstance(default, (list, tuple)) else type(default)
+    if isinstance(value, tuple):
+        value = list(value)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not expected:
+        raise CompatError(f"{source}: {key} {value!r}: expected type {expected.__name__}, like the reference's default "
+                          f"{default!r}")
+    return value
+
+
 def _override_value(text: str) -> Any:
     """A command-line value as yacs reads it: a Python literal where it parses as one, else the string."""
     try:
@@ -179,11 +196,12 @@ def read_pycls_config(path: str | Path, overrides: list[str]) -> dict[str, Any]:
     given = _flatten(tree, f"--cfg {path}")
     for key in given:
         _check_known(key, f"--cfg {path}")
+        given[key] = _check_type(key, given[key], f"--cfg {path}")
     if len(overrides) % 2:
         raise CompatError(f"overrides come in KEY VALUE pairs; {overrides[-1]} has no value")
     for key, text_value in zip(overrides[::2], overrides[1::2]):
         _check_known(key, "override")
-        given[key] = _override_value(text_value)
+        given[key] = _check_type(key, _override_value(text_value), "override")
     return given
 
 

@@ -33,6 +33,37 @@ def _export_to(target: Callable[[Path], str]) -> Callable[[Path], list[str]]:
     return lambda tmp: ["compat", "export", str(_run_checkpoint(tmp)), target(tmp)]
 
 
+PYCLS_DEIT = """MODEL:
+  TYPE: DeiT
+  NUM_CLASSES: 100
+TRANSFORMER:
+  PATCH_SIZE: 16
+  HIDDEN_DIM: 192
+  DEPTH: 12
+  NUM_HEADS: 3
+  MLP_RATIO: 4
+DISTILLATION:
+  ENABLE_LOGIT: True
+  TEACHER_MODEL: DeiT
+  SPACE: True
+  SPACE_INTERVAL: 1.0
+OPTIM:
+  OPTIMIZER: adamw
+TRAIN:
+  DATASET: cifar100
+"""
+"""A pycls DeiT-Ti spaced-KD config in the ViT reference's key layout."""
+
+
+def _run_net(text: str, *extra: str) -> Callable[[Path], list[str]]:
+    """`fastkd compat run_net` on a pycls YAML file holding ``text``, plus ``extra`` arguments."""
+    def argv(tmp: Path) -> list[str]:
+        path = tmp / "deit-ti_c100_space_1_0.yaml"
+        path.write_text(text)
+        return ["compat", "run_net", "--mode", "train", "--cfg", str(path), *extra, "--print-config"]
+    return argv
+
+
 def _file(tmp: Path, name: str = "a_file") -> Path:
     path = tmp / name
     path.write_text("not a folder\n")
@@ -140,4 +171,22 @@ CASES: list[BadInput] = [
              r"cannot write .*a_file/out\.pt", exit_code=1),
     BadInput("compat-export-target-under-proc", "compat", _export_to(lambda tmp: "/proc/fastkd-export.pt"),
              r"cannot write /proc/fastkd-export\.pt", exit_code=1),
+    # compat run_net: pycls YAML files and KEY VALUE overrides
+    BadInput("compat-run-net-unknown-key-in-file", "compat", _run_net("MODEL:\n  TYPE: DeiT\n  WIDTH: 3\n"),
+             r"MODEL\.WIDTH is not a pycls config key"),
+    BadInput("compat-run-net-unknown-override", "compat", _run_net(PYCLS_DEIT, "TRAIN.BATCHSIZE", "16"),
+             r"override: TRAIN\.BATCHSIZE is not a pycls config key"),
+    BadInput("compat-run-net-refused-key", "compat", _run_net(PYCLS_DEIT, "DISTILLATION.ENABLE_INTER", "True"),
+             r"DISTILLATION\.ENABLE_INTER True: fastkd's ViT training supports only False"),
+    BadInput("compat-run-net-other-architecture-size", "compat", _run_net(PYCLS_DEIT, "TRANSFORMER.DEPTH", "6"),
+             r"TRANSFORMER\.DEPTH 6: fastkd builds deit_tiny"),
+    BadInput("compat-run-net-override-without-value", "compat", _run_net(PYCLS_DEIT, "TRAIN.BATCH_SIZE"),
+             r"KEY VALUE pairs; TRAIN\.BATCH_SIZE has no value"),
+    BadInput("compat-run-net-not-yaml", "compat", _run_net("MODEL: [unclosed\n"), r"not valid YAML"),
+    BadInput("compat-run-net-missing-cfg", "compat",
+             lambda tmp: ["compat", "run_net", "--mode", "train", "--cfg", str(tmp / "none.yaml")], r"cannot be read"),
+    BadInput("compat-run-net-test-mode", "compat",
+             lambda tmp: ["compat", "run_net", "--mode", "test", "--cfg", "x.yaml"], r"--mode test: fastkd runs"),
+    BadInput("compat-run-net-bad-set", "compat", _run_net(PYCLS_DEIT, "--set", "vit.interval=-1"),
+             r"vit\.interval"),
 ]

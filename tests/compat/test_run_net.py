@@ -108,6 +108,12 @@ def test_environment_keys_are_ignored_with_one_note_each(tmp_path):
     assert not any("warning" in note for note in notes)
 
 
+def test_values_are_read_as_yacs_reads_them(tmp_path):
+    raw = translate_command_line(["--mode", "train", "--cfg", deit(tmp_path), "OPTIM.BASE_LR", "1", "PORT_RANGE",
+                                  "(1, 2)", "DISTILLATION.LOGIT_TEMP", "2.5"]).raw
+    assert raw["optim"]["lr"] == 1.0 and raw["vit"]["temperature"] == 2.5
+
+
 def test_tiny_imagenet_uses_sorted_class_order(tmp_path):
     path = deit(tmp_path, dataset="tiny_imagenet")
     raw = translate_command_line(["--mode", "train", "--cfg", path, "MODEL.NUM_CLASSES", "200"]).raw
@@ -133,6 +139,9 @@ def test_interval_that_disagrees_with_the_file_name_runs_as_written_with_a_warni
     (["TRAIN.MIXUP_ALPHA", "0.8"], "TRAIN.MIXUP_ALPHA 0.8"),
     (["MODEL.TYPE", "ResNet"], "MODEL.TYPE 'ResNet'"),
     (["TRAIN.BATCH_SIZE"], "KEY VALUE pairs"),
+    (["TRAIN.BATCH_SIZE", "many"], "TRAIN.BATCH_SIZE 'many': expected type int"),
+    (["DISTILLATION.SPACE", "1"], "DISTILLATION.SPACE 1: expected type bool"),
+    (["OPTIM.BASE_LR", "fast"], "OPTIM.BASE_LR 'fast': expected type float"),
 ])
 def test_unsupported_keys_are_refused_with_one_line(tmp_path, overrides, message):
     with pytest.raises(CompatError, match=message) as error:

@@ -168,3 +168,37 @@ def test_dali_cpu_full_vit_recipe_takes_the_same_parameters(data):
         top, left, height, width = boxes[i].tolist()
         window = (slice(None), slice(top, top + height), slice(left, left + width))
         assert torch.equal(got[i][window], expected[i][window])
+
+
+# ---------------------------------------------------------------------------------------- trainer wiring
+@pytest.mark.parametrize("augment", ["default", "none"])
+def test_trainer_builds_the_vit_pipelines_at_the_configured_size(tmp_path, augment):
+    from fastkd.config import load_config
+    from fastkd.engine.trainer import Trainer
+
+    cfg = load_config(None, [
+        "name=vit", f"output_dir={tmp_path}", "method=vit_base", "model.student=deit_tiny", "data.dataset=digits",
+        "data.image_size=24", "data.batch_size=100", "data.drop_last=true", f"data.augment={augment}",
+        "vit.model_args={depth: 1, embed_dim: 32, num_heads: 2}", "optim.name=adamw", "train.device=cpu",
+        "train.progress=false", "train.tensorboard=false"])
+    trainer = Trainer(cfg, tmp_path / "vit", quiet=True)
+    assert trainer.test_pipe.recipe == get_recipe("vit_test", 24)
+    assert trainer.train_pipe.recipe == (get_recipe("vit", 24) if augment == "default" else get_recipe("vit_test", 24))
+    assert len(trainer.sampler) == len(trainer.train_set) // 100  # drop_last: the partial batch is dropped
+    images, _ = trainer.train_pipe(trainer.sampler.batch(0, 0), trainer.sampler.batch_seed(0, 0))
+    assert images.shape == (100, 3, 24, 24)
+
+
+def test_sorted_class_order_skips_non_wnid_folders_and_names_unknown_val_classes(tmp_path):
+    from fastkd.errors import DataError
+
+    write_tiny_imagenet(tmp_path, ["n02", "n01"], per_class=2, val_per_class=1)
+    base = tmp_path / "tiny-imagenet-200"
+    (base / "train" / "notes" / "images").mkdir(parents=True)
+    Image.new("RGB", (64, 64)).save(base / "train" / "notes" / "images" / "x.JPEG")  # the reference skips it
+    train, _ = load_tiny_imagenet(str(tmp_path), str(tmp_path / "cache"), class_order="sorted")
+    assert train.labels.tolist() == [0, 0, 1, 1] and train.num_classes == 2
+    annotations = base / "val" / "val_annotations.txt"
+    annotations.write_text(annotations.read_text().replace("\tn02\t", "\tn03\t"))
+    with pytest.raises(DataError, match="wnid n03 is not one of the train/ class folders"):
+        load_tiny_imagenet(str(tmp_path), str(tmp_path / "cache"), class_order="sorted")
