@@ -317,7 +317,8 @@ def augment(
 
 
 _FEED_TYPES = {
-    "crop_anchor": types.FLOAT, "crop_shape": types.FLOAT, "crop_start": types.INT32, "flip": types.INT32, "angle": types.FLOAT, "cutout_anchor": types.FLOAT,
+    "crop_anchor": types.FLOAT, "crop_shape": types.FLOAT,
+    "crop_start": types.INT32, "flip": types.INT32, "angle": types.FLOAT, "cutout_anchor": types.FLOAT,
     "cutout_shape": types.FLOAT,
 }
 for _stage in range(2):

@@ -332,7 +332,8 @@ def _bicubic(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x < 1, inner, torch.where(x < 2, outer, torch.zeros_like(x)))
 
 
-def antialiased_bicubic_weights(starts: torch.Tensor, lengths: torch.Tensor, in_size: int, out_size: int) -> torch.Tensor:
+def antialiased_bicubic_weights(starts: torch.Tensor, lengths: torch.Tensor, in_size: int,
+                                out_size: int) -> torch.Tensor:
     """Per-sample resampling matrices (B, out_size, in_size), float64: row i holds the weights with which output
     pixel i mixes the input pixels of the window ``starts .. starts + lengths`` along one axis.
 
@@ -353,8 +354,8 @@ def antialiased_bicubic_weights(starts: torch.Tensor, lengths: torch.Tensor, in_
 def resized_crops(images: torch.Tensor, indices: torch.Tensor, boxes: torch.Tensor, size: int,
                   flips: torch.Tensor | None = None) -> torch.Tensor:
     """timm's RandomResizedCrop on PIL images (crop the box, PIL bicubic resize to ``size``), then a horizontal
-    flip where ``flips`` says so, for a whole batch of the NHWC uint8 split in two batched matrix products; returns NCHW uint8
-    (B, C, size, size).
+    flip where ``flips`` says so, for a whole batch of the NHWC uint8 split in two batched matrix products;
+    returns NCHW uint8 (B, C, size, size).
 
     Each box becomes a row and a column resampling matrix (:func:`antialiased_bicubic_weights`), built on the
     host; the flip reverses the column matrix's rows. The products run in float64 (immune to TF32 matmul

@@ -68,7 +68,8 @@ def write_charts(results: dict[str, Any], out: Path) -> list[Path]:
         bars = ax_buf.bar(x + offset, heights, 0.4, label=side, color=colour)
         ax_buf.bar_label(bars, labels=["" if b is None else _fmt_bytes(b) for b in buffers], fontsize="x-small")
         ax_rss.bar(x + offset, growth, 0.4, label=side, color=colour)
-    ax_buf.set_yscale("log")
+    if any(r[side]["replay_buffer_peak_bytes"] is not None for r in rows for side in ("fastkd", "reference")):
+        ax_buf.set_yscale("log")  # a log axis with no positive value (no row has a buffer) cannot be drawn
     ax_buf.set_ylabel("bytes (log)")
     ax_buf.set_title("replay buffer at the replay event (no bar: no buffer)")
     ax_rss.set_title("host RSS growth in a round (main process)")

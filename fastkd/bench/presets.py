@@ -24,6 +24,11 @@ class Scale:
     """N: L = ceil(N / batch_size) iterations per epoch."""
     width_divisor: float = 1.0
     """downsample_factor d of the CIFAR ResNets (widths int(w / sqrt(d))); 1 = the reference's full width."""
+    image_size: int | None = None
+    """ViT rows: the side the images are cropped/resized to (`data.image_size`; the reference's 224). None for
+    the CIFAR ResNets, which train at 32 px; a ViT scale gets no ResNet-18 ceiling."""
+    depth: int | None = None
+    """ViT rows: transformer blocks (`vit.model_args={depth: ...}`); None = the architecture's own (DeiT-Ti: 12)."""
 
     @property
     def iters_per_epoch(self) -> int:
@@ -80,7 +85,7 @@ PRESETS: dict[str, Preset] = {
                     "width/8, batch 64); 3 rounds; < 10 min",
         device="cpu", rounds=3, warmup_rounds=1, workers=4, persistent_workers=True,
         scales=_same_scale(Scale(128, 640, 16.0), spaced_self_kd=Scale(64, 320, 64.0),
-                           spaced_ema=Scale(128, 1280, 16.0)),
+                           spaced_ema=Scale(128, 1280, 16.0), vit_spaced_kd=Scale(64, 256, image_size=32)),
         test_images=100, matmul_size=2048, ceiling_steps=4,
     ),
     "gpu": Preset(
@@ -88,7 +93,7 @@ PRESETS: dict[str, Preset] = {
         description="full size on CUDA: CIFAR-100-sized epochs (50000 images, L = 391) of full-width ResNet-18s at "
                     "batch 128; 3 rounds",
         device="cuda", rounds=3, warmup_rounds=1, workers=4, persistent_workers=False,
-        scales=_same_scale(Scale(128, 50000, 1.0)),
+        scales=_same_scale(Scale(128, 50000, 1.0), vit_spaced_kd=Scale(128, 49920, image_size=224)),
         test_images=1000, matmul_size=8192, ceiling_steps=20,
         kernels=KernelSizes(kd_shapes=((128, 100), (256, 1000), (128, 21843)), ema_models=("resnet18", "resnet50"),
                             repeats=100),
@@ -98,7 +103,7 @@ PRESETS: dict[str, Preset] = {
         description="the GPU check's run on CUDA (bench/gpu_check.sh, ~3 min planned): full-width ResNet-18s at "
                     "batch 128, 30 iterations per epoch; 2 rounds; kernel micro-benchmarks",
         device="cuda", rounds=2, warmup_rounds=1, workers=4, persistent_workers=True,
-        scales=_same_scale(Scale(128, 3840, 1.0)),
+        scales=_same_scale(Scale(128, 3840, 1.0), vit_spaced_kd=Scale(128, 1280, image_size=224)),
         test_images=256, matmul_size=8192, ceiling_steps=10,
         kernels=KernelSizes(kd_shapes=((128, 100), (256, 1000), (128, 21843)), ema_models=("resnet18", "resnet50"),
                             repeats=50),
@@ -107,7 +112,7 @@ PRESETS: dict[str, Preset] = {
         name="test",
         description="a seconds-long smoke run for the test suite (tiny nets, 1 round)",
         device="cpu", rounds=1, warmup_rounds=1, workers=2, persistent_workers=True,
-        scales=_same_scale(Scale(16, 48, 64.0)),
+        scales=_same_scale(Scale(16, 48, 64.0), vit_spaced_kd=Scale(16, 48, image_size=32, depth=2)),
         test_images=16, matmul_size=256, ceiling_steps=1, sweep_threads=False,
         kernels=KernelSizes(kd_shapes=((8, 10),), ema_models=("resnet18",), repeats=2),
     ),
@@ -134,6 +139,8 @@ SELF_KD = dict(interval=1.0, lr=0.01, temperature=3.0, lam=0.3, mu=0.03)
 EMA = dict(interval=0.1, decay=0.999, lr=0.01)
 DROPOUT = dict(drop=0.5, space=1.0, lr=0.01)
 SPACED_ONLINE_KD_RATE = 1.0
+VIT = dict(interval=1.0, lr=5e-4, weight_decay=0.05, logit_weight=0.5, temperature=1.0)
+"""The reference's DeiT-Ti space_1_0 config (OPTIM.BASE_LR, WEIGHT_DECAY; DISTILLATION.LOGIT_WEIGHT, LOGIT_TEMP)."""
 
 
 def _online_kd_overrides(method: str, rate: float) -> Callable[[Scale], list[str]]:
@@ -164,6 +171,15 @@ def _dropout_overrides(scale: Scale) -> list[str]:
             f"model.student_downsample_factor={scale.width_divisor}"]
 
 
+def _vit_overrides(scale: Scale) -> list[str]:
+    """DeiT-Ti spaced KD with the pycls trainer's settings: AdamW with warm-up cosine per epoch, drop_last."""
+    depth = [] if scale.depth is None else [f"vit.model_args={{depth: {scale.depth}}}"]
+    return ["method=vit_spaced_kd", "model.student=deit_tiny", f"data.image_size={scale.image_size}",
+            "data.drop_last=true", f"vit.interval={VIT['interval']}", f"vit.logit_weight={VIT['logit_weight']}",
+            f"vit.temperature={VIT['temperature']}", "optim.name=adamw", f"optim.lr={VIT['lr']}",
+            f"optim.weight_decay={VIT['weight_decay']}", "optim.schedule=warmup_cosine", *depth]
+
+
 BENCH_METHODS: dict[str, BenchMethod] = {m.name: m for m in (
     BenchMethod("spaced_online_kd", "online_KD/train_space.py", f"s = {SPACED_ONLINE_KD_RATE} (I = L)",
                 _online_kd_overrides("spaced_online_kd", SPACED_ONLINE_KD_RATE), True),
@@ -174,4 +190,6 @@ BENCH_METHODS: dict[str, BenchMethod] = {m.name: m for m in (
                 _ema_overrides, False),
     BenchMethod("spaced_dropout", "dropout/train.py",
                 f"SpacedDropout p = {DROPOUT['drop']}, space = {DROPOUT['space']}", _dropout_overrides, False),
+    BenchMethod("vit_spaced_kd", "vit/pycls/core/trainer.py (DeiT-Ti space_1_0)", f"DeiT-Ti, s = {VIT['interval']}",
+                _vit_overrides, False),
 )}

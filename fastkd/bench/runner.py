@@ -12,6 +12,7 @@ run stopped by a time limit keeps what it measured).
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import json
 import statistics
@@ -104,7 +105,35 @@ def build_reference(method: str, trainer: Trainer, data_root: Path, *, workers: 
         drop_method = "SpacedDropout" if cfg.dropout.op == "standard" else "MaxSpacedDropout"
         model = rs.ReferenceDropoutResNet(net, cfg.dropout.rate, drop_method, int(cfg.dropout.space * len(data)))
         return rs.SpacedDropout(model, data, nesterov=cfg.optim.nesterov, **common)
+    if method == "vit_spaced_kd":
+        return _reference_vit(trainer, data_root, device, dtype, workers, persistent_workers, log_steps)
     raise ValueError(f"no reference-style loop for method {method!r}; choose one of {', '.join(BENCH_METHODS)}")
+
+
+def _reference_vit(trainer: Trainer, data_root: Path, device: torch.device, dtype: torch.dtype, workers: int,
+                   persistent_workers: bool, log_steps: bool) -> rs.SpacedViTKD:
+    """The pycls spaced-KD loop with `trainer`'s models, two independent loaders and its optimizer settings."""
+    cfg = trainer.cfg
+    image_size = cfg.data.image_size or 224
+
+    def loader():
+        return rs.vit_train_loader(data_root, image_size, cfg.data.batch_size, augment=cfg.data.augment == "default",
+                                   shuffle=cfg.data.shuffle, num_workers=workers,
+                                   persistent_workers=persistent_workers)
+
+    teacher, student = (trainer.learners[name].model for name in ("teacher", "student"))
+    models = {}
+    for name, model in (("teacher", teacher), ("student", student)):
+        twin = copy.deepcopy(getattr(model, "_orig_mod", model))  # eager, as the reference runs it
+        twin.load_state_dict(model.state_dict())
+        models[name] = twin.to(device=device, dtype=dtype)
+    o, v = cfg.optim, cfg.vit
+    return rs.SpacedViTKD(models["teacher"], models["student"], loader(), loader(), interval_rate=v.interval,
+                          device=device, num_classes=NUM_CLASSES, teacher_img_size=v.teacher_img_size or image_size,
+                          lr=o.lr, weight_decay=o.weight_decay, betas=tuple(o.betas), eps=o.eps,
+                          epochs=cfg.train.epochs, min_lr=o.min_lr, warmup_epochs=o.warmup_epochs,
+                          warmup_factor=o.warmup_factor, logit_weight=v.logit_weight, temperature=v.temperature,
+                          dtype=dtype, log_steps=log_steps)
 
 
 class FastkdRounds:
@@ -195,7 +224,7 @@ def bench_method(method: BenchMethod, preset: Preset, rounds: int, workdir: Path
         "method": method.name, "status": "ok", "reference_script": method.reference_script,
         "setting": method.setting, "batch_size": scale.batch_size, "train_images": scale.train_images,
         "iters_per_epoch": scale.iters_per_epoch, "width_divisor": scale.width_divisor,
-        "fastkd_runtime": trainer.runtime.describe(), "fastkd_overrides": method.fastkd_overrides(scale),
+        "image_size": scale.image_size, "fastkd_runtime": trainer.runtime.describe(), "fastkd_overrides": method.fastkd_overrides(scale),
         "fastkd": asdict(fastkd) | {"median_images_per_s": fastkd.median},
         "reference": asdict(ref) | {"median_images_per_s": ref.median},
         "speedup": {"per_round": ratios, "median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)},
@@ -220,9 +249,11 @@ def _with_ceiling_share(row: dict[str, Any], ceiling: dict[str, Any]) -> dict[st
     """fastkd's achieved GFLOP/s over the ResNet-18 ceiling at the row's batch and width, and over the matmul."""
     gflops = row["fastkd_gflops"]
     key = ceiling_key(Scale(row["batch_size"], row["train_images"], row["width_divisor"]))
-    row["ceiling_key"] = key
+    resnet = None if row.get("image_size") else ceiling["resnet18"][key]  # ViT rows: no ResNet-18 ceiling
+    row["ceiling_key"] = None if resnet is None else key
     row["ceiling_share"] = None if gflops is None else {
-        "resnet18": gflops / ceiling["resnet18"][key]["best"]["gflops"], "matmul": gflops / ceiling["matmul"]["gflops"]}
+        "resnet18": None if resnet is None else gflops / resnet["best"]["gflops"],
+        "matmul": gflops / ceiling["matmul"]["gflops"]}
     return row
 
 
@@ -285,7 +316,8 @@ def run(args: argparse.Namespace) -> int:
         # The reference's 4 workers are the setting being measured, also on machines with fewer cores.
         warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
         progress.set_postfix_str("machine ceiling", refresh=True)
-        scales = [preset.scales[m.name] for m in available] or [preset.scales["spaced_online_kd"]]
+        scales = ([preset.scales[m.name] for m in available if preset.scales[m.name].image_size is None]
+                  or [preset.scales["spaced_online_kd"]])
         results["ceiling"] = measure_ceiling(preset, device, scales)
         progress.update(1)
         if preset.kernels is not None:

@@ -10,7 +10,8 @@ train_space    Spaced-KD ``online_KD/train_space.py`` (alias ``train_kd``: the  
 ema            spacing_generalization ``online_KD/train_EMA.py``                       ``-b 128``
 self_kd        ``self_KD/train.py``                                                    ``--batchsize``
 dropout        spacing_generalization ``dropout/train.py``                             ``--batch_size``
-run_net        Spaced-KD ``vit/run_net.py`` (pycls YAML + ``KEY VALUE``; fastkd.reference.run_net)  ``--cfg``
+run_net        Spaced-KD ``vit/run_net.py``: pycls YAML plus ``KEY VALUE`` overrides   ``--cfg``
+               (fastkd.reference.run_net)
 export         fastkd run checkpoint -> the file the reference script writes/reads     (fastkd)
 =============  ======================================================================  ===========
 

@@ -193,8 +193,8 @@ def init_weights(path: str | Path, models: dict[str, nn.Module]) -> list[str]:
 
     Accepted: a fastkd run checkpoint (``learners.<name>.model``); a dict ``{"teacher": sd, "student": sd}`` or
     the reference's ``{"teacher_model": sd, "student_model": sd}``; the ``{"model": sd}`` files train_EMA.py and
-    dropout/train.py write; a pycls ViT ``.pyth`` (its ``model_state``: into the student, as pycls does); or one state_dict (optionally DataParallel-prefixed ``module.``) matching a model, or
-    a bare backbone, which is loaded into every ``net`` it fits. A state lacking only the self-KD adaptation
+    dropout/train.py write; a pycls ViT ``.pyth`` (its ``model_state``: into the student, as pycls does); or
+    one state_dict (optionally DataParallel-prefixed ``module.``) matching a model, or a bare backbone, which is loaded into every ``net`` it fits. A state lacking only the self-KD adaptation
     layers loads with fresh ones. Returns the names of the models loaded. Key mapping: docs/compat.md.
     """
     payload = load_checkpoint(path)

@@ -227,3 +227,44 @@ def test_reference_loader_augments_in_workers(data_root, recipe):
     x, y = next(iter(loader))
     assert x.shape == (16, 3, 32, 32) and x.dtype == torch.float32 and y.shape == (16,)
     assert len(loader) == N_TRAIN // 16 + 1
+
+
+VIT_LOGGED = {"teacher": ["loss"], "student": ["loss", "ce", "kd"]}
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+@pytest.mark.parametrize("interval, events", [(1.0, 3), (1.2, 2)])
+def test_vit_baseline_matches_engine(tmp_path, data_root, interval, events):
+    """The pycls-style loop and the engine (`semantics: reference`) on a 2-block DeiT at 32 px in float64: every
+    teacher and student loss of 3 epochs and the final weights agree. s = 1.0: L = 5 divides S = 5, so each replay
+    takes S + 1 = 6 steps over two loader passes; s = 1.2: S = 6, one full pass and one step of the next."""
+    scale = bench.Scale(BATCH, N_TRAIN, image_size=32, depth=2)
+    epochs = 3
+    cfg = bench.fastkd_config(bench.BENCH_METHODS["vit_spaced_kd"], scale, "cpu", data_root, tmp_path / "runs",
+                              epochs, [
+        f"vit.interval={interval}", "vit.model_args={depth: 2, embed_dim: 32, num_heads: 2}",
+        "vit.drop_path_rate=0", "optim.warmup_epochs=1", "data.augment=none", "data.shuffle=false",
+        "train.float64=true", "train.log_every_step=true", f"train.epochs={epochs + 1}",
+        f"train.max_steps={epochs * scale.iters_per_epoch}",
+    ])
+    trainer = Trainer(cfg, tmp_path / "runs" / "vit", quiet=True)
+    baseline = bench.build_reference("vit_spaced_kd", trainer, data_root, workers=0, log_steps=True)
+    for loader in (baseline.loader, baseline.space_loader):
+        loader.dataset.transform = float64_to_tensor(IMAGENET_STATS)
+    trainer.fit()
+    for _ in range(epochs):
+        baseline.train_epoch()
+
+    rows = [json.loads(line) for line in (trainer.run_dir / "steps.jsonl").read_text().splitlines()]
+    got = [(r["kind"], [r[k] for k in VIT_LOGGED[r["kind"]]]) for r in rows]
+    expected = baseline.step_log.rows
+    assert [kind for kind, _ in got] == [kind for kind, _ in expected]
+    assert trainer.method.replay_events == events
+    assert sum(kind == "student" for kind, _ in expected) == trainer.method.replay_steps >= 12
+    torch.testing.assert_close(torch.tensor([v for _, vs in got for v in vs], dtype=torch.float64),
+                               torch.tensor([v for _, vs in expected for v in vs], dtype=torch.float64),
+                               rtol=1e-9, atol=1e-9)
+    for name in ("teacher", "student"):
+        engine_state = trainer.learners[name].model.state_dict()
+        for key, value in getattr(baseline, name).state_dict().items():
+            torch.testing.assert_close(engine_state[key], value, rtol=1e-9, atol=1e-9, msg=f"{name} {key}")

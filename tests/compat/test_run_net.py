@@ -142,6 +142,7 @@ def test_interval_that_disagrees_with_the_file_name_runs_as_written_with_a_warni
     (["TRAIN.BATCH_SIZE", "many"], "TRAIN.BATCH_SIZE 'many': expected type int"),
     (["DISTILLATION.SPACE", "1"], "DISTILLATION.SPACE 1: expected type bool"),
     (["OPTIM.BASE_LR", "fast"], "OPTIM.BASE_LR 'fast': expected type float"),
+    (["TRANSFORMER.DROP_PATH_RATE", "high"], "TRANSFORMER.DROP_PATH_RATE 'high': expected a number"),
 ])
 def test_unsupported_keys_are_refused_with_one_line(tmp_path, overrides, message):
     with pytest.raises(CompatError, match=message) as error:

@@ -13,9 +13,10 @@ from .dropout import ReferenceDropoutResNet, SpacedDropout
 from .ema import SpacedEMA, ema_interval, ema_update
 from .online_kd import SpacedOnlineKD
 from .self_kd import SpacedSelfKD, self_kd_loss, soft_cross_entropy
+from .vit import SpacedViTKD, vit_train_loader
 
 __all__ = [
     "CifarPickleDataset", "EpochResult", "ReferenceDropoutResNet", "SpacedDropout", "SpacedEMA", "SpacedOnlineKD",
     "SpacedSelfKD", "StepLog", "ema_interval", "ema_update", "self_kd_loss", "soft_cross_entropy", "train_loader",
-    "train_transform",
+    "train_transform", "SpacedViTKD", "vit_train_loader",
 ]
