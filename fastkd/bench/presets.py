@@ -82,10 +82,10 @@ PRESETS: dict[str, Preset] = {
     "cpu-small": Preset(
         name="cpu-small",
         description="this 2-core CPU: ResNet-18s at width/4, batch 128, 5 iterations per epoch (EMA: 10; self KD: "
-                    "width/8, batch 64); 3 rounds; < 10 min",
+                    "width/8, batch 64; ViT: 4-block DeiT-Ti at 32 px, batch 32); 3 rounds; < 10 min",
         device="cpu", rounds=3, warmup_rounds=1, workers=4, persistent_workers=True,
         scales=_same_scale(Scale(128, 640, 16.0), spaced_self_kd=Scale(64, 320, 64.0),
-                           spaced_ema=Scale(128, 1280, 16.0), vit_spaced_kd=Scale(64, 256, image_size=32)),
+                           spaced_ema=Scale(128, 1280, 16.0), vit_spaced_kd=Scale(32, 128, image_size=32, depth=4)),
         test_images=100, matmul_size=2048, ceiling_steps=4,
     ),
     "gpu": Preset(

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.data import create_transform
+from PIL import Image, ImageOps
+from timm.data import auto_augment, create_transform
 from timm.scheduler import CosineLRScheduler
 from torch.utils.data import DataLoader
 from torchvision import transforms
@@ -37,9 +38,25 @@ def vit_train_transform(image_size: int, augment: bool = True) -> transforms.Com
     if not augment:
         return transforms.Compose([transforms.Resize((image_size, image_size)), transforms.ToTensor(),
                                    transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-    return create_transform(input_size=image_size, is_training=True, auto_augment="rand-m9-mstd0.5-inc1",
-                            interpolation="bicubic", re_prob=0.25, re_mode="pixel", re_count=1,
-                            mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    transform = create_transform(input_size=image_size, is_training=True, auto_augment="rand-m9-mstd0.5-inc1",
+                                 interpolation="bicubic", re_prob=0.25, re_mode="pixel", re_count=1,
+                                 mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    for stage in transform.transforms:
+        for op in getattr(stage, "ops", ()):
+            if op.aug_fn is auto_augment.posterize:
+                op.aug_fn = posterize_any_bits
+    return transform
+
+
+def posterize_any_bits(img: Image.Image, bits_to_keep: int, **_) -> Image.Image:
+    """timm's posterize, also for 0 bits: the increasing RandAugment asks for 0 bits at magnitude 10 (m9 with
+    std 0.5 reaches it), which older Pillow releases turned into a black image and newer ones (13 here) refuse
+    with a ValueError that kills the DataLoader worker."""
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return img.point(lambda _: 0)
+    return ImageOps.posterize(img, bits_to_keep)
 
 
 def vit_train_loader(root: str | Path, image_size: int, batch_size: int, *, augment: bool = True,
