@@ -164,6 +164,9 @@ class SpacedDropout(Method):
         self.forwards += 1
         self.train_steps += 1
 
+    def main_model(self, epoch: int) -> str:
+        return MODEL
+
     def eval_outputs(self, ctx: StepContext, x: torch.Tensor) -> dict[str, torch.Tensor]:
         learner = ctx.learners[MODEL]
         if not self.reference:

@@ -51,7 +51,7 @@ def test_dry_run_passes_and_writes_the_summary(dry_run):
     assert reason.startswith("no CUDA device visible") and "bench/gpu_check.sh" in reason
 
     bench = summary["bench"]
-    assert bench["plan"]["preset"] == "gpu-quick" and len(bench["plan"]["methods"]) == 5
+    assert bench["plan"]["preset"] == "gpu-quick" and len(bench["plan"]["methods"]) == 6  # 5 CNN rows + vit
     assert bench["preset"] == "test"
     (row,) = bench["methods"]
     assert row["method"] == "spaced_online_kd" and row["status"] == "ok" and row["speedup"] > 0

@@ -44,5 +44,8 @@ def test_interrupted_run_resumes_bitwise(tmp_path, method, extra):
     assert expected.keys() == got.keys()
     for key, value in expected.items():
         assert torch.equal(got[key], value), key
+    # best.pt follows the method's main evaluated output, which must be one it evaluates
+    assert f"eval_{full.method.main_model(0)}_top1" in full.history[-1]
+    assert (out / "full" / "best.pt").is_file()
     counters = {k: v for k, v in full.method.state_dict().items() if isinstance(v, int)}
     assert counters and counters == {k: resumed.method.state_dict()[k] for k in counters}
