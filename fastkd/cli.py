@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from importlib import resources
 from pathlib import Path
 
 from . import config as config_command
 from .config import ExperimentConfig, apply_overrides, load_config, split_config_and_overrides, validate
-from .data import train_size
 from .engine import distributed
 from .engine.checkpoint import ensure_writable_folder
+from .runs import build_plan, print_plan, train_and_report
 from .errors import ArgumentParser, CheckpointError, FastkdError, RunInterrupted, UsageError
 
 
@@ -53,78 +52,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     return train_and_report(cfg, run_dir, resume=bool(args.resume), quiet=args.quiet, label="fastkd")
 
 
-def train_and_report(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, quiet: bool, label: str) -> int:
-    """Build the trainer, say what runs where, train, print the results table."""
-    from .engine.trainer import Trainer
-
-    trainer = Trainer(cfg, run_dir, resume=resume, quiet=quiet)
-    quiet = trainer.quiet  # every rank but rank 0 is quiet under torchrun
-    if not quiet:
-        print(f"{label} -> {cfg.method} ({cfg.semantics}) on {cfg.data.dataset}: {trainer.runtime.describe()}; "
-              f"L={trainer.plan.iters_per_epoch} -> {run_dir}", flush=True)
-    summary = trainer.fit()
-    if not quiet:
-        print_summary([(cfg.name, summary)])
-    return 0
-
-
-def print_summary(rows: list[tuple[str, dict]]) -> None:
-    """Best and final test top-1 of every evaluated output (teacher, student, EMA, exits...) of each run."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="fastkd results: test top-1 accuracy")
-    for col in ("run", "model", "best", "final", "epochs"):
-        table.add_column(col)
-    for name, s in rows:
-        outputs = [k.removesuffix("_best_top1") for k in s if k.endswith("_best_top1")]
-        for i, output in enumerate(outputs):
-            table.add_row(name if i == 0 else "", output, _pct(s.get(f"{output}_best_top1")),
-                          _pct(s.get(f"{output}_final_top1")), str(s["epochs_done"]) if i == 0 else "")
-    console = Console()
-    console.print(table)
-    for name, s in rows:
-        console.print(f"{name}: {s['run_dir']}")
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
-
-
 # ------------------------------------------------------------------------------------------------- plan
-def build_plan(cfg: ExperimentConfig):
-    from .methods import build_method
-
-    n = train_size(cfg.data.dataset, cfg.data.test_fraction)
-    batches = n // cfg.data.batch_size if cfg.data.drop_last else -(-n // cfg.data.batch_size)
-    return build_method(cfg, batches).plan
-
-
 def cmd_plan(args: argparse.Namespace) -> int:
     config_path, overrides = split_config_and_overrides(args.config)
     cfg = load_config(config_path, overrides)
     plan = build_plan(cfg)
     print_plan(plan, as_json=args.json)
     return 0
-
-
-def print_plan(plan, as_json: bool) -> None:
-    """Every field of any method's plan (labels from the field names), then its notes."""
-    if as_json:
-        print(json.dumps(plan.as_dict(), indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"fastkd plan: {plan.method} ({plan.semantics})", show_header=False)
-    for key, value in plan.as_dict().items():
-        if key in ("method", "semantics", "notes"):
-            continue
-        shown = ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
-        table.add_row(key.replace("_", " "), shown)
-    for note in plan.notes:
-        table.add_row("note", note)
-    Console().print(table)
 
 
 # ------------------------------------------------------------------------------------------------- eval
@@ -174,10 +108,6 @@ def cmd_compat(args: argparse.Namespace) -> int:
     from .reference import compat
 
     return compat.run(args.script, args.argv)
-
-
-def demo_config_path() -> Path:
-    return Path(str(resources.files("fastkd.configs") / "demo.yaml"))
 
 
 # ------------------------------------------------------------------------------------------------- main

@@ -11,7 +11,7 @@ from .engine.checkpoint import ensure_writable_folder
 
 
 def run_demo(out: Path, epochs: int | None = None, quiet: bool = False) -> list[tuple[str, dict]]:
-    from .cli import demo_config_path, print_summary
+    from .runs import demo_config_path, print_summary
     from .engine.trainer import Trainer
 
     ensure_writable_folder(out, "demo output folder")

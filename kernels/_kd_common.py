@@ -40,10 +40,6 @@ class LossSpec:
             return ce_part
         return ce_part + soft_rows.sum() * self.soft_grad_scale
 
-    def per_row(self, ce_rows: torch.Tensor, soft_rows: torch.Tensor) -> torch.Tensor:
-        """Per-sample totals whose mean (or sum, for reduction="sum") is the loss of each head."""
-        return torch.add(ce_rows * (1.0 - self.alpha), soft_rows, alpha=self.soft_grad_scale / self.ce_scale)
-
 
 class Rows(NamedTuple):
     """Backend output.

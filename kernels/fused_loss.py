@@ -29,14 +29,11 @@ class KDLoss(NamedTuple):
 
     total: scalar, differentiable wrt the student logits only.
     ce, soft: detached reduced terms; shape () for (B, C) students, (K,) for (K, B, C) students.
-    per_row: detached per-sample totals, (B,) or (K, B); `total` equals their mean (batchmean/mean) or sum (sum),
-        summed over the K heads.
     """
 
     total: torch.Tensor
     ce: torch.Tensor
     soft: torch.Tensor
-    per_row: torch.Tensor
 
 
 def kd_loss(
@@ -110,15 +107,14 @@ def _run(
     labels = labels.long()
     if backend == "reference":
         ce_rows, soft_rows, total = _reference_rows(student, teacher, labels, spec)
-        per_row = spec.per_row(ce_rows, soft_rows)
     else:
         rows_fn = twin_rows if backend == "twin" else _triton_rows()
-        total, per_row, ce_rows, soft_rows = _FusedKD.apply(student, teacher, labels, spec, rows_fn)
+        total, ce_rows, soft_rows = _FusedKD.apply(student, teacher, labels, spec, rows_fn)
     ce = ce_rows.sum(-1).mul_(spec.ce_scale)
     soft = soft_rows.sum(-1).mul_(spec.soft_scale)
     if squeeze:
-        ce, soft, per_row = ce[0], soft[0], per_row[0]
-    return KDLoss(total, ce, soft, per_row)
+        ce, soft = ce[0], soft[0]
+    return KDLoss(total, ce, soft)
 
 
 class _FusedKD(torch.autograd.Function):
@@ -128,13 +124,12 @@ class _FusedKD(torch.autograd.Function):
     def forward(ctx, student, teacher, labels, spec: LossSpec, rows_fn):  # type: ignore[override]
         rows: Rows = rows_fn(student, teacher, labels, spec)
         ctx.save_for_backward(rows.grad)
-        per_row = spec.per_row(rows.ce, rows.soft)
-        total = per_row.sum().mul_(spec.ce_scale)  # = sum over heads of (1-a) CE + a soft
-        ctx.mark_non_differentiable(per_row, rows.ce, rows.soft)
-        return total, per_row, rows.ce, rows.soft
+        total = spec.total(rows.ce, rows.soft)  # = sum over heads of (1-a) CE + a soft
+        ctx.mark_non_differentiable(rows.ce, rows.soft)
+        return total, rows.ce, rows.soft
 
     @staticmethod
-    def backward(ctx, grad_total, _grad_per_row, _grad_ce, _grad_soft):  # type: ignore[override]
+    def backward(ctx, grad_total, _grad_ce, _grad_soft):  # type: ignore[override]
         (grad,) = ctx.saved_tensors
         return grad * grad_total.to(grad.dtype), None, None, None, None
 

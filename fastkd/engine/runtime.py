@@ -41,10 +41,6 @@ class Runtime:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def to_input(self, x: torch.Tensor) -> torch.Tensor:
-        """The memory format the models were converted to."""
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
     def describe(self) -> str:
         amp = str(self.amp_dtype or self.param_dtype).removeprefix("torch.")
         return (f"device={self.device} precision={amp} compile={'on' if self.compile else 'off'} "

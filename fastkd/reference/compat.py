@@ -532,7 +532,7 @@ def run(script: str, argv: list[str]) -> int:
         print(dump_config(cfg), end="")
         return 0
     if options.plan:
-        from ..cli import build_plan, print_plan
+        from ..runs import build_plan, print_plan
 
         print_plan(build_plan(cfg), as_json=options.json)
         return 0
@@ -540,7 +540,7 @@ def run(script: str, argv: list[str]) -> int:
 
 
 def _train(resolved: Resolved) -> int:
-    from ..cli import train_and_report
+    from ..runs import train_and_report
 
     cfg, options = resolved.config, resolved.options
     root = Path(cfg.data.root).expanduser() if cfg.data.root else None
@@ -590,7 +590,7 @@ def _run_net_command(argv: list[str], environ: dict[str, str] | None = None) -> 
         print(dump_config(config), end="")
         return 0
     if options.plan:
-        from ..cli import build_plan, print_plan
+        from ..runs import build_plan, print_plan
 
         print_plan(build_plan(config), as_json=options.json)
         return 0

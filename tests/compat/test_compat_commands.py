@@ -8,7 +8,7 @@ import pytest
 import yaml
 from reference_commands import COMMANDS, reference_argv
 
-from fastkd import cli
+from fastkd import cli, runs
 from fastkd.reference.compat import resolve
 from fastkd.reference.flags import REFERENCE_CIFAR_ROOT, REFERENCE_TINY_ROOT
 from fastkd.config import ExperimentConfig
@@ -100,7 +100,7 @@ def test_interval_rate_selects_the_reference_mode(rate, method):
 
 def test_tiny_rate_is_online_in_the_plan():
     cfg = resolve("train_space", ONLINE + ["-interval_rate", "0.001"], environ={}).config
-    plan = cli.build_plan(cfg)
+    plan = runs.build_plan(cfg)
     assert plan.interval == 0 and any("online KD" in n for n in plan.notes)
 
 

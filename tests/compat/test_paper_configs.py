@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from paper_configs import PAPER_DIR, experiment_dict, experiments, render
 
-from fastkd.cli import build_plan
+from fastkd.runs import build_plan
 from fastkd.reference.compat import resolve
 from fastkd.config import load_config
 

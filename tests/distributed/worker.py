@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from fastkd.cli import main, train_and_report
+from fastkd.cli import main
+from fastkd.runs import train_and_report
 from fastkd.config import load_config
 from fastkd.engine import distributed
 from fastkd.engine.trainer import Trainer

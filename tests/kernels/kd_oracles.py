@@ -18,11 +18,11 @@ def kd_loss_oracle(
 ) -> dict[str, torch.Tensor]:
     """Loss terms in float64 for (B, C) or (K, B, C) `student` (a float64 leaf so tests can differentiate it).
 
-    Returns total (differentiable), ce, soft and per_row with the same shapes as `fastkd.kernels.KDLoss`.
+    Returns total (differentiable), ce and soft with the same shapes as `fastkd.kernels.KDLoss`.
     """
     heads = student if student.dim() == 3 else student.unsqueeze(0)
     batch, classes = heads.shape[1:]
-    ce_heads, soft_heads, per_row_heads = [], [], []
+    ce_heads, soft_heads = [], []
     for logits in heads:
         log_p = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
         nll = -log_p.gather(1, labels.view(-1, 1)).squeeze(1)
@@ -35,13 +35,11 @@ def kd_loss_oracle(
         soft_scale = {"batchmean": 1.0 / batch, "mean": 1.0 / (batch * classes), "sum": 1.0}[reduction]
         ce_heads.append(ce_rows.sum() * ce_scale)
         soft_heads.append(soft_rows.sum() * soft_scale)
-        per_row_heads.append((1 - alpha) * ce_rows + alpha * soft_rows * soft_scale / ce_scale)
     ce, soft_terms = torch.stack(ce_heads), torch.stack(soft_heads)
     total = ((1 - alpha) * ce + alpha * soft_terms).sum()
-    per_row = torch.stack(per_row_heads)
     if student.dim() == 2:
-        ce, soft_terms, per_row = ce[0], soft_terms[0], per_row[0]
-    return {"total": total, "ce": ce.detach(), "soft": soft_terms.detach(), "per_row": per_row.detach()}
+        ce, soft_terms = ce[0], soft_terms[0]
+    return {"total": total, "ce": ce.detach(), "soft": soft_terms.detach()}
 
 
 def _soft_rows(logits: torch.Tensor, teacher: torch.Tensor, temperature: float, soft: str) -> torch.Tensor:

@@ -58,7 +58,7 @@ def test_bad_vit_settings_are_refused_with_the_key():
 
 
 def plan_of(overrides):
-    from fastkd.cli import build_plan
+    from fastkd.runs import build_plan
     from fastkd.config import load_config
 
     return build_plan(load_config(None, ["data.dataset=cifar100", *overrides]))
