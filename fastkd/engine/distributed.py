@@ -19,7 +19,7 @@ import signal
 import threading
 import warnings
 from datetime import timedelta
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.distributed as dist
@@ -145,6 +145,18 @@ def global_rand_like(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
                      and x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
     full = torch.empty((total, *x.shape[1:]), dtype=dtype, device=x.device, memory_format=memory_format)
     return full.uniform_()[rows]
+
+
+def draw_for_global_batch(local_rows: int, draw: Callable[[int], torch.Tensor]) -> torch.Tensor:
+    """`draw(rows)` for this rank's `local_rows` rows of the current global batch: every rank makes the whole
+    batch's draw `draw(total)` from the shared RNG stream and keeps its rows, so the values are those one process
+    would have drawn for these samples (e.g. drop path's per-sample keep mask). Outside a sharded batch, or for a
+    tensor of another batch size, just `draw(local_rows)`."""
+    current = _current_rows
+    if current is None or local_rows != current[0].stop - current[0].start:
+        return draw(local_rows)
+    rows, total = current
+    return draw(total)[rows]
 
 
 # ------------------------------------------------------------------------------------------ collectives

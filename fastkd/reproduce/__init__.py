@@ -14,17 +14,17 @@ from .grid import Run, build_grid, parse_families, parse_seeds, record_grid
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("family", nargs="?", help="all, or a family (online_kd, self_kd, ema, dropout), comma-separated")
+    p.add_argument("family", nargs="?", help="all, or a family (online_kd, self_kd, ema, dropout, vit), comma-separated")
     p.add_argument("--dataset", action="append", help="cifar100 and/or tiny_imagenet (default both)")
-    p.add_argument("--arch", action="append", help="resnet18, resnet50 and/or resnet101 (default all)")
+    p.add_argument("--arch", action="append", help="resnet18, resnet50, resnet101, or a ViT of the grid, e.g. deit_tiny (default all)")
     p.add_argument("--only", metavar="GLOB", help="keep experiments whose FAMILY/DATASET/ARCH_VARIANT matches")
     p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2 (default 0)")
     p.add_argument("--data-root", help="folder holding the data sets (data.root of every run)")
     p.add_argument("--out", default="runs/reproduce", help="grid folder: one run folder per (experiment, seed)")
     p.add_argument("--epochs", type=int, help="train every run this many epochs instead of the scale's")
     p.add_argument("--scale", choices=("full", "smoke"), default="full",
-                   help="full: the paper's recipe (80 epochs); smoke: baseline + s=1 per family on the bundled "
-                        "digits, ResNet-18 at width/8, 2 epochs")
+                   help="full: the paper's recipe; smoke: baseline + s=1 per family on the bundled digits, "
+                        "ResNet-18 at width/8 (ViT: DeiT-Ti with 1 block of width 32 at 32 px), 2 epochs")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="config overrides for every run (e.g. train.device=cpu)")
     p.add_argument("--dry-run", action="store_true", help="list the runs with their plans and estimated times")
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"report: {write_report(Path(args.report))}")
         return 0
     if not args.family:
-        raise UsageError("fastkd reproduce needs a FAMILY (all, online_kd, self_kd, ema, dropout) or --report DIR")
+        raise UsageError("fastkd reproduce needs a FAMILY (all, online_kd, self_kd, ema, dropout, vit) or --report DIR")
     if args.gpus_per_run != 1:
         raise UsageError(f"--gpus-per-run {args.gpus_per_run}: fastkd has no multi-GPU (DDP) run yet; use 1 (the "
                          "local launcher already runs one run per visible GPU)")
@@ -92,7 +92,8 @@ def plan_of(run: Run):
     from ..methods import build_method
 
     cfg = run.config()
-    iters = -(-train_size(cfg.data.dataset, cfg.data.test_fraction) // cfg.data.batch_size)
+    full, rest = divmod(train_size(cfg.data.dataset, cfg.data.test_fraction), cfg.data.batch_size)
+    iters = full + (1 if rest and not cfg.data.drop_last else 0)  # as the training sampler counts them
     return cfg, build_method(cfg, iters).plan
 
 
@@ -128,7 +129,8 @@ def dry_run(runs: list[Run], *, probe_steps: int) -> None:
 
 
 _UNSPACED = {"spaced_online_kd": "online_kd", "offline_kd": "online_kd", "spaced_self_kd": "self_kd",
-             "spaced_ema": "ema", "spaced_dropout": "dropout"}
+             "spaced_ema": "ema", "spaced_dropout": "dropout", "vit_spaced_kd": "vit_online_kd",
+             "vit_offline_kd": "vit_online_kd"}
 """The probe times the unspaced twin: it does the same optimizer steps per iteration on average, from step 1."""
 
 

@@ -4,7 +4,10 @@ Each experiment is a reference script's command line (hyper-parameters from the 
 docs/semantics.md §1, §5-7); its YAML is the config `fastkd compat SCRIPT ARGV` resolves for it, written with the keys
 that describe the experiment. A family (`FamilySpec`) adds what `fastkd reproduce` needs to run and report it: which
 variant is the baseline of which, which are drawn as horizontal reference lines, which output is the headline number.
-The ViT family (issue 11) becomes one more `FAMILIES` entry once its method and `compat run_net` exist.
+
+The ViT family comes from `fastkd.reference.run_net.PAPER_GRID` (its one source: per data set and architecture the
+variants base, online, offline, s0.5..s2.0 the reference has configs for); its files are rendered by run_net's
+`render_paper_config`, picked by the experiment's script ("run_net"), so the same drift check judges them.
 
 Regenerate the files after a change of the table or of the compat mapping with:
 
@@ -72,6 +75,8 @@ class FamilySpec:
     """Variants drawn as horizontal lines in the accuracy-vs-s plot (no KD, offline KD)."""
     smoke_variants: tuple[str, ...] = ()
     """The two variants `--scale smoke` runs: the baseline and one spaced variant."""
+    smoke_arch: str = "resnet18"
+    """The architecture whose CIFAR-100 experiments a smoke grid trains (on digits, shrunk)."""
 
 
 def _online_kd() -> list[Experiment]:
@@ -138,6 +143,23 @@ def _dropout() -> list[Experiment]:
     return out
 
 
+def _vit() -> list[Experiment]:
+    from ..reference.run_net import PAPER_GRID, paper_reference_values, reference_file
+
+    out = []
+    for dataset, architectures in PAPER_GRID.items():
+        for arch, variants in architectures.items():
+            for variant in variants:
+                spaced = variant.startswith("s")
+                # the interval the config runs: PiT's s1.5 and s2.0 reference files set 1.0 (kept as written)
+                written = paper_reference_values(dataset, arch, variant).get("DISTILLATION.SPACE_INTERVAL")
+                interval = written if spaced else 0.0 if variant == "online" else None
+                out.append(Experiment("vit", dataset, arch, variant, interval, "online" if spaced else None,
+                                      "run_net", ("--cfg", reference_file(dataset, arch, variant)),
+                                      f"ViT {arch} {variant} on {dataset}"))
+    return out
+
+
 FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
     FamilySpec("online_kd", "Spaced online KD (ICML 2025)", _online_kd, "student",
                reference_lines=("nokd", "offline"), smoke_variants=("online", "s1.0")),
@@ -145,8 +167,8 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
                extra_outputs=("exit1", "exit2", "exit3", "exit4"), smoke_variants=("s0.0", "s1.0")),
     FamilySpec("ema", "Spaced EMA (PNAS)", _ema, "ema", extra_outputs=("model",), smoke_variants=("s0.0", "s1.0")),
     FamilySpec("dropout", "Spaced dropout (PNAS)", _dropout, "model", smoke_variants=("standard", "spaced_s1.0")),
-    # The ViT family (issue 11: pycls `run_net.py` configs, `configs/paper/vit/<dataset>/<arch>_<variant>.yaml`)
-    # joins here as FamilySpec("vit", ..., script "run_net") once fastkd can train it.
+    FamilySpec("vit", "Spaced KD for vision transformers (ICML 2025)", _vit, "student",
+               reference_lines=("base", "offline"), smoke_variants=("base", "s1.0"), smoke_arch="deit_tiny"),
 )}
 
 
@@ -187,7 +209,11 @@ def resolve_config(experiment: Experiment):
 
 
 def render(experiment: Experiment) -> str:
-    """The YAML text of the experiment's configs/paper file."""
+    """The YAML text of the experiment's configs/paper file (run_net's own renderer for the ViT grid)."""
+    if experiment.script == "run_net":
+        from ..reference.run_net import render_paper_config
+
+        return render_paper_config(experiment.dataset, experiment.arch, experiment.variant)
     reference = f"{experiment.script} {shlex.join(experiment.argv)}"
     fastkd_flags = shlex.join(experiment.compat_argv()[len(experiment.argv):])
     header = [
@@ -206,8 +232,7 @@ def paper_dir() -> Path:
 
 def drifted(folder: Path | None = None) -> list[str]:
     """Paths (relative to configs/paper) that differ from the table, are missing, or lie in a family's folder
-    without belonging to an experiment. Folders of families not in the table yet (vit, while issue 11 is open)
-    are not judged."""
+    without belonging to an experiment."""
     folder = folder or paper_dir()
     table = {e.path: e for e in experiments()}
     on_disk = {str(p.relative_to(folder)) for family in FAMILIES for p in (folder / family).rglob("*.yaml")}

@@ -11,7 +11,7 @@ from typing import Literal
 
 from ..config import ExperimentConfig, load_config
 from ..errors import UsageError
-from .experiments import ARCHS, DATASETS, FAMILIES, Experiment, experiments, paper_dir
+from .experiments import DATASETS, FAMILIES, Experiment, experiments, paper_dir
 
 Scale = Literal["full", "smoke"]
 
@@ -19,9 +19,15 @@ SMOKE_OVERRIDES = ("data.dataset=digits", "data.batch_size=64", "data.eval_batch
                    "model.downsample_factor=64", "model.student_downsample_factor=64", "optim.lr=0.05",
                    "train.log_every=10")
 """`--scale smoke`: the bundled digits (no download) and ResNet-18 at width/8 (widths 8..64), as `fastkd demo`."""
+VIT_SMOKE_OVERRIDES = ("data.dataset=digits", "data.image_size=32", "data.batch_size=64", "data.eval_batch_size=360",
+                       "vit.model_args={depth: 1, embed_dim: 32, num_heads: 2}", "vit.teacher_img_size=32",
+                       "optim.warmup_epochs=0", "train.log_every=10")
+"""`--scale smoke` for the ViT family: digits upsampled to 32 px, one transformer block of width 32, no warm-up."""
+SMOKE_OVERRIDES_OF = {"vit": VIT_SMOKE_OVERRIDES}
+"""Smoke overrides of the families whose models SMOKE_OVERRIDES does not shrink."""
 SMOKE_EPOCHS = 2
-SMOKE_SOURCE = ("cifar100", "resnet18")
-"""The paper experiments a smoke grid is derived from: their recipe, on digits."""
+SMOKE_DATASET = "cifar100"
+"""The paper experiments a smoke grid is derived from (those of each family's smoke_arch): their recipe, on digits."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,11 @@ class Run:
 
     def config(self) -> ExperimentConfig:
         return load_config(self.config_path, list(self.overrides))
+
+
+def teacher_run_dir(output_dir: Path, arch: str, seed: int) -> Path:
+    """The run folder of the ViT base run whose best.pt a vit offline run of the same grid folder distils from."""
+    return output_dir / f"{arch}_base-seed{seed}"
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -85,15 +96,14 @@ def build_grid(families: tuple[str, ...], *, seeds: tuple[int, ...], out: Path, 
                extra_overrides: tuple[str, ...] = ()) -> list[Run]:
     """The runs of the selected experiments, seed-major within each experiment, in table order."""
     wanted_datasets = _choice("--dataset", datasets, DATASETS)
-    wanted_archs = _choice("--arch", archs, ARCHS)
+    wanted_archs = _choice("--arch", archs, tuple(dict.fromkeys(e.arch for e in experiments(families))))
     if scale == "smoke" and wanted_datasets:
         raise UsageError("--dataset does not apply to --scale smoke, which trains on the bundled digits; "
                          "drop --dataset, or use --scale full")
     selected: list[Experiment] = []
     for e in experiments(families):
         if scale == "smoke":
-            source_dataset, source_arch = SMOKE_SOURCE
-            keep = (e.dataset == source_dataset and e.arch in (wanted_archs or (source_arch,))
+            keep = (e.dataset == SMOKE_DATASET and e.arch in (wanted_archs or (FAMILIES[e.family].smoke_arch,))
                     and e.variant in FAMILIES[e.family].smoke_variants)
         else:
             keep = (wanted_datasets is None or e.dataset in wanted_datasets) and \
@@ -104,7 +114,6 @@ def build_grid(families: tuple[str, ...], *, seeds: tuple[int, ...], out: Path, 
         raise UsageError(f"no paper experiment matches {','.join(families)}"
                          + (f" --only {only}" if only else "") + "; `fastkd reproduce all --dry-run` lists them "
                          "(--only matches FAMILY/DATASET/ARCH_VARIANT, e.g. 'online_kd/cifar100/resnet18_s*')")
-    scale_overrides = SMOKE_OVERRIDES if scale == "smoke" else ()
     run_epochs = epochs if epochs is not None else (SMOKE_EPOCHS if scale == "smoke" else None)
     runs = []
     for e in selected:
@@ -112,6 +121,9 @@ def build_grid(families: tuple[str, ...], *, seeds: tuple[int, ...], out: Path, 
         for seed in seeds:
             output_dir = out / e.family / dataset
             name = f"{e.arch}_{e.variant}-seed{seed}"
+            scale_overrides = SMOKE_OVERRIDES_OF.get(e.family, SMOKE_OVERRIDES) if scale == "smoke" else ()
+            if e.family == "vit" and e.variant == "offline":
+                scale_overrides += (f"vit.teacher_weights={teacher_run_dir(output_dir, e.arch, seed) / 'best.pt'}",)
             overrides = (*scale_overrides, f"name={name}", f"output_dir={output_dir}", f"seed={seed}",
                          *([f"data.root={data_root}"] if data_root else []),
                          *([f"train.epochs={run_epochs}"] if run_epochs is not None else []), *extra_overrides)

@@ -53,6 +53,7 @@ def run_one(run: Run) -> Outcome:
         return Outcome(run.id, "skipped", 0.0)
     try:
         cfg = run.config()
+        _check_teacher_ready(cfg)
         resume = (run_dir / "last.pt").is_file()
         if not resume and run_dir.exists():
             shutil.rmtree(run_dir)  # what a start killed before its first checkpoint left; nothing to continue
@@ -69,6 +70,15 @@ def run_one(run: Run) -> Outcome:
         return Outcome(run.id, "failed", time.perf_counter() - start, message)
     status: Status = "finished" if summary.get("finished") else "stopped"
     return Outcome(run.id, status, time.perf_counter() - start, summary.get("stopped", ""))
+
+
+def _check_teacher_ready(cfg) -> None:
+    """A vit offline run distils from its grid's base run: until that run has a best.pt it waits (recorded as
+    failed with this line, and started by the next invocation once the base run is done)."""
+    weights = cfg.vit.teacher_weights
+    if cfg.method == "vit_offline_kd" and weights and not Path(weights).is_file():
+        raise UsageError(f"waiting for the teacher: {weights} does not exist yet; the base run of this arch and seed "
+                         "must finish first (run the grid again, or `fastkd reproduce vit --only '*_base'` first)")
 
 
 def epochs_of(run: Run) -> int:

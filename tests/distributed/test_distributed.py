@@ -38,6 +38,10 @@ METHODS = {  # >= 2 replay/KD/EMA intervals (I = int(0.4 * 5) = 2) in 10 iterati
     "spaced_dropout": ["method=spaced_dropout", "dropout.op=standard", "dropout.space=0.8",
                        "dropout.cutout_input=true"],
     "spaced_max_dropout": ["method=spaced_dropout", "dropout.op=max", "dropout.space=0.8"],
+    # 2 replays (S = ceil(5 * 1.0) = 5 teacher steps); drop path > 0, drawn for the global batch and sliced
+    "vit_spaced_kd": ["method=vit_spaced_kd", "semantics=standard", "model.student=deit_tiny", "data.image_size=32",
+                      "vit.model_args={depth: 2, embed_dim: 32, num_heads: 2}", "vit.drop_path_rate=0.3",
+                      "vit.interval=1.0"],
 }
 
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from fastkd.cli import main
-from fastkd.reproduce.grid import build_grid, load_grid
+from fastkd.reproduce.grid import VIT_SMOKE_OVERRIDES, build_grid, load_grid
 from fastkd.reproduce.runner import run_one, submit_slurm
 
 TINY = ["--set", "model.downsample_factor=1024", "model.student_downsample_factor=1024", "data.batch_size=128",
@@ -86,9 +87,37 @@ def test_slurm_path_runs_the_same_entry_through_submitit(tmp_path):
 def test_dry_run_lists_every_paper_run_with_its_plan(capsys):
     assert main(["reproduce", "all", "--dry-run", "--probe-steps", "0", "--seeds", "0,1,2"]) == 0
     printed = capsys.readouterr().out
-    assert "360 runs" in printed
+    assert "510 runs" in printed  # (120 CNN + 50 ViT experiments) x 3 seeds
     assert "online_kd/cifar100/resnet18_s1.5/seed2" in printed and "replay events 53" in printed
     assert "self_kd/tiny_imagenet/resnet101_s4.0/seed0" in printed
+    assert "vit/tiny_imagenet/pit_ti_s2.0/seed1" in printed and "replay events 150" in printed
+
+
+def test_vit_smoke_grid_trains_base_and_spaced(tmp_path, capsys):
+    out = tmp_path / "grid"
+    assert main(["reproduce", "vit", "--scale", "smoke", "--epochs", "1", "--seeds", "0", "--out", str(out),
+                 "--quiet", "--set", "train.device=cpu"]) == 0
+    assert "2 finished" in capsys.readouterr().out
+    for variant in ("base", "s1.0"):
+        summary = _summary(out / f"vit/digits/deit_tiny_{variant}-seed0")
+        assert summary["finished"] and summary["student_best_top1"] > 0
+    assert _summary(out / "vit/digits/deit_tiny_s1.0-seed0")["replay_events"] == 1
+    assert "| deit_tiny |" in (out / "report/vit_digits.md").read_text()
+
+
+def test_vit_offline_waits_for_its_base_run_then_distils_from_it(tmp_path):
+    tiny = (*VIT_SMOKE_OVERRIDES, "train.device=cpu")
+    [offline] = build_grid(("vit",), seeds=(0,), out=tmp_path, data_root=None, epochs=1,
+                           only="vit/cifar100/deit_tiny_offline", extra_overrides=tiny)
+    teacher = tmp_path / "vit/cifar100/deit_tiny_base-seed0/best.pt"
+    assert offline.config().vit.teacher_weights == str(teacher)
+    outcome = run_one(offline)
+    assert outcome.status == "failed" and outcome.message.startswith("waiting for the teacher")
+    grid = build_grid(("vit",), seeds=(0,), out=tmp_path, data_root=None, epochs=1, only="vit/cifar100/deit_tiny_*",
+                      extra_overrides=tiny)
+    assert [run.variant for run in grid][:3] == ["base", "online", "offline"]  # base before offline
+    assert run_one(grid[0]).status == "finished" and teacher.is_file()
+    assert run_one(offline).status == "finished" and not (Path(offline.run_dir) / "error.txt").exists()
 
 
 def test_dry_run_estimates_from_a_probe(capsys):

@@ -11,7 +11,7 @@ from timm.layers import Mlp, calculate_drop_path_rates, trunc_normal_
 from timm.layers.activations import QuickGELU
 
 from ..registry import register_model
-from .layers import drop_path_or_identity
+from .layers import drop_path_or_identity, with_global_drop_path
 
 LN_EPS = 1e-5  # the CvT configs' TRANSFORMER.LN_EPS (every other reference ViT uses 1e-6)
 
@@ -162,6 +162,7 @@ class CvT(nn.Module):
 
 
 @register_model
+@with_global_drop_path
 def cvt_13(num_classes: int = 100, img_size: int = 224, drop_path_rate: float = 0.1,
            depth: tuple[int, int, int] = (1, 2, 10)) -> CvT:
     """CvT-13: dims 64/192/384, heads 1/3/6, conv embeds k7s4p2/k3s2p1/k3s2p1, drop path only in stage 3."""

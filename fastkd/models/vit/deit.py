@@ -9,6 +9,7 @@ from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import VisionTransformer
 
 from ..registry import register_model
+from .layers import with_global_drop_path
 
 
 def _reference_init(model: VisionTransformer) -> None:
@@ -51,6 +52,7 @@ def _deit_kwargs(num_classes: int, img_size: int, drop_path_rate: float, depth: 
 
 
 @register_model
+@with_global_drop_path
 def deit_tiny(num_classes: int = 100, img_size: int = 224, distilled: bool = False, drop_path_rate: float = 0.1,
               depth: int = 12, embed_dim: int = 192, num_heads: int = 3) -> VisionTransformer:
     """DeiT-Ti (timm `deit_tiny_patch16_224` / `deit_tiny_distilled_patch16_224`); `distilled` adds the

@@ -2,15 +2,56 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Callable
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
 
+from ...engine.distributed import draw_for_global_batch
+
+
+class GlobalDropPath(DropPath):
+    """timm's DropPath with the per-sample keep mask drawn for the whole global batch and sliced under torchrun.
+
+    timm draws the mask for the rank's rows only, so N ranks would drop other samples than one process. In one
+    process this is timm's drop_path draw for draw (same op, shape and dtype), so single-process results do not
+    change.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep_prob = 1 - self.drop_prob
+        tail = (1,) * (x.ndim - 1)
+        mask = draw_for_global_batch(x.shape[0], lambda rows: x.new_empty((rows, *tail)).bernoulli_(keep_prob))
+        if keep_prob > 0.0 and self.scale_by_keep:
+            mask = mask / keep_prob
+        return x * mask
+
+
+def use_global_drop_path(model: nn.Module) -> nn.Module:
+    """Replace every timm DropPath in `model` (timm's own blocks included) by a GlobalDropPath of the same rate."""
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if type(child) is DropPath:
+                setattr(parent, name, GlobalDropPath(child.drop_prob, child.scale_by_keep))
+    return model
+
+
+def with_global_drop_path(entrypoint: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Decorate a ViT entrypoint so the model it builds draws drop path for the global batch (GlobalDropPath)."""
+    @functools.wraps(entrypoint)
+    def build(*args, **kwargs) -> nn.Module:
+        return use_global_drop_path(entrypoint(*args, **kwargs))
+    return build
+
 
 def drop_path_or_identity(rate: float) -> nn.Module:
     """The reference builds DropPath only for a positive rate (an Identity otherwise)."""
-    return DropPath(rate) if rate > 0.0 else nn.Identity()
+    return GlobalDropPath(rate) if rate > 0.0 else nn.Identity()
 
 
 class TokenAttention(nn.Module):

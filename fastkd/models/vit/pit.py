@@ -5,7 +5,7 @@ from __future__ import annotations
 from timm.models.pit import PoolingVisionTransformer
 
 from ..registry import register_model
-from .layers import drop_path_or_identity
+from .layers import drop_path_or_identity, with_global_drop_path
 
 
 def reference_pit_drop_path_rates(max_rate: float, depths: list[int]) -> list[float]:
@@ -15,6 +15,7 @@ def reference_pit_drop_path_rates(max_rate: float, depths: list[int]) -> list[fl
 
 
 @register_model
+@with_global_drop_path
 def pit_ti(num_classes: int = 100, img_size: int = 224, drop_path_rate: float = 0.1,
            depth: tuple[int, int, int] = (2, 6, 4)) -> PoolingVisionTransformer:
     """PiT-Ti (timm `pit_ti_224`: patch 16, stride 8, dims 64/128/256, heads 2/4/8); `depth` per stage."""

@@ -8,7 +8,7 @@ from timm.layers import Mlp, calculate_drop_path_rates, trunc_normal_
 from timm.models.pvt_v2 import Attention as SpatialReductionAttention
 
 from ..registry import register_model
-from .layers import drop_path_or_identity
+from .layers import drop_path_or_identity, with_global_drop_path
 
 LN_EPS = 1e-6
 Ints = tuple[int, ...]
@@ -106,6 +106,7 @@ def _init_linear_and_norm(module: nn.Module) -> None:
 
 
 @register_model
+@with_global_drop_path
 def pvt_tiny(num_classes: int = 100, img_size: int = 224, drop_path_rate: float = 0.1,
              depth: tuple[int, int, int, int] = (2, 2, 2, 2)) -> PVT:
     """PVT-Ti: dims 64/128/320/512, heads 1/2/5/8, MLP ratios 8/8/4/4, SR 8/4/2/1; `depth` per stage."""

@@ -6,11 +6,13 @@ import torch.nn as nn
 from timm.models.pvt_v2 import PyramidVisionTransformerV2
 
 from ..registry import register_model
+from .layers import with_global_drop_path
 
 REFERENCE_LN_EPS = 1e-6
 
 
 @register_model
+@with_global_drop_path
 def pvt_v2_b0(num_classes: int = 100, img_size: int = 224, drop_path_rate: float = 0.1,
               depth: tuple[int, int, int, int] = (2, 2, 2, 2)) -> PyramidVisionTransformerV2:
     """PVTv2-b0 (timm `pvt_v2_b0`). Fully convolutional tokeniser, so `img_size` only needs to be a multiple of 32.

@@ -9,7 +9,7 @@ import torch.nn as nn
 from timm.layers import Mlp, calculate_drop_path_rates
 
 from ..registry import register_model
-from .layers import TransformerLayer
+from .layers import TransformerLayer, with_global_drop_path
 
 LN_EPS = 1e-6
 # (kernel, stride, padding) of the three soft splits; each divides the grid by its stride.
@@ -145,6 +145,7 @@ def _init_linear_and_norm(module: nn.Module) -> None:
 
 
 @register_model
+@with_global_drop_path
 def t2t_vit_7(num_classes: int = 100, img_size: int = 224, drop_path_rate: float = 0.1, depth: int = 7) -> T2TViT:
     """T2T-ViT-7: dim 256, 4 heads, MLP ratio 2."""
     return T2TViT(img_size, num_classes, embed_dim=256, depth=depth, num_heads=4, mlp_ratio=2,
@@ -152,6 +153,7 @@ def t2t_vit_7(num_classes: int = 100, img_size: int = 224, drop_path_rate: float
 
 
 @register_model
+@with_global_drop_path
 def t2t_vit_14(num_classes: int = 100, img_size: int = 224, drop_path_rate: float = 0.1, depth: int = 14) -> T2TViT:
     """T2T-ViT-14: dim 384, 6 heads, MLP ratio 3."""
     return T2TViT(img_size, num_classes, embed_dim=384, depth=depth, num_heads=6, mlp_ratio=3,
