@@ -83,8 +83,9 @@ class KDConfig(_Section):
     """Weight of the soft term: loss = (1-alpha)*CE + alpha*soft + beta*feature."""
     beta: float = Field(0.03, ge=0)
     """Weight of the feature term (and self KD's feature_loss_coefficient)."""
-    feature_loss: Literal["dist", "mse", "l1", "smoothl1", "none"] = "dist"
-    """`dist` = the reference's unsquared torch.dist; under `semantics: standard` the default becomes `mse`."""
+    feature_loss: Literal["dist", "mse", "l1", "smoothl1", "ce", "none"] = "dist"
+    """`dist` = the reference's unsquared torch.dist; under `semantics: standard` the default becomes `mse`.
+    `ce` = cross-entropy with the raw teacher features as soft targets (the reference's `-feature_loss CE`)."""
 
 
 class EMAConfig(_Section):

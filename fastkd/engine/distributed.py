@@ -185,6 +185,13 @@ def any_rank(flag: bool) -> bool:
     return bool(all_reduce_(torch.tensor([float(flag)], device=device), "max"))
 
 
+def on_every_rank(flag: torch.Tensor) -> torch.Tensor:
+    """Whether a device bool `flag` holds on every rank (one tiny all-reduce), so that ranks decide alike."""
+    if not is_active():
+        return flag
+    return all_reduce_(flag.to(torch.float32).reshape(1), "min").reshape(()) > 0
+
+
 def global_aminmax(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(min, max) over the whole global batch (MaxDropout normalises by them)."""
     low, high = torch.aminmax(values)

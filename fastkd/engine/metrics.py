@@ -39,8 +39,8 @@ class DeviceMeter:
 
     def add(self, name: str, value: torch.Tensor) -> None:
         value = value.detach().double()
-        if self.skip_nonfinite:
-            finite = torch.isfinite(value)
+        if self.skip_nonfinite:  # a step is skipped on every rank when any rank's share of its loss is not finite
+            finite = distributed.on_every_rank(torch.isfinite(value))
             value = torch.where(finite, value, 0.0)
             self._counts[name] = self._counts.get(name, 0) + finite.double()
         else:
@@ -55,7 +55,7 @@ class DeviceMeter:
         if name not in self._watched:
             self._watched.append(name)
         value = loss.detach().double()
-        bad = ~torch.isfinite(value)
+        bad = ~(distributed.on_every_rank(torch.isfinite(value)) if self.skip_nonfinite else torch.isfinite(value))
         self._bad_count += bad.double()
         first = bad & (self._bad_step < 0)
         self._bad_step = torch.where(first, float(step), self._bad_step)
@@ -70,7 +70,7 @@ class DeviceMeter:
             stacked = torch.stack([*(self._sums[n] for n in names),
                                    *(torch.as_tensor(c, dtype=torch.float64, device=self.device) for c in counts),
                                    self._bad_step, self._bad_name, self._bad_value, self._bad_count])
-            flat = _sum_over_ranks(stacked, len(names)).cpu().tolist()
+            flat = _sum_over_ranks(stacked, len(names), self.skip_nonfinite).cpu().tolist()
         bad_step, bad_name, bad_value, bad_count = flat[-4:]
         self.nonfinite_count = int(bad_count)
         if bad_step >= 0 and self.first_nonfinite is None:
@@ -84,16 +84,17 @@ class DeviceMeter:
         self._bad_count.zero_()
 
 
-def _sum_over_ranks(stacked: torch.Tensor, num_sums: int) -> torch.Tensor:
+def _sum_over_ranks(stacked: torch.Tensor, num_sums: int, ranks_agree: bool) -> torch.Tensor:
     """Under torchrun: the loss sums added over ranks (each rank records its share of every global loss), the
     counts kept (every rank counts the same steps), and the first non-finite watch of any rank (earliest step;
-    the total count of non-finite losses)."""
+    the count of non-finite losses: the same on every rank when `ranks_agree` (train.nonfinite: skip decides per
+    global step), else summed)."""
     if not distributed.is_active():
         return stacked
     stacked = stacked.clone()
     distributed.all_reduce_(stacked[:num_sums])
     bad_step, bad_count = stacked[-4], stacked[-1:]
-    distributed.all_reduce_(bad_count)
+    distributed.all_reduce_(bad_count, "max" if ranks_agree else "sum")
     step_or_inf = torch.where(bad_step < 0, float("inf"), bad_step).reshape(1)
     distributed.all_reduce_(step_or_inf, "min")
     if bool(step_or_inf.isfinite()) and bool(step_or_inf != bad_step):  # another rank saw it first

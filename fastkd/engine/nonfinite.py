@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from . import distributed
+
 
 class SkipNonFinite:
     """Keeps a copy of a learner's state as of its last good step and puts it back after a non-finite one.
@@ -54,7 +56,7 @@ class SkipNonFinite:
         checks = [torch.isfinite(t).all() for t in state.values() if t.is_floating_point()]
         if loss_finite is not None:
             checks.append(loss_finite)
-        finite = torch.stack(checks).all()
+        finite = distributed.on_every_rank(torch.stack(checks).all())  # a rank's non-finite share spoils the step
         for key, tensor in state.items():
             # Optimizer state is created lazily at a parameter's first step; before that it was, in effect, zero.
             good = self._good.setdefault(key, torch.zeros_like(tensor))

@@ -138,8 +138,8 @@ class Learner:
         self.optimizer.zero_grad(set_to_none=True)
         with record_function("fastkd.backward"):
             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-        with record_function("fastkd.all_reduce"):
-            distributed.sum_gradients(self.model.parameters())
+        with record_function("fastkd.all_reduce"):  # every parameter this optimizer steps (it may be shared)
+            distributed.sum_gradients(p for group in self.optimizer.param_groups for p in group["params"])
         with record_function("fastkd.optimizer"):
             if self.scaler is not None:
                 self.scaler.step(self.optimizer)
@@ -209,7 +209,8 @@ def set_optimizer(learners: list[Learner], param_groups: list[dict], cfg: OptimC
 
 def feature_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str) -> torch.Tensor:
     """`dist` is the reference's torch.dist: the unsquared L2 norm of the whole B x f difference (docs/semantics.md
-    §4.1)."""
+    §4.1). `ce` is the reference's ``nn.CrossEntropyLoss()(student, teacher)``: the raw teacher features are the
+    class-probability targets (not normalised), mean over the batch of -sum_j t_j * log_softmax(s)_j."""
     if student.dtype != torch.float64:
         student, teacher = student.float(), teacher.float()
     if kind == "dist":
@@ -220,6 +221,8 @@ def feature_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str) -> tor
         return F.l1_loss(student, teacher)
     if kind == "smoothl1":
         return F.smooth_l1_loss(student, teacher)
+    if kind == "ce":
+        return F.cross_entropy(student, teacher)
     return student.new_zeros(())
 
 

@@ -494,9 +494,6 @@ def _check_distributed(cfg: ExperimentConfig, train_size: int, test_size: int) -
     world = distributed.world_size()
     if world == 1:
         return
-    if cfg.train.nonfinite == "skip":
-        raise ConfigError("train.nonfinite=skip under torchrun (several processes) is not supported yet; "
-                          "use train.nonfinite=stop")
     for what, size, batch, drop_last in (("data.batch_size", train_size, cfg.data.batch_size, cfg.data.drop_last),
                                          ("data.eval_batch_size", test_size, cfg.data.eval_batch_size, False)):
         smallest = batch if drop_last else min(batch, size % batch or batch)

@@ -1,8 +1,8 @@
-"""Dropout and Spaced Dropout on the dropout ResNet (docs/semantics.md §3.3, §7), with the optional spaced batch
-cutout.
+"""Dropout and Spaced Dropout on the dropout ResNet (docs/semantics.md §3.3, §7) or the dropout WideResNet, with
+the optional spaced batch cutout.
 
-Its plan (rate period, variant, counter and cutout schedule), its models (the dropout ResNets), its schedule and
-state (the rate and cutout counters)."""
+Its plan (rate period, variant, counter and cutout schedule), its models (the dropout ResNets and WideResNets), its
+schedule and state (the rate and cutout counters)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import torch.nn as nn
 from ..config import ConfigError, ExperimentConfig
 from ..engine.steps import StepContext
 from ..kernels import cross_entropy
-from ..models import DropoutResNet, create_model
+from ..models import create_model
+from ..models.dropout import DropoutSites
 from .base import Iteration, Method, family_model_name
 from .registry import register_method
 
@@ -38,7 +39,7 @@ class DropoutPlan:
     reference_name: str
     """The reference's `--drop_method` this reproduces."""
     op: str
-    """standard (inverted dropout) | max (MaxDropout), at the 4 sites after layer1..layer4."""
+    """standard (inverted dropout) | max (MaxDropout), at every dropout site of the model."""
     rate: float
     space: float
     period: int
@@ -71,10 +72,19 @@ class DropoutPlan:
 
 
 def plan_dropout(method: str, semantics: str, iters_per_epoch: int, epochs: int, op: str, rate: float,
-                 space: float, cutout_input: bool, cutout_length: int) -> DropoutPlan:
-    """`dropout`: constant rate; `spaced_dropout`: p_t over S = int(space*L) forward calls (docs/semantics.md §7)."""
+                 space: float, cutout_input: bool, cutout_length: int, *, wide_resnet: bool = False) -> DropoutPlan:
+    """`dropout`: constant rate; `spaced_dropout`: p_t over S = int(space*L) forward calls (docs/semantics.md §7).
+
+    `wide_resnet`: the model is the dropout WideResNet. The reference's WideResNet always applies MaxDropout at a
+    constant rate and builds it once (so it stops at evaluation); `reference` semantics allows only that run.
+    """
     L = iters_per_epoch
     notes: list[str] = []
+    reference = semantics == "reference"
+    if reference and wide_resnet and (method, op) != ("dropout", "max"):
+        raise ConfigError(f"the reference's WideResNet has no {REFERENCE_DROPOUT_NAMES[(method, op)]}: it always "
+                          "applies MaxDropout at the constant dropout.rate; use method: dropout with dropout.op: "
+                          "max, or semantics: standard to run this schedule on it")
     period = int(space * L)
     if method == "spaced_dropout" and period == 0:
         raise ConfigError(f"dropout.space = {space} gives a period S = int(space * L) = 0 iterations (L = {L}); "
@@ -89,14 +99,17 @@ def plan_dropout(method: str, semantics: str, iters_per_epoch: int, epochs: int,
                      f"{RANDOM_DROPOUT_PERIOD / L:.3g} here)")
     else:
         variant = "sine"
-    reference = semantics == "reference"
     if reference:
         counter = "every forward (training and evaluation)"
         if variant == "sine":
             notes.append("the rate counter also advances once per evaluation batch (docs/semantics.md R15): "
                          "ceil(test size / "
                          "data.eval_batch_size) per evaluation, 79 with the reference's CIFAR-100 batch of 128")
-        notes.append("dropout stays active at evaluation (docs/semantics.md R14): test accuracy is stochastic")
+        if wide_resnet:
+            notes.append("the reference's WideResNet builds its MaxDropout once, so evaluation runs without dropout "
+                         "(its layout is inferred, fastkd/models/wide_resnet.py)")
+        else:
+            notes.append("dropout stays active at evaluation (docs/semantics.md R14): test accuracy is stochastic")
     else:
         counter = "training steps"
     cutout, cutout_period = "off", 0.0
@@ -109,7 +122,8 @@ def plan_dropout(method: str, semantics: str, iters_per_epoch: int, epochs: int,
             notes.append("the reference's cutout switches to random lengths at space > 500 epochs, its dropout at "
                          "S >= 500 iterations (docs/semantics.md R16): the two schedules differ in kind here")
     return DropoutPlan(method, semantics, L, epochs, REFERENCE_DROPOUT_NAMES[(method, op)], op, rate, space, period,
-                       variant, epochs, counter, reference, cutout, cutout_length, cutout_period, notes)
+                       variant, epochs, counter, reference and not wide_resnet, cutout, cutout_length, cutout_period,
+                       notes)
 
 
 MODEL = "model"
@@ -120,12 +134,13 @@ MODEL = "model"
 @register_method("dropout", family="dropout", summary="dropout (or MaxDropout) at a constant rate")
 class SpacedDropout(Method):
     """`dropout` (StandardDropout / MaxDropout at a constant rate p) and `spaced_dropout` (SpacedDropout /
-    MaxSpacedDropout: p_t = p*|sin(pi*t/S)| at the 4 sites, or p*U[0,1) per site and forward when S >= 500).
+    MaxSpacedDropout: p_t = p*|sin(pi*t/S)| at every site, or p*U[0,1) per site and forward when S >= 500).
 
-    Loss weighting: CE(z, y) only; dropout acts on the activations after layer1..layer4.
-    - reference: t counts every forward, evaluation batches included (docs/semantics.md R15), and dropout stays active
-    at
-      evaluation (docs/semantics.md R14).
+    Loss weighting: CE(z, y) only; dropout acts on the activations after layer1..layer4 of the dropout ResNet, or
+    between the two convs of every WideResNet block. Under `standard` the WideResNet takes any op and schedule;
+    under `reference` only the reference's constant-rate MaxDropout, off at evaluation (see `plan_dropout`).
+    - reference: t counts every forward, evaluation batches included (docs/semantics.md R15), and the dropout ResNet
+      keeps dropping at evaluation (docs/semantics.md R14).
     - standard: t counts training steps and evaluation runs without dropout.
     The rate lives in device buffers of the model, rewritten in place before each forward (no host sync, no
     recompile). With `dropout.cutout_input` each training batch loses one box, the same for the whole batch
@@ -144,15 +159,17 @@ class SpacedDropout(Method):
     def from_config(cls, cfg: ExperimentConfig, iters_per_epoch: int) -> SpacedDropout:
         d = cfg.dropout
         plan = plan_dropout(cfg.method, cfg.semantics, iters_per_epoch, cfg.train.epochs, d.op, d.rate, d.space,
-                            d.cutout_input, d.length)
+                            d.cutout_input, d.length,
+                            wide_resnet=cfg.model.student.removeprefix("dropout_").startswith("wideresnet"))
         if cfg.semantics == "reference" and not cfg.optim.nesterov:
             plan.notes.append("the reference trains dropout models with Nesterov SGD; optim.nesterov is false")
         return cls(plan)
 
     def build_models(self, cfg: ExperimentConfig, num_classes: int) -> dict[str, nn.Module]:
         name = family_model_name(cfg.model.student, "dropout_")
-        return {MODEL: create_model(name, num_classes=num_classes, drop_op=self.plan.op, drop_rate=self.plan.rate,
-                                    random_rates=self.plan.variant == "random", active_at_eval=self.reference,
+        plan = self.plan
+        return {MODEL: create_model(name, num_classes=num_classes, drop_op=plan.op, drop_rate=plan.rate,
+                                    random_rates=plan.variant == "random", active_at_eval=plan.active_at_eval,
                                     downsample_factor=cfg.model.student_downsample_factor)}
 
     def run_iteration(self, it: Iteration, ctx: StepContext) -> None:
@@ -176,7 +193,7 @@ class SpacedDropout(Method):
         self.forwards += 1
         return {MODEL: logits}
 
-    def _set_rate(self, model: DropoutResNet) -> None:
+    def _set_rate(self, model: DropoutSites) -> None:
         """The sine variant's p_t for this forward; constant and random rates never change after build."""
         if self.plan.variant == "sine":
             model.set_drop_rates(self.plan.rate_at(self.forwards))

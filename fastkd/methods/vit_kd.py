@@ -18,7 +18,6 @@ from torch.profiler import record_function
 
 from ..config import ExperimentConfig, ViTConfig
 from ..data.sampler import derive_seed
-from ..engine import distributed
 from ..engine.replay import ReplayLog
 from ..engine.steps import StepContext, decay_param_groups, set_optimizer
 from ..errors import ConfigError
@@ -201,10 +200,6 @@ class ViTFamily(Method):
         trained = [learner for learner in ctx.learners.values()
                    if any(p.requires_grad for p in learner.model.parameters())]
         if self.shared_optimizer:
-            if distributed.is_active():
-                raise ConfigError(f"semantics: {self.plan.method} under 'reference' shares one optimizer between "
-                                  "teacher and student, which fastkd does not run under torchrun yet; run it in one "
-                                  "process (data.batch_size is the global batch) or set semantics=standard")
             # The teacher steps every iteration, so it leads the per-epoch schedule.
             trained.sort(key=lambda learner: learner.name != "teacher")
             groups = decay_param_groups([learner.model for learner in trained], self.optim.weight_decay,

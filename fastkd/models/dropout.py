@@ -112,3 +112,43 @@ class MaxDropout(RateDropout):
 
 
 DROPOUT_OPS: dict[str, type[RateDropout]] = {"standard": StandardDropout, "max": MaxDropout}
+
+
+class DropoutSites:
+    """Rate controls shared by the models whose dropout ops are listed, in forward order, by ``dropout_sites``."""
+
+    dropout_sites: tuple[RateDropout, ...]
+
+    def set_drop_rates(self, rates: Rate) -> None:
+        """Set the rate of every site: a Python float, a 0-dim tensor (same rate everywhere) or a tensor with one
+        rate per site, in ``dropout_sites`` order. Tensors should live on the model's device; no host sync."""
+        sites = self.dropout_sites
+        if not isinstance(rates, torch.Tensor):
+            check_rate(rates)
+            for site in sites:
+                site.set_rate(rates)
+            return
+        if rates.shape not in ((), (len(sites),)):
+            raise ValueError(f"set_drop_rates takes a scalar or a tensor of shape ({len(sites)},), "
+                             f"got {tuple(rates.shape)}")
+        per_site = rates.expand(len(sites))
+        for i, site in enumerate(sites):
+            site.set_rate(per_site[i])
+
+    @property
+    def active_at_eval(self) -> bool:
+        return self.dropout_sites[0].active_at_eval
+
+    @active_at_eval.setter
+    def active_at_eval(self, value: bool) -> None:
+        for site in self.dropout_sites:
+            site.active_at_eval = value
+
+    @property
+    def random_rates(self) -> bool:
+        return self.dropout_sites[0].random_rate
+
+    @random_rates.setter
+    def random_rates(self, value: bool) -> None:
+        for site in self.dropout_sites:
+            site.random_rate = value

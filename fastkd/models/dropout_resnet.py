@@ -15,11 +15,8 @@ from typing import Any, Literal
 import torch
 import torch.nn as nn
 
-from .dropout import DROPOUT_OPS, Rate, check_rate
+from .dropout import DROPOUT_OPS, DropoutSites, RateDropout
 from .registry import register_model
-
-NUM_DROPOUT_SITES = 4
-
 
 def _shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Sequential:
     """Empty Sequential (identity) unless the shape changes, then 1x1 conv + BN: keys ``shortcut.{0,1}``."""
@@ -65,11 +62,11 @@ class Bottleneck(nn.Module):
         return torch.relu(out + self.shortcut(x))
 
 
-class DropoutResNet(nn.Module):
+class DropoutResNet(DropoutSites, nn.Module):
     """3x3 stem, no max-pool, stages at strides 1,2,2,2, a dropout op after each stage; returns logits only.
 
     The rates are driven from outside (the spacing schedule lives in ``fastkd.methods``): call
-    ``set_drop_rates`` before a forward. PyTorch default init, as the reference.
+    ``set_drop_rates`` (a scalar, or one rate per site after layer1..layer4) before a forward. PyTorch default init, as the reference.
 
     Args:
         drop_op: ``"max"`` (MaxDropout) or ``"standard"`` (inverted dropout).
@@ -116,40 +113,8 @@ class DropoutResNet(nn.Module):
         return nn.Sequential(*blocks)
 
     @property
-    def dropout_sites(self) -> tuple[nn.Module, ...]:
+    def dropout_sites(self) -> tuple[RateDropout, ...]:
         return (self.dropout1, self.dropout2, self.dropout3, self.dropout4)
-
-    def set_drop_rates(self, rates: Rate) -> None:
-        """Set the rate of every site: a Python float, a 0-dim tensor (same rate everywhere) or a tensor of
-        shape (4,) (sites after layer1..layer4). Tensors should live on the model's device; no host sync."""
-        if not isinstance(rates, torch.Tensor):
-            check_rate(rates)
-            for site in self.dropout_sites:
-                site.set_rate(rates)
-            return
-        if rates.shape not in ((), (NUM_DROPOUT_SITES,)):
-            raise ValueError(f"set_drop_rates takes a scalar or a tensor of shape (4,), got {tuple(rates.shape)}")
-        per_site = rates.expand(NUM_DROPOUT_SITES)
-        for i, site in enumerate(self.dropout_sites):
-            site.set_rate(per_site[i])
-
-    @property
-    def active_at_eval(self) -> bool:
-        return self.dropout1.active_at_eval
-
-    @active_at_eval.setter
-    def active_at_eval(self, value: bool) -> None:
-        for site in self.dropout_sites:
-            site.active_at_eval = value
-
-    @property
-    def random_rates(self) -> bool:
-        return self.dropout1.random_rate
-
-    @random_rates.setter
-    def random_rates(self, value: bool) -> None:
-        for site in self.dropout_sites:
-            site.random_rate = value
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))

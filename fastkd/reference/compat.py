@@ -258,7 +258,7 @@ def _name_suffix(semantics: str) -> str:
 
 
 # --- online KD (train_space.py / train_kd.py) -------------------------------------------------------
-FEATURE_LOSSES = {"dist": "dist", "L1": "l1", "L2": "mse", "SmoothL1": "smoothl1"}
+FEATURE_LOSSES = {"dist": "dist", "L1": "l1", "L2": "mse", "SmoothL1": "smoothl1", "CE": "ce"}
 
 
 def _usable(reference_nets: tuple[str, ...], registry_prefix: str = "") -> str:
@@ -286,12 +286,9 @@ def _translate_online_kd(script: str, v: dict[str, Any], given: set[str], semant
     dataset = _cnn_dataset(script, v["dataset"])
     teacher = _online_kd_net(script, "-net_teacher", v["net_teacher"], v["net_teacher"])
     student = _online_kd_net(script, "-net_student", v["net_student"], v["net_teacher"])
-    if v["feature_loss"] == "CE":
-        raise _unsupported(script, "-feature_loss", "CE", "fastkd has no cross-entropy feature loss; "
-                           "use dist, L1, L2 or SmoothL1")
     if v["feature_loss"] not in FEATURE_LOSSES:
         raise _crash(script, "-feature_loss", v["feature_loss"], "no feature loss function is defined for it",
-                     "use dist, L1, L2 or SmoothL1")
+                     "use dist, L1, L2, SmoothL1 or CE")
     optimizer = _optimizer_name(script, v["optimizer"])
     rate = v["interval_rate"]
     method = "offline_kd" if rate >= OFFLINE_RATE else "online_kd" if rate == 0 else "spaced_online_kd"
@@ -436,7 +433,16 @@ def _translate_dropout(script: str, v: dict[str, Any], given: set[str], semantic
         raise _crash(script, "--erasing_input", None, "it calls Erasing_input, which it never imports, "
                      "docs/semantics.md §9",
                      "drop the flag (or use --cutout_input)")
-    spaced = v["drop_method"] in ("SpacedDropout", "MaxSpacedDropout")
+    # The reference's WideResNet takes only --drop: MaxDropout at that constant rate, whatever --drop_method says.
+    wide_resnet = v["model"] == "wideresnet"
+    if wide_resnet:
+        ignored = [f"--{flag} {v[flag]}" for flag in ("drop_method", "space")
+                   if flag in given and not (flag == "space" and v["cutout_input"])]
+        if ignored:
+            why = no_effect("its WideResNet always applies MaxDropout at the constant --drop rate; only the run "
+                            "name changes")
+            notes.append(f"{', '.join(ignored)}: {why}")
+    spaced = not wide_resnet and v["drop_method"] in ("SpacedDropout", "MaxSpacedDropout")
     iters_per_epoch = math.ceil(train_size(dataset) / v["batch_size"])
     if spaced and int(v["space"] * iters_per_epoch) == 0:
         raise _crash(script, "--space", v["space"], f"{v['drop_method']} divides by int(space*L) = 0 iterations, "
@@ -460,7 +466,7 @@ def _translate_dropout(script: str, v: dict[str, Any], given: set[str], semantic
                                "test accuracy did not improve, docs/semantics.md R17; add --semantics standard for "
                                "MultiStepLR([60,120,160], 0.2) stepped every epoch")
         lr_decay = True
-    op = "max" if v["drop_method"].startswith("Max") else "standard"
+    op = "max" if wide_resnet or v["drop_method"].startswith("Max") else "standard"
     raw = {
         "name": _dropout_run_name(v) + _name_suffix(semantics),
         "method": "spaced_dropout" if spaced else "dropout", "semantics": semantics, "seed": v["seed"],

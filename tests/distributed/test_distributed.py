@@ -3,8 +3,11 @@ loss, the evaluations and the final weights to 1e-10 in float64, with global bat
 bit-exactly after a stop and refuses another world size, runs over two "nodes" on 127.0.0.1, and a rank that
 raises ends the job with one line from rank 0."""
 
+import csv
 import json
+import math
 import os
+import runpy
 import socket
 import subprocess
 import sys
@@ -42,6 +45,10 @@ METHODS = {  # >= 2 replay/KD/EMA intervals (I = int(0.4 * 5) = 2) in 10 iterati
     "vit_spaced_kd": ["method=vit_spaced_kd", "semantics=standard", "model.student=deit_tiny", "data.image_size=32",
                       "vit.model_args={depth: 2, embed_dim: 32, num_heads: 2}", "vit.drop_path_rate=0.3",
                       "vit.interval=1.0"],
+    # the pycls behaviour: one AdamW shared by teacher and student, replays from an independent loader stream
+    "vit_spaced_kd_reference": ["method=vit_spaced_kd", "semantics=reference", "model.student=deit_tiny",
+                                "data.image_size=32", "vit.model_args={depth: 2, embed_dim: 32, num_heads: 2}",
+                                "vit.drop_path_rate=0.3", "vit.interval=1.0"],
 }
 
 
@@ -139,6 +146,36 @@ def test_resume_is_bit_exact_and_needs_the_same_world_size(runs, capsys):
     assert steps(out / "resumed") == steps(out / "spaced_online_kd-2")
     resumed, uninterrupted = weights(out / "resumed"), weights(out / "spaced_online_kd-2")
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)
+
+
+def test_nonfinite_skip_is_decided_alike_on_every_rank(runs, tmp_path, monkeypatch):
+    """`train.nonfinite: skip` with a NaN sample that only the last rank holds: both ranks skip the same steps, and
+    the run equals the single-process one (same skipped steps, losses and weights)."""
+    root, out = runs
+    nan_step = 3  # epoch 1, logged for the replay of epoch 1 too: the student skips it again there
+    args = [*run_args(root, out, "skip-1", "spaced_online_kd"), "train.nonfinite=skip"]
+    args_2 = [*run_args(root, out, "skip-2", "spaced_online_kd"), "train.nonfinite=skip", "--quiet"]
+    worker = runpy.run_path(str(HERE / "worker.py"))
+    monkeypatch.setattr(Trainer, "batch", Trainer.batch)  # restored after the test
+    worker["inject_nan_pixel"](nan_step)
+    Trainer(load_config(None, args), out / "skip-1", quiet=True).fit()
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps([[str(HERE / "online_kd.yaml"), *args_2]]))
+    result = torchrun(["--standalone", "--nproc_per_node=2", str(HERE / "worker.py"), str(jobs),
+                       f"--nan-step={nan_step}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, two = steps(out / "skip-1"), steps(out / "skip-2")
+    assert [(r["step"], r["kind"]) for r in one] == [(r["step"], r["kind"]) for r in two]
+    nonfinite = [(r["step"], r["kind"]) for r in one if not math.isfinite(r["loss"])]
+    assert nonfinite and nonfinite == [(r["step"], r["kind"]) for r in two if not math.isfinite(r["loss"])]
+    assert all(math.isnan(b) if math.isnan(a) else abs(a - b) < TOLERANCE
+               for x, y in zip(one, two) for k in x if k not in ("step", "kind") for a, b in [(x[k], y[k])])
+    skipped = [[row["nonfinite_skipped_steps"] for row in csv.DictReader(open(out / run / "metrics.csv"))]
+               for run in ("skip-1", "skip-2")]
+    assert skipped[0] == skipped[1] and int(skipped[0][0]) > 0
+    wa, wb = weights(out / "skip-1"), weights(out / "skip-2")
+    assert all(bool(wa[k].isfinite().all()) for k in wa)
+    assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < TOLERANCE
 
 
 def test_two_nodes_on_localhost(runs):
