@@ -16,7 +16,7 @@ import torch
 from .presets import NUM_CLASSES, Preset, Scale
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -57,10 +57,10 @@ def measure_round(run: Callable[[], Any], device: torch.device) -> RoundMeasure:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         device_start = torch.cuda.memory_allocated(device)
-    _sync(device)
+    sync_device(device)
     start = time.perf_counter()
     run()
-    _sync(device)
+    sync_device(device)
     seconds = time.perf_counter() - start
     peak = _proc_status_kb("VmHWM") if resettable else None
     host_peak = peak / 1024 if peak is not None else None
@@ -105,10 +105,10 @@ def profile_round(run: Callable[[], Any], device: torch.device) -> dict[str, flo
     os.environ.setdefault("KINETO_LOG_LEVEL", "5")
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
-        _sync(device)
+        sync_device(device)
         start = time.perf_counter()
         run()
-        _sync(device)
+        sync_device(device)
         wall = time.perf_counter() - start
     return breakdown_from_events(prof.events(), wall)
 
@@ -191,11 +191,11 @@ def _best_time(fn: Callable[[], Any], device: torch.device, repeats: int) -> flo
     fresh memory pages and kernel selection (they measured up to 3x slower here)."""
     for _ in range(repeats):
         fn()
-    _sync(device)
+    sync_device(device)
     best = math.inf
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
-        _sync(device)
+        sync_device(device)
         best = min(best, time.perf_counter() - start)
     return best

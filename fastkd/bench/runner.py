@@ -35,6 +35,7 @@ from .measure import (CORE_WORK, RoundMeasure, ceiling_key, count_flops, measure
                       profile_round)
 from .presets import BENCH_METHODS, NUM_CLASSES, PRESETS, BenchMethod, BenchOptionError, Preset, Scale
 from .report import machine_description, markdown_report
+from .scaling import bench_scaling, parse_nproc, scaling_markdown
 
 if TYPE_CHECKING:
     from ..engine.trainer import Trainer
@@ -265,6 +266,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated subset of {', '.join(BENCH_METHODS)} (default: all)")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds per side (default: the preset's)")
     parser.add_argument("--out", default="runs/bench", help="results folder (results.json, results.md, *.png)")
+    parser.add_argument("--nproc", default=None, metavar="N[,N...]",
+                        help="instead of the comparison with the reference: data-parallel scaling of fastkd's runs, "
+                             "one torchrun job per process count (1 is always included), reporting images/s per "
+                             "process and the scaling efficiency; on CPU the processes share the cores")
     parser.add_argument("--plan", action="store_true",
                         help="print what the preset would run and write plan.json to --out; runs nothing and needs "
                              "no GPU (bench/gpu_check.sh --cpu-dry-run checks the gpu-quick preset this way)")
@@ -298,8 +303,11 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     preset, methods, rounds, out = _resolve(args)
+    nprocs = None if args.nproc is None else parse_nproc(args.nproc, preset.device)
     if args.plan:
-        return _print_plan(preset, methods, rounds, out)
+        return _print_plan(preset, methods, rounds, out, nprocs)
+    if nprocs is not None:
+        return run_scaling(preset, methods, rounds, nprocs, out)
     device = torch.device(preset.device)
     available = [m for m in methods if m.name in METHODS]
     per_method = 2 + 2 * rounds + 1
@@ -346,6 +354,47 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def run_scaling(preset: Preset, methods: list[BenchMethod], rounds: int, nprocs: list[int], out: Path) -> int:
+    """`--nproc`: each method at every process count (fastkd.bench.scaling); 0, or 1 when a method failed."""
+    from tqdm.auto import tqdm
+
+    results: dict[str, Any] = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "preset": {k: v for k, v in asdict(preset).items() if k != "scales"},
+        "rounds": rounds, "machine": machine_description(torch.device(preset.device)), "nprocs": nprocs,
+        "scaling": [],
+    }
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="fastkd-bench-") as tmp, \
+            tqdm(total=len(methods), desc="fastkd bench --nproc", unit="method", dynamic_ncols=True) as progress:
+        for method in methods:
+            progress.set_postfix_str(f"{method.name}: {', '.join(map(str, nprocs))} process(es)", refresh=True)
+            scale = preset.scales[method.name]
+            data_root = Path(tmp) / f"data-{scale.train_images}"
+            if not data_root.exists():
+                write_synthetic_cifar100(data_root, scale.train_images, preset.test_images)
+            try:
+                row = bench_scaling(method, preset, rounds, nprocs, Path(tmp), data_root)
+            except RuntimeError as exc:  # one broken row must not lose the others; the row records why
+                failed = True
+                row = {"method": method.name, "status": "error", "reason": str(exc)}
+            results["scaling"].append(row)
+            _write_scaling(results, out)
+            progress.update(1)
+    table = _write_scaling(results, out)
+    print(table)
+    print(f"results: {out / 'results.json'}, {out / 'results.md'}")
+    return 1 if failed else 0
+
+
+def _write_scaling(results: dict[str, Any], out: Path) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    table = scaling_markdown(results)
+    (out / "results.md").write_text(table)
+    return table
+
+
 def bench_plan(preset: Preset, methods: list[BenchMethod], rounds: int) -> dict[str, Any]:
     """What a run of `preset` does, per method: the size of a round and how many rounds each side trains."""
     return {
@@ -361,8 +410,12 @@ def bench_plan(preset: Preset, methods: list[BenchMethod], rounds: int) -> dict[
     }
 
 
-def _print_plan(preset: Preset, methods: list[BenchMethod], rounds: int, out: Path) -> int:
+def _print_plan(preset: Preset, methods: list[BenchMethod], rounds: int, out: Path, nprocs: list[int] | None) -> int:
     plan = bench_plan(preset, methods, rounds)
+    if nprocs is not None:
+        plan["nprocs"] = nprocs
+        print(f"scaling: one torchrun job per process count {nprocs} and method, {preset.warmup_rounds} warm-up + "
+              f"{rounds} timed epoch(s) each, instead of the comparison with the reference")
     out.mkdir(parents=True, exist_ok=True)
     (out / "plan.json").write_text(json.dumps(plan, indent=2))
     print(f"fastkd bench --preset {preset.name} ({preset.device}): {preset.description}")

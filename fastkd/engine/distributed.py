@@ -69,6 +69,12 @@ def lost_contact(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("gloo" in text.lower() or "Connection closed by peer" in text)
 
 
+def barrier() -> None:
+    """Wait for every rank (a no-op for one process)."""
+    if dist.is_initialized():
+        dist.barrier()
+
+
 def teardown() -> None:
     """Wait for every rank (rank 0 may still be writing), then leave the process group."""
     if dist.is_initialized():

@@ -81,6 +81,8 @@ def test_report_files_and_fields(report):
     (["--methods", "spaced_kd"], "--methods 'spaced_kd': unknown method spaced_kd; choose from"),
     (["--methods", ","], "unknown method (none given)"),
     (["--rounds", "0"], "--rounds 0: need at least 1 timed round per side"),
+    (["--nproc", "two"], "--nproc 'two': give comma-separated process counts such as 1,2,4"),
+    (["--nproc", "0,2"], "--nproc '0,2': process counts must be >= 1"),
 ])
 def test_bad_options_raise_one_line(argv, message):
     with pytest.raises(bench.BenchOptionError) as info:
@@ -140,3 +142,29 @@ def test_plan_of_a_cuda_preset_needs_no_gpu(tmp_path, capsys):
     assert plan["kernels"]["ema_models"] == ["resnet18", "resnet50"]
     assert "spaced_ema: s = 0.1, d = 0.999, batch 128 x 30 iterations" in capsys.readouterr().out
     assert not (tmp_path / "results.json").exists()
+
+
+def test_nproc_reports_scaling_from_torchrun_jobs(tmp_path, capsys):
+    """`--nproc 2`: one torchrun job per process count (1 added as the baseline), epoch times between barriers."""
+    out = tmp_path / "scaling"
+    assert bench.run(parse(["--preset", "test", "--methods", "spaced_online_kd", "--nproc", "2", "--out", str(out)])) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["nprocs"] == [1, 2] and "methods" not in results
+    (row,) = results["scaling"]
+    assert row["method"] == "spaced_online_kd" and row["status"] == "ok"
+    one, two = row["nproc"]["1"], row["nproc"]["2"]
+    assert len(one["images_per_s"]) == len(two["images_per_s"]) == results["rounds"]
+    assert one["efficiency"] == pytest.approx(1.0)
+    assert two["speedup"] == pytest.approx(two["median_images_per_s"] / one["median_images_per_s"])
+    assert two["efficiency"] == pytest.approx(two["speedup"] / 2)
+    assert two["per_process_images_per_s"] == pytest.approx(two["median_images_per_s"] / 2)
+    assert two["threads_per_process"] == max(1, results["machine"]["cpu_count"] // 2)
+    table = (out / "results.md").read_text()
+    assert "| spaced_online_kd | s = 1.0 (I = L) | 16 × 3 | 2 |" in table and "speed-up vs 1" in table
+    assert table in capsys.readouterr().out
+
+
+def test_nproc_plan_says_what_would_run(tmp_path, capsys):
+    assert bench.run(parse(["--preset", "gpu-quick", "--nproc", "2", "--plan", "--out", str(tmp_path)])) == 0
+    assert json.loads((tmp_path / "plan.json").read_text())["nprocs"] == [1, 2]
+    assert "one torchrun job per process count [1, 2]" in capsys.readouterr().out
