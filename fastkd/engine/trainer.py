@@ -60,7 +60,7 @@ class Trainer:
                  checkpoints: bool = True):
         """`checkpoints=False` writes no last.pt/best.pt (for `fastkd bench`: the reference loops write none).
         Under torchrun every rank builds the same Trainer; only rank 0 writes (engine/distributed.py)."""
-        distributed.setup(_on_cuda(cfg), cfg.train.dist_timeout)
+        join_process_group(cfg)
         if distributed.is_main():
             prepare_run_dir(run_dir)  # before any work: an unwritable folder fails now, not at the first save
         state = _resume_state(cfg, run_dir / "last.pt") if resume else None
@@ -487,6 +487,12 @@ def evaluation_order(num_samples: int, seed: int, epochs_trained: int, *, shuffl
 
 def _on_cuda(cfg: ExperimentConfig) -> bool:
     return cfg.train.device == "cuda" or (cfg.train.device == "auto" and torch.cuda.is_available())
+
+
+def join_process_group(cfg: ExperimentConfig) -> None:
+    """Under torchrun (or a Slurm task given torch.distributed's environment), join the run's process group with
+    the backend its device needs; a no-op for one process or when already joined."""
+    distributed.setup(_on_cuda(cfg), cfg.train.dist_timeout)
 
 
 def _check_distributed(cfg: ExperimentConfig, train_size: int, test_size: int) -> None:

@@ -31,7 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probe-steps", type=int, default=2,
                    help="timed iterations per distinct model set for --dry-run's estimates (0: no estimate)")
     p.add_argument("--launcher", choices=("local", "slurm"), default="local")
-    p.add_argument("--gpus-per-run", type=int, default=1, metavar="K")
+    p.add_argument("--gpus-per-run", type=int, default=1, metavar="K",
+                   help="train every run data-parallel on K GPUs (a K-process torchrun job locally, K Slurm tasks "
+                        "under --launcher slurm); the results equal one process's (data.batch_size stays the "
+                        "global batch). Without CUDA: K processes sharing the CPU")
     p.add_argument("--slurm-partition")
     p.add_argument("--slurm-timeout-min", type=int, default=24 * 60)
     p.add_argument("--report", metavar="DIR", help="only (re)write the report of the grid folder DIR")
@@ -46,9 +49,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.family:
         raise UsageError("fastkd reproduce needs a FAMILY (all, online_kd, self_kd, ema, dropout, vit) or --report DIR")
-    if args.gpus_per_run != 1:
-        raise UsageError(f"--gpus-per-run {args.gpus_per_run}: fastkd has no multi-GPU (DDP) run yet; use 1 (the "
-                         "local launcher already runs one run per visible GPU)")
+    if args.gpus_per_run < 1:
+        raise UsageError(f"--gpus-per-run {args.gpus_per_run}: expected a whole number >= 1")
     if args.epochs is not None and args.epochs < 1:
         raise UsageError(f"--epochs {args.epochs}: expected a whole number >= 1")
     bad = [o for o in args.overrides if "=" not in o]
@@ -65,14 +67,15 @@ def run(args: argparse.Namespace) -> int:
     if args.launcher == "slurm":
         from .runner import submit_slurm
 
-        jobs = submit_slurm(runs, out / "slurm", partition=args.slurm_partition, timeout_min=args.slurm_timeout_min)
+        jobs = submit_slurm(runs, out / "slurm", partition=args.slurm_partition, timeout_min=args.slurm_timeout_min,
+                            gpus_per_run=args.gpus_per_run)
         print(f"submitted {len(jobs)} runs as Slurm job array {jobs[0].job_id.split('_')[0]}; logs in {out / 'slurm'}; "
               f"when they end: fastkd reproduce --report {out}")
         return 0
     from .runner import run_local
 
     start = time.perf_counter()
-    outcomes = run_local(runs, quiet=args.quiet)
+    outcomes = run_local(runs, quiet=args.quiet, gpus_per_run=args.gpus_per_run)
     counts = {s: sum(o.status == s for o in outcomes) for s in ("finished", "skipped", "stopped", "failed")}
     print(f"grid of {len(runs)} runs in {time.perf_counter() - start:.0f} s: "
           + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + f"; report: {write_report(out)}")

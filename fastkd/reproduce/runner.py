@@ -43,8 +43,9 @@ def run_one(run: Run) -> Outcome:
     """The per-run entry every launcher calls: skip a finished run, resume one with a last.pt exactly as
     `fastkd train CONFIG --resume RUN_DIR` does (same Trainer path), else start it. A failure is written to the
     run folder's error.txt and returned, so the grid goes on; Ctrl-C (RunInterrupted) propagates."""
+    from ..engine import distributed
     from ..engine.checkpoint import ensure_writable_folder
-    from ..engine.trainer import Trainer
+    from ..engine.trainer import Trainer, join_process_group
 
     run_dir = Path(run.run_dir)
     start = time.perf_counter()
@@ -54,19 +55,23 @@ def run_one(run: Run) -> Outcome:
     try:
         cfg = run.config()
         _check_teacher_ready(cfg)
+        join_process_group(cfg)  # a run of several processes (--gpus-per-run K): rank 0 prepares the folder
         resume = (run_dir / "last.pt").is_file()
-        if not resume and run_dir.exists():
-            shutil.rmtree(run_dir)  # what a start killed before its first checkpoint left; nothing to continue
-        ensure_writable_folder(run_dir)
-        (run_dir / ERROR_FILE).unlink(missing_ok=True)
+        distributed.barrier()  # every rank has seen whether last.pt exists before rank 0 may clear the folder
+        if distributed.is_main():
+            if not resume and run_dir.exists():
+                shutil.rmtree(run_dir)  # what a start killed before its first checkpoint left; nothing to continue
+            ensure_writable_folder(run_dir)
+            (run_dir / ERROR_FILE).unlink(missing_ok=True)
         summary = Trainer(cfg, run_dir, resume=resume, quiet=True).fit()
     except (RunInterrupted, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of one run is recorded and the grid goes on
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         detail = message if isinstance(exc, FastkdError) else traceback.format_exc()
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / ERROR_FILE).write_text(detail + "\n")
+        if distributed.is_main():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / ERROR_FILE).write_text(detail + "\n")
         return Outcome(run.id, "failed", time.perf_counter() - start, message)
     status: Status = "finished" if summary.get("finished") else "stopped"
     return Outcome(run.id, status, time.perf_counter() - start, summary.get("stopped", ""))
@@ -158,9 +163,19 @@ class GridProgress:
             self._refresh()
 
 
-def run_local(runs: list[Run], *, quiet: bool = False) -> list[Outcome]:
-    """In sequence in this process; with several CUDA devices visible, one run per device in child processes."""
+def run_local(runs: list[Run], *, quiet: bool = False, gpus_per_run: int = 1) -> list[Outcome]:
+    """In sequence in this process; with several CUDA devices visible, one run per device in child processes;
+    with `gpus_per_run` K > 1, every run is a K-process torchrun job on its own K GPUs (on a machine without
+    CUDA: K gloo processes sharing the CPU cores, one run at a time)."""
     gpus = _visible_gpus()
+    if gpus_per_run > 1:
+        if gpus and gpus_per_run > len(gpus):
+            raise UsageError(f"--gpus-per-run {gpus_per_run}: only {len(gpus)} GPU(s) are visible; use at most "
+                             f"{len(gpus)}")
+        slots = ([{"CUDA_VISIBLE_DEVICES": ",".join(gpus[i:i + gpus_per_run])}
+                  for i in range(0, len(gpus) - gpus_per_run + 1, gpus_per_run)] if gpus
+                 else [{"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // gpus_per_run))}])
+        return run_in_children(runs, slots, quiet=quiet, processes_per_run=gpus_per_run)
     if len(gpus) > 1:
         return run_in_children(runs, [{"CUDA_VISIBLE_DEVICES": gpu} for gpu in gpus], quiet=quiet)
     outcomes = []
@@ -181,9 +196,13 @@ def _visible_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def run_in_children(runs: list[Run], slots: list[dict[str, str]], *, quiet: bool = False) -> list[Outcome]:
-    """Up to len(slots) runs at a time, each in a child process (`python -m fastkd.reproduce.worker`) with its
-    slot's environment (CUDA_VISIBLE_DEVICES); each child calls `run_one` and writes its outcome as JSON."""
+def run_in_children(runs: list[Run], slots: list[dict[str, str]], *, quiet: bool = False,
+                    processes_per_run: int = 1) -> list[Outcome]:
+    """Up to len(slots) runs at a time, each in a child process (`python -m fastkd.reproduce.worker`, or a
+    `torchrun --standalone` job of `processes_per_run` such processes) with its slot's environment
+    (CUDA_VISIBLE_DEVICES); each child calls `run_one` and (rank 0) writes its outcome as JSON."""
+    launcher = [sys.executable] if processes_per_run == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes_per_run}"]
     pending = list(runs)
     active: dict[int, tuple[subprocess.Popen, Run, Path]] = {}
     outcomes: dict[str, Outcome] = {}
@@ -197,8 +216,9 @@ def run_in_children(runs: list[Run], slots: list[dict[str, str]], *, quiet: bool
                     result.unlink(missing_ok=True)
                     spec = Path(run.run_dir + ".run.json")
                     spec.write_text(json.dumps(asdict(run)))
-                    child = subprocess.Popen([sys.executable, "-m", "fastkd.reproduce.worker", str(spec), str(result)],
-                                             env={**os.environ, **slots[slot]}, stdout=subprocess.DEVNULL)
+                    child = subprocess.Popen([*launcher, "-m", "fastkd.reproduce.worker", str(spec), str(result)],
+                                             env={**os.environ, **slots[slot]}, stdout=subprocess.DEVNULL,
+                                             stderr=subprocess.DEVNULL if processes_per_run > 1 else None)
                     active[slot] = (child, run, result)
                     progress.started(run)
             for slot, (child, run, result) in list(active.items()):
@@ -215,10 +235,25 @@ def run_in_children(runs: list[Run], slots: list[dict[str, str]], *, quiet: bool
     return [outcomes[run.id] for run in runs]
 
 
+def run_one_distributed(run: Run) -> Outcome:
+    """The entry of each of a run's K Slurm tasks (--gpus-per-run K > 1): torch.distributed's environment (rank,
+    world size, master address and port) from submitit's job environment, then `run_one` in that process group."""
+    from submitit.helpers import TorchDistributedEnvironment
+
+    from ..engine import distributed
+
+    TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+    try:
+        return run_one(run)
+    finally:
+        distributed.teardown()
+
+
 def submit_slurm(runs: list[Run], folder: Path, *, executor=None, partition: str | None = None,
                  timeout_min: int = 24 * 60, gpus_per_run: int = 1):
-    """Submit the runs as one Slurm job array through submitit, each task calling `run_one`; returns the jobs.
-    `executor` replaces the Slurm one (tests pass submitit's LocalExecutor: the same pickled entry, local
+    """Submit the runs as one Slurm job array through submitit, each task calling `run_one` (with K > 1 GPUs per
+    run: K tasks per run, one per GPU, calling `run_one_distributed`); returns the jobs. `executor` replaces the
+    Slurm one (tests pass submitit's LocalExecutor with tasks_per_node=K: the same pickled entry, local
     processes)."""
     try:
         import submitit
@@ -229,7 +264,7 @@ def submit_slurm(runs: list[Run], folder: Path, *, executor=None, partition: str
             raise UsageError("--launcher slurm: no Slurm here (sbatch not found on PATH); submit from a cluster "
                              "login node, or use --launcher local")
         executor = submitit.SlurmExecutor(folder=folder)
-        executor.update_parameters(gpus_per_node=gpus_per_run, ntasks_per_node=1, cpus_per_task=8,
+        executor.update_parameters(gpus_per_node=gpus_per_run, ntasks_per_node=gpus_per_run, cpus_per_task=8,
                                    time=timeout_min, array_parallelism=len(runs),
                                    **({"partition": partition} if partition else {}))
-    return executor.map_array(run_one, runs)
+    return executor.map_array(run_one if gpus_per_run == 1 else run_one_distributed, runs)

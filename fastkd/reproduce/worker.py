@@ -1,5 +1,6 @@
 """`python -m fastkd.reproduce.worker RUN.json OUTCOME.json`: one grid run in its own process (one per GPU under
-the local launcher); calls the same `run_one` entry as every other launcher and writes its outcome as JSON."""
+the local launcher), or in each process of a `torchrun` job (--gpus-per-run K); calls the same `run_one` entry as
+every other launcher, and rank 0 writes its outcome as JSON."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from ..engine import distributed
 from .grid import Run
 from .runner import run_one
 
@@ -15,8 +17,12 @@ from .runner import run_one
 def main(argv: list[str]) -> int:
     spec, result = (Path(a) for a in argv)
     fields = json.loads(spec.read_text())
-    outcome = run_one(Run(**{**fields, "overrides": tuple(fields["overrides"])}))
-    result.write_text(json.dumps(asdict(outcome)))
+    try:
+        outcome = run_one(Run(**{**fields, "overrides": tuple(fields["overrides"])}))
+        if distributed.is_main():
+            result.write_text(json.dumps(asdict(outcome)))
+    finally:
+        distributed.teardown()
     return 0
 
 

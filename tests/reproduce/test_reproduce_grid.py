@@ -132,7 +132,7 @@ def test_dry_run_estimates_from_a_probe(capsys):
     (["reproduce", "all", "--seeds", "0,x"], "--seeds 0,x"),
     (["reproduce", "all", "--arch", "resnet34", "--dry-run"], "--arch resnet34"),
     (["reproduce", "ema", "--only", "nothing*", "--dry-run"], "no paper experiment matches"),
-    (["reproduce", "all", "--gpus-per-run", "2"], "--gpus-per-run 2"),
+    (["reproduce", "all", "--gpus-per-run", "0"], "--gpus-per-run 0: expected a whole number >= 1"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, message, capsys):
     assert main(argv) == 2
