@@ -17,7 +17,7 @@ from torch.profiler import record_function
 from ..config import ExperimentConfig
 from ..engine.steps import StepContext
 from ..kernels import EmaSchedule, FlatEMA, cross_entropy
-from ..models import create_model
+from ..models import create_model, width_divisor
 from .base import Iteration, Method
 from .registry import register_method
 
@@ -128,8 +128,8 @@ class SpacedEMA(Method):
         return cls(plan, cfg.seed)
 
     def build_models(self, cfg: ExperimentConfig, num_classes: int) -> dict[str, nn.Module]:
-        return {MODEL: create_model(cfg.model.student, num_classes=num_classes,
-                                    downsample_factor=cfg.model.student_downsample_factor)}
+        width = width_divisor(cfg.model.student, cfg.model.student_downsample_factor, "model.student_downsample_factor")
+        return {MODEL: create_model(cfg.model.student, num_classes=num_classes, downsample_factor=width)}
 
     def attach(self, ctx: StepContext) -> None:
         learner = ctx.learners[MODEL]

@@ -15,10 +15,12 @@ import torch.nn as nn
 from torch.profiler import record_function
 
 from ..config import ExperimentConfig, KDConfig
+from ..data.readers import TINY_SIDE
 from ..engine.replay import ReplayLog
 from ..engine.steps import StepContext, feature_loss
+from ..errors import ConfigError
 from ..kernels import cross_entropy, kd_loss
-from ..models import StudentNet, TeacherNet, create_model
+from ..models import StudentNet, TeacherNet, create_model, width_divisor
 from .base import Iteration, Method
 from .registry import register_method
 
@@ -105,6 +107,17 @@ def student_kd_loss(outputs: tuple[torch.Tensor, torch.Tensor], labels: torch.Te
     return out.total + kd.beta * feat, {"ce": out.ce, "soft": out.soft, "feature": feat.detach()}
 
 
+def _fits_images(model: nn.Module, cfg: ExperimentConfig, key: str) -> nn.Module:
+    """Refuse, before training, a fixed-size model (the small CIFAR ViT: a position embedding for 32x32 images)
+    on a data set of another image side."""
+    size = getattr(model, "image_size", None)
+    side = TINY_SIDE if cfg.data.dataset == "tiny_imagenet" else 32
+    if size is not None and size != side:
+        raise ConfigError(f"{key}: {getattr(cfg.model, key.split('.')[1])} takes {size}x{size} images and "
+                          f"{cfg.data.dataset} has {side}x{side}; use a CNN (resnet18, mobilenetv2, ...) for it")
+    return model
+
+
 @register_method("offline_kd", family="online_kd", summary="the teacher trains first, then teaches the student")
 @register_method("spaced_online_kd", family="online_kd",
                  summary="the teacher trains I = int(L*s) iterations ahead; the student replays its batches")
@@ -142,13 +155,16 @@ class OnlineKDFamily(Method):
     def build_models(self, cfg: ExperimentConfig, num_classes: int) -> dict[str, nn.Module]:
         """Teacher and student in the reference's wrapper layout (docs/semantics.md §3.1); a plain backbone without a
         teacher."""
-        student = create_model(cfg.model.student, num_classes=num_classes,
-                               downsample_factor=cfg.model.student_downsample_factor)
+        student_df = width_divisor(cfg.model.student, cfg.model.student_downsample_factor,
+                                   "model.student_downsample_factor")
+        student = _fits_images(create_model(cfg.model.student, num_classes=num_classes, downsample_factor=student_df),
+                               cfg, "model.student")
         if not self.has_teacher:
             return {"student": student}
         # As in the reference, only a resnet18 teacher receives downsample_factor.
         teacher_df = cfg.model.downsample_factor if cfg.model.teacher == "resnet18" else None
-        teacher = TeacherNet(create_model(cfg.model.teacher, num_classes=num_classes, downsample_factor=teacher_df))
+        teacher = TeacherNet(_fits_images(create_model(cfg.model.teacher, num_classes=num_classes,
+                                                       downsample_factor=teacher_df), cfg, "model.teacher"))
         return {"teacher": teacher, "student": StudentNet(student, teacher.feature_size)}
 
     def phase(self, epoch: int) -> str:

@@ -66,7 +66,8 @@ class DropoutResNet(DropoutSites, nn.Module):
     """3x3 stem, no max-pool, stages at strides 1,2,2,2, a dropout op after each stage; returns logits only.
 
     The rates are driven from outside (the spacing schedule lives in ``fastkd.methods``): call
-    ``set_drop_rates`` (a scalar, or one rate per site after layer1..layer4) before a forward. PyTorch default init, as the reference.
+    ``set_drop_rates`` (a scalar, or one rate per site after layer1..layer4) before a forward. PyTorch default
+    init, as the reference.
 
     Args:
         drop_op: ``"max"`` (MaxDropout) or ``"standard"`` (inverted dropout).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import inspect
 from typing import Callable
 
 import torch.nn as nn
@@ -38,3 +39,14 @@ def create_model(name: str, **kwargs) -> nn.Module:
     if name not in _ENTRYPOINTS:
         raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
     return _ENTRYPOINTS[name](**{k: v for k, v in kwargs.items() if v is not None})
+
+
+def width_divisor(name: str, factor: float, key: str) -> float | None:
+    """The `downsample_factor` to build model `name` with: `factor` where its entrypoint takes one (the ResNets),
+    else None, as such a model has one width; a factor other than 1 for it is a config error naming `key`."""
+    if name not in _ENTRYPOINTS or "downsample_factor" in inspect.signature(_ENTRYPOINTS[name]).parameters:
+        return factor
+    if factor != 1.0:
+        raise ConfigError(f"{key}={factor:g}: model {name!r} has one width (it takes no downsample_factor); "
+                          f"set {key}=1 or choose a ResNet")
+    return None

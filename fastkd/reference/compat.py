@@ -45,6 +45,7 @@ from .errors import CompatError
 from .flags import (
     DATA_ENV, DROPOUT_FLAGS, DROPOUT_MODEL_TITLES, DROPOUT_MODELS, DROPOUT_REGISTRY_PREFIX, EMA_FLAGS,
     EMA_REFERENCE_NETS, FASTKD_FLAGS_HELP, ONLINE_KD_FLAGS, ONLINE_KD_REFERENCE_NETS, ONLINE_KD_REFERENCE_VGG,
+    ONLINE_KD_REGISTRY_NAMES, ONLINE_KD_SHUFFLENETS, ONLINE_KD_STUDENT_OWN_NAMES, ONLINE_KD_VIT_DATASETS,
     REFERENCE_CIFAR_ROOT, REFERENCE_GAMMA, REFERENCE_LR_DECAY_EPOCHS, REFERENCE_MILESTONES, REFERENCE_MOMENTUM,
     REFERENCE_TINY_ROOT, REFERENCE_WEIGHT_DECAY, SCRIPTS, SELF_KD_FLAGS, SELF_KD_REFERENCE_NETS,
     SELF_KD_REGISTRY_PREFIX, UNSPACED_DROPOUT, Flag, no_effect,
@@ -266,26 +267,41 @@ def _usable(reference_nets: tuple[str, ...], registry_prefix: str = "") -> str:
     return ", ".join(n for n in reference_nets if is_model(registry_prefix + n))
 
 
-def _online_kd_net(script: str, flag: str, value: str, teacher: str) -> str:
-    usable = _usable(ONLINE_KD_REFERENCE_NETS)
+def _online_kd_net(script: str, flag: str, value: str, teacher: str, dataset: str, notes: list[str]) -> str:
+    """The registered model models/nets.py builds for ``-net_teacher``/``-net_student`` VALUE, or its crash.
+
+    Its student builder tests the student's own name only for the ResNets and MobileNets; next it tests
+    ``-net_teacher`` for the shufflenets, so a shufflenet teacher gets a student of its own kind whatever
+    ``-net_student`` says (docs/semantics.md §9), and a shufflenet student of any other teacher is never built.
+    """
+    usable = ", ".join(ONLINE_KD_REFERENCE_NETS)
+    if flag == "-net_student" and value not in ONLINE_KD_STUDENT_OWN_NAMES:
+        if teacher in ONLINE_KD_SHUFFLENETS:
+            if value != teacher:
+                notes.append(f"-net_student {value}: builds a {teacher} student, as the reference does (its student "
+                             "builder tests -net_teacher for the shufflenet names first, docs/semantics.md §9)")
+            value = teacher
+        elif value in ONLINE_KD_SHUFFLENETS:
+            others = ", ".join(n for n in ONLINE_KD_REFERENCE_NETS if n not in ONLINE_KD_SHUFFLENETS)
+            raise _crash(script, flag, value, "its student builder tests -net_teacher for the shufflenet names, "
+                         "docs/semantics.md §9, so no student is built",
+                         f"pass -net_teacher {value} too, or use one of {others}")
     if value in ONLINE_KD_REFERENCE_VGG:
         raise _crash(script, flag, value, "its VGG builders are called with a keyword they do not take, "
                      "docs/semantics.md §9", f"use one of {usable}")
-    if flag == "-net_student" and value in ("shufflenet", "shufflenetv2") and teacher != value:
-        raise _crash(script, flag, value, "its student builder tests -net_teacher for the shufflenet names, "
-                     "docs/semantics.md §9, so no student is built", f"use one of {usable}")
     if value not in ONLINE_KD_REFERENCE_NETS:
         raise _crash(script, flag, value, "models/nets.py has no branch for it", f"use one of {usable}")
-    if not is_model(value):
-        raise _unsupported(script, flag, value, f"fastkd has no {value}; use one of {usable}")
-    return value
+    if value == "vit" and dataset not in ONLINE_KD_VIT_DATASETS:
+        raise _crash(script, flag, value, f"models/nets.py builds its ViT only for cifar100, none for {dataset}",
+                     "use -dataset cifar100 or another network")
+    return ONLINE_KD_REGISTRY_NAMES.get(value, value)
 
 
 def _translate_online_kd(script: str, v: dict[str, Any], given: set[str], semantics: str) -> _Draft:
     notes: list[str] = []
     dataset = _cnn_dataset(script, v["dataset"])
-    teacher = _online_kd_net(script, "-net_teacher", v["net_teacher"], v["net_teacher"])
-    student = _online_kd_net(script, "-net_student", v["net_student"], v["net_teacher"])
+    teacher = _online_kd_net(script, "-net_teacher", v["net_teacher"], v["net_teacher"], dataset, notes)
+    student = _online_kd_net(script, "-net_student", v["net_student"], v["net_teacher"], dataset, notes)
     if v["feature_loss"] not in FEATURE_LOSSES:
         raise _crash(script, "-feature_loss", v["feature_loss"], "no feature loss function is defined for it",
                      "use dist, L1, L2, SmoothL1 or CE")

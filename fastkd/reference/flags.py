@@ -147,6 +147,13 @@ ONLINE_KD_REFERENCE_NETS = ("resnet18", "resnet50", "resnet101", "resnet152", "m
                             "shufflenet", "shufflenetv2", "vit")
 ONLINE_KD_REFERENCE_VGG = ("vgg11", "vgg13", "vgg16", "vgg19")
 """Built by models/nets.py with a keyword the VGG builders do not take: the reference crashes."""
+ONLINE_KD_SHUFFLENETS = ("shufflenet", "shufflenetv2")
+ONLINE_KD_STUDENT_OWN_NAMES = ("resnet18", "resnet50", "resnet101", "resnet152", "mobilenet", "mobilenetv2")
+"""The -net_student names models/nets.py's student builder tests before it tests -net_teacher for the shufflenets."""
+ONLINE_KD_REGISTRY_NAMES = {"vit": "vit_cifar"}
+"""Reference -net_* names registered under another name in fastkd (the others are the same)."""
+ONLINE_KD_VIT_DATASETS = ("cifar100",)
+"""The fastkd data sets models/nets.py builds its ViT for (it has one more, imagenet; others build nothing)."""
 EMA_REFERENCE_NETS = ("resnet18", "resnet50", "resnet101")
 SELF_KD_REFERENCE_NETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wideresnet50",
                           "wideresnet101", "resnext101_32x8d")

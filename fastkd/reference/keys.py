@@ -80,7 +80,7 @@ def selfkd_to_reference(state_dict: StateDict, data_parallel: bool = True) -> St
 
 # ------------------------------------------------------------------------------------- dropout ResNet
 def dropout_from_reference(state_dict: dict[str, Any]) -> StateDict:
-    """A dropout/train.py checkpoint -> fastkd ``DropoutResNet`` keys.
+    """A dropout/train.py checkpoint -> fastkd ``DropoutResNet`` (or ``WideResNet``) keys.
 
     Accepts the raw ``cnn.state_dict()`` or the reference's saved payload ``{'model': state_dict}``;
     a ``module.`` prefix (a user's DataParallel wrapper) is stripped. The keys are otherwise identical.

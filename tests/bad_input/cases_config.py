@@ -111,6 +111,9 @@ CONFIG_VALUES = [
     file_value("student-model-unknown", {"model.student": "resnet19"},
                r"unknown model 'resnet19'; choose one of: .*resnet18"),
     file_value("teacher-model-unknown", {"model.teacher": "vgg16"}, r"unknown model 'vgg16'; choose one of"),
+    file_value("student-downsample-one-width-model", {"model.student": "mobilenet"},  # the tiny config divides by 64
+               r"model\.student_downsample_factor=64: model 'mobilenet' has one width .*set "
+               r"model\.student_downsample_factor=1 or choose a ResNet"),
     file_value("teacher-model-number", {"model.teacher": 18},
                _file("model.teacher", r"Input should be a valid string \(got 18\)")),
     file_value("kd-interval-inf", {"kd.interval": INF}, _file("kd.interval", FINITE)),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -9,7 +12,10 @@ from fastkd import cli
 from fastkd.errors import CheckpointError
 from fastkd.models import StudentNet, TeacherNet, create_model
 from fastkd.reference.errors import CompatError
-from fastkd.reference.keys import export_reference_checkpoint, init_weights, selfkd_from_reference, selfkd_to_reference
+from fastkd.reference.keys import (
+    add_module_prefix, export_reference_checkpoint, init_weights, selfkd_from_reference, selfkd_to_reference,
+    strip_module_prefix,
+)
 
 
 def assert_same_state(model: torch.nn.Module, expected: dict[str, torch.Tensor]) -> None:
@@ -123,3 +129,42 @@ def test_export_rejects_non_fastkd_files(tmp_path, capsys):
         export_reference_checkpoint({"model": {}})
     assert cli.main(["compat", "export", str(tmp_path / "missing.pt")]) == 2
     assert "usage: fastkd compat export" in capsys.readouterr().err
+
+
+SMALL_NETS_REFERENCE = json.loads((Path(__file__).parents[1] / "models" / "cifar_small_nets_reference_keys.json")
+                                  .read_text())
+SMALL_NETS_FEATURE_SIZES = {"mobilenet": 1024, "mobilenetv2": 1280, "shufflenet": 960, "shufflenetv2": 1024,
+                            "vit": 384}
+
+
+@pytest.mark.parametrize("reference_name", ["mobilenet", "mobilenetv2", "shufflenet", "shufflenetv2", "vit"])
+def test_online_kd_dataparallel_pair_of_the_other_nets_loads_and_exports_back(tmp_path, reference_name):
+    """A teacher/student pair saved from the reference's DataParallel-wrapped wrappers, with keys written from its
+    module structure (``module.net.<key>``, the student's projector ``module.linear{1,2}``), loads into fastkd's
+    models and exports back to the same names."""
+    entry = SMALL_NETS_REFERENCE[reference_name]
+    generator = torch.Generator().manual_seed(0)
+
+    def filled(shapes: dict[str, list[int]]) -> dict[str, torch.Tensor]:
+        return {key: torch.randn(shape, generator=generator) if shape else torch.tensor(7)
+                for key, shape in shapes.items()}
+
+    net = {f"net.{key}": shape for key, shape in entry["keys"].items()}
+    feature = SMALL_NETS_FEATURE_SIZES[reference_name]
+    hidden = feature  # teacher and student are the same network here: int((f + f) / 2) = f
+    projector = {"linear1.weight": [hidden, feature], "linear1.bias": [hidden],
+                 "linear2.weight": [feature, hidden], "linear2.bias": [feature]}
+    reference = {"teacher_model": add_module_prefix(filled(net)),
+                 "student_model": add_module_prefix(filled(net | projector))}
+    torch.save(reference, tmp_path / "pair.pth")
+
+    teacher = TeacherNet(create_model(entry["model"], num_classes=100))
+    fresh = {"teacher": teacher, "student": StudentNet(create_model(entry["model"], num_classes=100),
+                                                       teacher.feature_size)}
+    assert init_weights(tmp_path / "pair.pth", fresh) == ["student", "teacher"]
+    for name, model in fresh.items():
+        assert_same_state(model, strip_module_prefix(reference[f"{name}_model"]))
+
+    exported = export_reference_checkpoint(fastkd_payload("spaced_online_kd", fresh))
+    for name in ("teacher", "student"):
+        assert list(exported[f"{name}_model"]) == list(strip_module_prefix(reference[f"{name}_model"]))

@@ -34,7 +34,7 @@ def oracle_batches(root):
     return [(x[i:i + BATCH], y[i:i + BATCH]) for i in range(0, len(y), BATCH)]
 
 
-def run_oracle(mode, semantics, teacher, student, batches, epochs, interval):
+def run_oracle(mode, semantics, teacher, student, batches, epochs, interval, feature_loss="default"):
     log = []
     sgd = dict(lr=LR, momentum=0.9, weight_decay=5e-4)
     opt_t = torch.optim.SGD(teacher.parameters(), **sgd)
@@ -58,6 +58,8 @@ def run_oracle(mode, semantics, teacher, student, batches, epochs, interval):
         else:
             soft = nn.KLDivLoss(reduction="batchmean")(F.log_softmax(z_s / T, 1), F.softmax(z_t / T, 1)) * T * T
             feat = F.mse_loss(feat_s, feat_t)
+        if feature_loss == "ce":  # the reference's -feature_loss CE, under either semantics
+            feat = nn.CrossEntropyLoss()(feat_s, feat_t)
         loss = (1 - ALPHA) * ce + ALPHA * soft + BETA * feat
         opt_s.zero_grad()
         loss.backward()
@@ -129,9 +131,10 @@ def engine_log(run_dir):
     ("online_kd", "reference", 0.0, 6),
     ("offline_kd", "reference", 0.0, 3),
 ])
-def test_engine_matches_oracle(tmp_path, method, semantics, interval, epochs):
+def test_engine_matches_oracle(tmp_path, method, semantics, interval, epochs, feature_loss="default"):
     root = write_cifar100(tmp_path / "data", n_train=N_TRAIN, n_test=10)
-    cfg = engine_config(root, tmp_path / "runs", method, semantics, interval, epochs)
+    extra = () if feature_loss == "default" else (f"kd.feature_loss={feature_loss}",)
+    cfg = engine_config(root, tmp_path / "runs", method, semantics, interval, epochs, extra)
     trainer = Trainer(cfg, tmp_path / "runs" / "oracle", quiet=True)
     teacher = copy.deepcopy(trainer.learners["teacher"].model).to(memory_format=torch.contiguous_format)
     student = copy.deepcopy(trainer.learners["student"].model).to(memory_format=torch.contiguous_format)
@@ -140,7 +143,7 @@ def test_engine_matches_oracle(tmp_path, method, semantics, interval, epochs):
 
     mode = "offline" if method == "offline_kd" else "spaced"
     expected = run_oracle(mode, semantics, teacher, student, oracle_batches(root), epochs,
-                          int(5 * interval) if method == "spaced_online_kd" else 0)
+                          int(5 * interval) if method == "spaced_online_kd" else 0, feature_loss)
     got = engine_log(trainer.run_dir)
     assert [k for k, _ in got] == [k for k, _ in expected]
     assert len(expected) >= 30 and sum(k == "student" for k, _ in expected) > 0
@@ -151,3 +154,8 @@ def test_engine_matches_oracle(tmp_path, method, semantics, interval, epochs):
         engine_state = trainer.learners[name].model.state_dict()
         for key, value in reference.state_dict().items():
             torch.testing.assert_close(engine_state[key], value, rtol=1e-5, atol=1e-5, msg=f"{name} {key}")
+
+
+@pytest.mark.parametrize("semantics", ["reference", "standard"])
+def test_engine_matches_oracle_with_the_ce_feature_loss(tmp_path, semantics):
+    test_engine_matches_oracle(tmp_path, "online_kd", semantics, 0.0, 3, feature_loss="ce")
