@@ -35,7 +35,7 @@ from .measure import (CORE_WORK, RoundMeasure, ceiling_key, count_flops, measure
                       profile_round)
 from .presets import BENCH_METHODS, NUM_CLASSES, PRESETS, BenchMethod, BenchOptionError, Preset, Scale
 from .report import machine_description, markdown_report
-from .scaling import bench_scaling, parse_nproc, scaling_markdown
+from .scaling import SYNC_BN_CHOICES, bench_scaling, parse_nproc, scaling_markdown
 
 if TYPE_CHECKING:
     from ..engine.trainer import Trainer
@@ -270,6 +270,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead of the comparison with the reference: data-parallel scaling of fastkd's runs, "
                              "one torchrun job per process count (1 is always included), reporting images/s per "
                              "process and the scaling efficiency; on CPU the processes share the cores")
+    parser.add_argument("--sync-bn", default="auto", choices=SYNC_BN_CHOICES,
+                        help="with --nproc: train.sync_bn of the runs (auto/on: batch statistics of the global batch, "
+                             "one collective per batch-norm layer and pass; off: per-process statistics)")
     parser.add_argument("--plan", action="store_true",
                         help="print what the preset would run and write plan.json to --out; runs nothing and needs "
                              "no GPU (bench/gpu_check.sh --cpu-dry-run checks the gpu-quick preset this way)")
@@ -307,7 +310,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plan:
         return _print_plan(preset, methods, rounds, out, nprocs)
     if nprocs is not None:
-        return run_scaling(preset, methods, rounds, nprocs, out)
+        return run_scaling(preset, methods, rounds, nprocs, out, args.sync_bn)
     device = torch.device(preset.device)
     available = [m for m in methods if m.name in METHODS]
     per_method = 2 + 2 * rounds + 1
@@ -354,7 +357,8 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def run_scaling(preset: Preset, methods: list[BenchMethod], rounds: int, nprocs: list[int], out: Path) -> int:
+def run_scaling(preset: Preset, methods: list[BenchMethod], rounds: int, nprocs: list[int], out: Path,
+                sync_bn: str = "auto") -> int:
     """`--nproc`: each method at every process count (fastkd.bench.scaling); 0, or 1 when a method failed."""
     from tqdm.auto import tqdm
 
@@ -362,6 +366,7 @@ def run_scaling(preset: Preset, methods: list[BenchMethod], rounds: int, nprocs:
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "preset": {k: v for k, v in asdict(preset).items() if k != "scales"},
         "rounds": rounds, "machine": machine_description(torch.device(preset.device)), "nprocs": nprocs,
+        "sync_bn": sync_bn,
         "scaling": [],
     }
     failed = False
@@ -374,7 +379,7 @@ def run_scaling(preset: Preset, methods: list[BenchMethod], rounds: int, nprocs:
             if not data_root.exists():
                 write_synthetic_cifar100(data_root, scale.train_images, preset.test_images)
             try:
-                row = bench_scaling(method, preset, rounds, nprocs, Path(tmp), data_root)
+                row = bench_scaling(method, preset, rounds, nprocs, Path(tmp), data_root, sync_bn)
             except RuntimeError as exc:  # one broken row must not lose the others; the row records why
                 failed = True
                 row = {"method": method.name, "status": "error", "reason": str(exc)}

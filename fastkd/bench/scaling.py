@@ -28,6 +28,8 @@ import torch
 
 from .presets import BenchMethod, BenchOptionError, Preset
 
+SYNC_BN_CHOICES = ("auto", "on", "off")
+
 
 def parse_nproc(text: str, device: str) -> list[int]:
     """`--nproc` as sorted world sizes, 1 always included (the baseline of the efficiency)."""
@@ -51,7 +53,7 @@ def threads_per_process(nproc: int, device: str) -> int:
 
 
 def bench_scaling(method: BenchMethod, preset: Preset, rounds: int, nprocs: list[int], workdir: Path,
-                  data_root: Path) -> dict[str, Any]:
+                  data_root: Path, sync_bn: str = "auto") -> dict[str, Any]:
     """One row: the method's epoch times at every world size, each from its own torchrun job."""
     scale = preset.scales[method.name]
     per_size: dict[str, Any] = {}
@@ -60,15 +62,16 @@ def bench_scaling(method: BenchMethod, preset: Preset, rounds: int, nprocs: list
         threads = threads_per_process(nproc, preset.device)
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                    "-m", "fastkd.bench.scaling", method.name, preset.name, str(rounds), str(data_root),
-                   str(workdir / f"scaling-runs-{nproc}"), str(out)]
+                   str(workdir / f"scaling-runs-{nproc}"), str(out), f"--sync-bn={sync_bn}"]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         job = subprocess.run(command, capture_output=True, text=True, env=env)
         if job.returncode != 0 or not out.exists():
             last = [line for line in job.stderr.splitlines() if line.strip()][-1:] or ["no output"]
             raise RuntimeError(f"the {nproc}-process job exited {job.returncode}: {last[0]}")
-        seconds = json.loads(out.read_text())["epoch_seconds"]
-        images_per_s = [scale.train_images / s for s in seconds]
+        measured = json.loads(out.read_text())
+        images_per_s = [scale.train_images / s for s in measured["epoch_seconds"]]
         per_size[str(nproc)] = {"threads_per_process": threads, "images_per_s": images_per_s,
+                                "global_batch_norm": measured["global_batch_norm"],
                                 "median_images_per_s": statistics.median(images_per_s)}
     base = per_size["1"]["median_images_per_s"]
     for nproc, entry in per_size.items():
@@ -89,8 +92,8 @@ def scaling_markdown(results: dict[str, Any]) -> str:
         + (f" (git {m['git_commit']})" if m["git_commit"] else "") + ".",
         "",
         f"Each world size N trains the same run (same global batch) for {p['warmup_rounds']} warm-up + "
-        f"{results['rounds']} timed epoch(s) in one `torchrun --standalone --nproc_per_node=N` job; medians of the "
-        "timed epochs. Speed-up = images/s at N / images/s at 1; efficiency = speed-up / N."
+        f"{results['rounds']} timed epoch(s) in one `torchrun --standalone --nproc_per_node=N` job, "
+        f"`train.sync_bn={results['sync_bn']}`; medians of the timed epochs. Speed-up = images/s at N / images/s at 1; efficiency = speed-up / N."
         + (" On this CPU the N processes share the same cores (threads per process = cores / N): the ideal is a "
            "speed-up of 1 (efficiency 1/N), and what falls short of it is the cost of data parallelism, not a "
            "multi-device speed." if p["device"] == "cpu" else ""),
@@ -111,8 +114,10 @@ def scaling_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _time_epochs(method_name: str, preset_name: str, rounds: int, data_root: Path, workdir: Path) -> list[float]:
-    """Inside the torchrun job: warm-up, then `rounds` epochs timed between barriers."""
+def _time_epochs(method_name: str, preset_name: str, rounds: int, data_root: Path, workdir: Path,
+                 sync_bn: str) -> tuple[list[float], bool]:
+    """Inside the torchrun job: warm-up, then `rounds` epochs timed between barriers; also whether batch norm
+    used global-batch statistics."""
     from ..engine import distributed
     from ..engine.trainer import Trainer
     from .measure import sync_device
@@ -121,7 +126,8 @@ def _time_epochs(method_name: str, preset_name: str, rounds: int, data_root: Pat
 
     method, preset = BENCH_METHODS[method_name], PRESETS[preset_name]
     scale = preset.scales[method_name]
-    cfg = fastkd_config(method, scale, preset.device, data_root, workdir, preset.warmup_rounds + rounds)
+    cfg = fastkd_config(method, scale, preset.device, data_root, workdir, preset.warmup_rounds + rounds,
+                        [f"train.sync_bn={sync_bn}"])
     trainer = Trainer(cfg, workdir / method_name, quiet=True, checkpoints=False)
     rounds_driver = FastkdRounds(trainer, scale.iters_per_epoch)
     device = trainer.runtime.device
@@ -136,7 +142,7 @@ def _time_epochs(method_name: str, preset_name: str, rounds: int, data_root: Pat
         sync_device(device)
         distributed.barrier()
         seconds.append(time.perf_counter() - start)
-    return seconds
+    return seconds, trainer.runtime.sync_bn
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,11 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("rounds", type=int)
     for name in ("data_root", "workdir", "out"):
         parser.add_argument(name, type=Path)
+    parser.add_argument("--sync-bn", default="auto", choices=SYNC_BN_CHOICES)
     args = parser.parse_args(argv)
     try:
-        seconds = _time_epochs(args.method, args.preset, args.rounds, args.data_root, args.workdir)
+        seconds, global_bn = _time_epochs(args.method, args.preset, args.rounds, args.data_root, args.workdir,
+                                          args.sync_bn)
         if distributed.is_main():
-            args.out.write_text(json.dumps({"nproc": distributed.world_size(), "epoch_seconds": seconds}))
+            args.out.write_text(json.dumps({"nproc": distributed.world_size(), "epoch_seconds": seconds,
+                                            "global_batch_norm": global_bn}))
     finally:
         distributed.teardown()
     return 0

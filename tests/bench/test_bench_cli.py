@@ -147,9 +147,10 @@ def test_plan_of_a_cuda_preset_needs_no_gpu(tmp_path, capsys):
 def test_nproc_reports_scaling_from_torchrun_jobs(tmp_path, capsys):
     """`--nproc 2`: one torchrun job per process count (1 added as the baseline), epoch times between barriers."""
     out = tmp_path / "scaling"
-    assert bench.run(parse(["--preset", "test", "--methods", "spaced_online_kd", "--nproc", "2", "--out", str(out)])) == 0
+    argv = ["--preset", "test", "--methods", "spaced_online_kd", "--nproc", "2", "--out", str(out)]
+    assert bench.run(parse(argv)) == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["nprocs"] == [1, 2] and "methods" not in results
+    assert results["nprocs"] == [1, 2] and "methods" not in results and results["sync_bn"] == "auto"
     (row,) = results["scaling"]
     assert row["method"] == "spaced_online_kd" and row["status"] == "ok"
     one, two = row["nproc"]["1"], row["nproc"]["2"]
@@ -159,9 +160,13 @@ def test_nproc_reports_scaling_from_torchrun_jobs(tmp_path, capsys):
     assert two["efficiency"] == pytest.approx(two["speedup"] / 2)
     assert two["per_process_images_per_s"] == pytest.approx(two["median_images_per_s"] / 2)
     assert two["threads_per_process"] == max(1, results["machine"]["cpu_count"] // 2)
+    assert (one["global_batch_norm"], two["global_batch_norm"]) == (False, True)  # auto: global with 2 processes
     table = (out / "results.md").read_text()
     assert "| spaced_online_kd | s = 1.0 (I = L) | 16 × 3 | 2 |" in table and "speed-up vs 1" in table
     assert table in capsys.readouterr().out
+    assert bench.run(parse([*argv, "--sync-bn", "off", "--methods", "spaced_ema"])) == 0
+    (row,) = json.loads((out / "results.json").read_text())["scaling"]
+    assert row["method"] == "spaced_ema" and row["nproc"]["2"]["global_batch_norm"] is False
 
 
 def test_nproc_plan_says_what_would_run(tmp_path, capsys):
