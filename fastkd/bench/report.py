@@ -63,17 +63,22 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}%"
 
 
+def machine_line(m: dict[str, Any]) -> str:
+    """The report's one-line description of the machine (`machine_description`)."""
+    return (f"Machine: {m['cpu']} ({m['cpu_count']} logical CPUs, {m['memory_gib']} GiB)"
+            + (f", GPU {m['gpu']}" if m["gpu"] else ", no GPU used")
+            + f"; torch {m['torch']}, {m['torch_threads']} threads; fastkd {m['fastkd']}"
+            + (f" (git {m['git_commit']})" if m["git_commit"] else "")
+            + (f"; load average {m['load_average_at_start']:.2f} at the start"
+               if m["load_average_at_start"] is not None else "") + ".")
+
+
 def markdown_report(results: dict[str, Any]) -> str:
-    m, c, p = results["machine"], results["ceiling"], results["preset"]
+    c, p = results["ceiling"], results["preset"]
     lines = [
         f"# fastkd bench — preset `{p['name']}`, {results['date']}",
         "",
-        f"Machine: {m['cpu']} ({m['cpu_count']} logical CPUs, {m['memory_gib']} GiB)"
-        + (f", GPU {m['gpu']}" if m["gpu"] else ", no GPU used")
-        + f"; torch {m['torch']}, {m['torch_threads']} threads; fastkd {m['fastkd']}"
-        + (f" (git {m['git_commit']})" if m["git_commit"] else "")
-        + (f"; load average {m['load_average_at_start']:.2f} at the start" if m["load_average_at_start"] is not None
-           else "") + ".",
+        machine_line(results["machine"]),
         "",
         f"Ceiling: matmul {c['matmul']['size']}² {c['matmul']['dtype']} **{c['matmul']['gflops']:.1f} GFLOP/s**; "
         "ResNet-18 forward+backward (no optimizer, no data), best of channels_last on/off × threads:",

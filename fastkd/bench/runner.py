@@ -22,7 +22,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -384,20 +384,12 @@ def run_scaling(preset: Preset, methods: list[BenchMethod], rounds: int, nprocs:
                 failed = True
                 row = {"method": method.name, "status": "error", "reason": str(exc)}
             results["scaling"].append(row)
-            _write_scaling(results, out)
+            _write_results(results, out, scaling_markdown)
             progress.update(1)
-    table = _write_scaling(results, out)
+    table = _write_results(results, out, scaling_markdown)
     print(table)
     print(f"results: {out / 'results.json'}, {out / 'results.md'}")
     return 1 if failed else 0
-
-
-def _write_scaling(results: dict[str, Any], out: Path) -> str:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    table = scaling_markdown(results)
-    (out / "results.md").write_text(table)
-    return table
 
 
 def bench_plan(preset: Preset, methods: list[BenchMethod], rounds: int) -> dict[str, Any]:
@@ -435,11 +427,12 @@ def _print_plan(preset: Preset, methods: list[BenchMethod], rounds: int, out: Pa
     return 0
 
 
-def _write_results(results: dict[str, Any], out: Path) -> str:
-    """results.json and results.md as measured so far; returns the markdown."""
+def _write_results(results: dict[str, Any], out: Path,
+                   render: Callable[[dict[str, Any]], str] = markdown_report) -> str:
+    """results.json and results.md (`render`ed) as measured so far; returns the markdown."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    table = markdown_report(results)
+    table = render(results)
     (out / "results.md").write_text(table)
     return table
 

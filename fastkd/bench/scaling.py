@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from .presets import BenchMethod, BenchOptionError, Preset
+from .report import machine_line
 
 SYNC_BN_CHOICES = ("auto", "on", "off")
 
@@ -83,17 +84,16 @@ def bench_scaling(method: BenchMethod, preset: Preset, rounds: int, nprocs: list
 
 
 def scaling_markdown(results: dict[str, Any]) -> str:
-    m, p = results["machine"], results["preset"]
+    p = results["preset"]
     lines = [
         f"# fastkd bench --nproc — preset `{p['name']}`, {results['date']}",
         "",
-        f"Machine: {m['cpu']} ({m['cpu_count']} logical CPUs, {m['memory_gib']} GiB)"
-        + (f", GPU {m['gpu']}" if m["gpu"] else ", no GPU used") + f"; torch {m['torch']}; fastkd {m['fastkd']}"
-        + (f" (git {m['git_commit']})" if m["git_commit"] else "") + ".",
+        machine_line(results["machine"]) + " Threads per process: the table's column.",
         "",
         f"Each world size N trains the same run (same global batch) for {p['warmup_rounds']} warm-up + "
         f"{results['rounds']} timed epoch(s) in one `torchrun --standalone --nproc_per_node=N` job, "
-        f"`train.sync_bn={results['sync_bn']}`; medians of the timed epochs. Speed-up = images/s at N / images/s at 1; efficiency = speed-up / N."
+        f"`train.sync_bn={results['sync_bn']}`; medians of the timed epochs. Speed-up = images/s at N / images/s "
+        "at 1; efficiency = speed-up / N."
         + (" On this CPU the N processes share the same cores (threads per process = cores / N): the ideal is a "
            "speed-up of 1 (efficiency 1/N), and what falls short of it is the cost of data parallelism, not a "
            "multi-device speed." if p["device"] == "cpu" else ""),
