@@ -13,18 +13,21 @@ class SkipNonFinite:
 
     The state is everything a step or the forward before it changes: parameters, buffers (BN running
     statistics) and optimizer state. `torch.where` on a device flag does the choice, so there is no host sync;
-    the price is one extra copy of that state and a few element-wise ops per tensor and step.
+    the price is one extra copy of that state and a few element-wise ops per tensor and step. Learners that share
+    one optimizer (the ViT reference's AdamW over teacher and student) share one guard over all their models, since
+    a step through either moves both.
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer):
-        self.model = model
+    def __init__(self, models: list[nn.Module], optimizer: torch.optim.Optimizer):
+        self.models = models
         self.optimizer = optimizer
         self._good: dict[tuple, torch.Tensor] | None = None
 
     def _state(self) -> dict[tuple, torch.Tensor]:
         tensors: dict[tuple, torch.Tensor] = {}
-        for name, tensor in [*self.model.named_parameters(), *self.model.named_buffers()]:
-            tensors[("model", name)] = tensor.data
+        for index, model in enumerate(self.models):
+            for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+                tensors[("model", index, name)] = tensor.data
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         for index, param in enumerate(params):
             for key, value in self.optimizer.state.get(param, {}).items():

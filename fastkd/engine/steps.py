@@ -200,11 +200,12 @@ def set_optimizer(learners: list[Learner], param_groups: list[dict], cfg: OptimC
     parameter that has a gradient, and the first learner's end of epoch advances the LR of all."""
     optimizer = build_optimizer(param_groups, cfg, learners[0].runtime.device)
     scheduler = build_scheduler(optimizer, cfg, epochs)
+    guard = (SkipNonFinite([learner.model for learner in learners], optimizer)
+             if any(learner.skip_nonfinite is not None for learner in learners) else None)
     for position, learner in enumerate(learners):
         learner.optimizer = optimizer
         learner.scheduler = scheduler if position == 0 else FollowerScheduler()
-        if learner.skip_nonfinite is not None:
-            learner.skip_nonfinite = SkipNonFinite(learner.model, optimizer)
+        learner.skip_nonfinite = guard
 
 
 def feature_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str) -> torch.Tensor:

@@ -98,7 +98,7 @@ class Trainer:
                          for name, m in models.items()}
         if cfg.train.nonfinite == "skip":
             for learner in self.learners.values():
-                learner.skip_nonfinite = SkipNonFinite(learner.model, learner.optimizer)
+                learner.skip_nonfinite = SkipNonFinite([learner.model], learner.optimizer)
         # all a method sees of the engine
         self.context = StepContext(self.learners, self.batch, self.record, len(self.train_set))
         self.method.attach(self.context)

@@ -150,10 +150,6 @@ class ViTFamily(Method):
         if cfg.method == "vit_offline_kd" and not cfg.vit.teacher_weights:
             raise ConfigError("vit.teacher_weights: vit_offline_kd needs the trained teacher's checkpoint; set "
                               "vit.teacher_weights=PATH (e.g. the best.pt of a vit_base run)")
-        shared = cfg.semantics == "reference" and cfg.method in ("vit_online_kd", "vit_spaced_kd")
-        if shared and cfg.train.nonfinite == "skip":
-            raise ConfigError(f"train.nonfinite: 'skip' cannot undo a step of the optimizer {cfg.method} shares "
-                              "between teacher and student under semantics=reference; use train.nonfinite=stop")
         return cls(plan_vit(cfg.method, cfg.semantics, iters_per_epoch, cfg.train.epochs, cfg.vit.interval), cfg)
 
     @property

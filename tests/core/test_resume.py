@@ -149,7 +149,7 @@ def test_skipped_step_leaves_weights_buffers_and_optimizer_state_unchanged():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, foreach=True)
-    guard = SkipNonFinite(model, optimizer)
+    guard = SkipNonFinite([model], optimizer)
 
     def step(scale):
         guard.begin()
