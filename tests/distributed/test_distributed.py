@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import os
+import random
 import runpy
 import socket
 import subprocess
@@ -176,6 +177,26 @@ def test_nonfinite_skip_is_decided_alike_on_every_rank(runs, tmp_path, monkeypat
     wa, wb = weights(out / "skip-1"), weights(out / "skip-2")
     assert all(bool(wa[k].isfinite().all()) for k in wa)
     assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < TOLERANCE
+
+
+def test_a_killed_job_resumes_bit_exactly(runs, tmp_path):
+    """Both ranks die without warning at an arbitrary step of epoch 2 (nothing saved since the epoch-1 checkpoint);
+    `--resume` under torchrun continues from that checkpoint and ends exactly as the uninterrupted job."""
+    root, out = runs
+    kill_step = random.Random(12).randint(6, 9)  # epoch 2 (L = 5), past its first replay or before it
+    args = [*run_args(root, out, "killed", "spaced_online_kd"), "--quiet"]
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps([[str(HERE / "online_kd.yaml"), *args]]))
+    killed = torchrun(["--standalone", "--nproc_per_node=2", str(HERE / "worker.py"), str(jobs),
+                       f"--kill-step={kill_step}"])
+    assert killed.returncode != 0
+    assert torch.load(out / "killed" / "last.pt", weights_only=True)["global_step"] == 5
+    resumed = torchrun(["--standalone", "--nproc_per_node=2", "-m", "fastkd", "train", str(HERE / "online_kd.yaml"),
+                        *args, "--resume", str(out / "killed")])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert steps(out / "killed") == steps(out / "spaced_online_kd-2")
+    after, uninterrupted = weights(out / "killed"), weights(out / "spaced_online_kd-2")
+    assert all(torch.equal(after[k], uninterrupted[k]) for k in uninterrupted)
 
 
 def test_two_nodes_on_localhost(runs):

@@ -1,10 +1,12 @@
 """A torchrun worker for the distributed tests: trains the runs given as JSON (each a config file and its
 key=value overrides) one after the other in one process group, so several equivalence runs pay the start-up once. With
 `--fail-rank R --fail-step S`, rank R raises at iteration S (a rank that dies mid-run); with `--nan-step S` the last
-row of the global batch at iteration S is NaN (a non-finite loss on one rank only)."""
+row of the global batch at iteration S is NaN (a non-finite loss on one rank only); with `--kill-step S` every rank
+exits abruptly at iteration S (the job killed)."""
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +24,18 @@ def inject_failure(rank: int, step: int) -> None:
     def batch(self, indices, seed):
         if distributed.rank() == rank and self.global_step + 1 == step:
             raise RuntimeError(f"injected failure at step {step}")
+        return original(self, indices, seed)
+
+    Trainer.batch = batch
+
+
+def inject_kill(step: int) -> None:
+    """End every rank abruptly (no cleanup, no save: as `kill -9` of the job) when it reaches iteration `step`."""
+    original = Trainer.batch
+
+    def batch(self, indices, seed):
+        if self.global_step + 1 == step:
+            os._exit(137)
         return original(self, indices, seed)
 
     Trainer.batch = batch
@@ -49,7 +63,10 @@ if __name__ == "__main__":
     parser.add_argument("--fail-rank", type=int)
     parser.add_argument("--fail-step", type=int)
     parser.add_argument("--nan-step", type=int)
+    parser.add_argument("--kill-step", type=int)
     args = parser.parse_args()
+    if args.kill_step is not None:
+        inject_kill(args.kill_step)
     if args.fail_rank is not None:
         inject_failure(args.fail_rank, args.fail_step)
     if args.nan_step is not None:
