@@ -200,12 +200,21 @@ def set_optimizer(learners: list[Learner], param_groups: list[dict], cfg: OptimC
     parameter that has a gradient, and the first learner's end of epoch advances the LR of all."""
     optimizer = build_optimizer(param_groups, cfg, learners[0].runtime.device)
     scheduler = build_scheduler(optimizer, cfg, epochs)
-    guard = (SkipNonFinite([learner.model for learner in learners], optimizer)
-             if any(learner.skip_nonfinite is not None for learner in learners) else None)
     for position, learner in enumerate(learners):
         learner.optimizer = optimizer
         learner.scheduler = scheduler if position == 0 else FollowerScheduler()
-        learner.skip_nonfinite = guard
+
+
+def guard_nonfinite_steps(learners: list[Learner]) -> None:
+    """`train.nonfinite: skip`: one guard per optimizer over every model it steps, so learners that share an
+    optimizer (a step through either moves both) undo a non-finite step together."""
+    by_optimizer: dict[int, list[Learner]] = {}
+    for learner in learners:
+        by_optimizer.setdefault(id(learner.optimizer), []).append(learner)
+    for group in by_optimizer.values():
+        guard = SkipNonFinite([learner.model for learner in group], group[0].optimizer)
+        for learner in group:
+            learner.skip_nonfinite = guard
 
 
 def feature_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str) -> torch.Tensor:

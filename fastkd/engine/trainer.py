@@ -26,10 +26,9 @@ from . import distributed
 from .checkpoint import (CHECKPOINT_VERSION, RESUME_MAY_CHANGE, CheckpointError, check_run_checkpoint, copy_atomic,
                          load_checkpoint, prepare_run_dir, resume_conflicts, save_atomic, state_mismatch)
 from .metrics import CsvSummary, DeviceMeter, StepLog, topk_correct
-from .nonfinite import SkipNonFinite
 from .replay import ReplayLog
 from .runtime import Runtime, build_runtime, resolve_channels_last, rng_state, seed_everything, set_rng_state
-from .steps import Learner, StepContext, build_learner, ce_loss
+from .steps import Learner, StepContext, build_learner, ce_loss, guard_nonfinite_steps
 
 
 
@@ -96,12 +95,11 @@ class Trainer:
         self.test_pipe = build_pipeline(self.test_set.images, self.test_set.labels, test_recipe, **common)
         self.learners = {name: build_learner(name, m, cfg.optim, cfg.train.epochs, self.runtime)
                          for name, m in models.items()}
-        if cfg.train.nonfinite == "skip":
-            for learner in self.learners.values():
-                learner.skip_nonfinite = SkipNonFinite([learner.model], learner.optimizer)
         # all a method sees of the engine
         self.context = StepContext(self.learners, self.batch, self.record, len(self.train_set))
         self.method.attach(self.context)
+        if cfg.train.nonfinite == "skip":  # after attach: a method may give learners new (shared) optimizers
+            guard_nonfinite_steps(list(self.learners.values()))
 
         self.epoch = 0
         self.batch_index = 0
