@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from ..engine import distributed
 from .presets import BenchMethod, BenchOptionError, Preset
 from .report import machine_line
 
@@ -48,9 +49,7 @@ def parse_nproc(text: str, device: str) -> list[int]:
 
 def threads_per_process(nproc: int, device: str) -> int:
     """CPU: the machine's cores split evenly between the processes; CUDA: torch's default."""
-    if device == "cuda":
-        return torch.get_num_threads()
-    return max(1, (os.cpu_count() or 1) // nproc)
+    return torch.get_num_threads() if device == "cuda" else distributed.cpu_threads_per_process(nproc)
 
 
 def bench_scaling(method: BenchMethod, preset: Preset, rounds: int, nprocs: list[int], workdir: Path,
@@ -61,8 +60,7 @@ def bench_scaling(method: BenchMethod, preset: Preset, rounds: int, nprocs: list
     for nproc in nprocs:
         out = workdir / f"scaling-{method.name}-{nproc}.json"
         threads = threads_per_process(nproc, preset.device)
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-                   "-m", "fastkd.bench.scaling", method.name, preset.name, str(rounds), str(data_root),
+        command = [*distributed.standalone_launch(nproc), "-m", "fastkd.bench.scaling", method.name, preset.name, str(rounds), str(data_root),
                    str(workdir / f"scaling-runs-{nproc}"), str(out), f"--sync-bn={sync_bn}"]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         job = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -118,7 +116,6 @@ def _time_epochs(method_name: str, preset_name: str, rounds: int, data_root: Pat
                  sync_bn: str) -> tuple[list[float], bool]:
     """Inside the torchrun job: warm-up, then `rounds` epochs timed between barriers; also whether batch norm
     used global-batch statistics."""
-    from ..engine import distributed
     from ..engine.trainer import Trainer
     from .measure import sync_device
     from .presets import BENCH_METHODS, PRESETS
@@ -146,7 +143,6 @@ def _time_epochs(method_name: str, preset_name: str, rounds: int, data_root: Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..engine import distributed
 
     parser = argparse.ArgumentParser(prog="python -m fastkd.bench.scaling", description=__doc__.splitlines()[0])
     for name in ("method", "preset"):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import warnings
 from datetime import timedelta
@@ -34,6 +35,16 @@ FAILURE_KEY = "fastkd/failed/"
 def launched_by_torchrun() -> bool:
     """Whether this process is a torchrun worker (torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT)."""
     return all(key in os.environ for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"))
+
+
+def standalone_launch(nproc: int) -> list[str]:
+    """The command prefix that starts `nproc` workers on this machine: `torchrun --standalone` (a free port each)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+
+
+def cpu_threads_per_process(nproc: int) -> int:
+    """The machine's cores split evenly between `nproc` processes that share them (OMP_NUM_THREADS of each)."""
+    return max(1, (os.cpu_count() or 1) // nproc)
 
 
 def local_rank() -> int:

@@ -167,6 +167,8 @@ def run_local(runs: list[Run], *, quiet: bool = False, gpus_per_run: int = 1) ->
     """In sequence in this process; with several CUDA devices visible, one run per device in child processes;
     with `gpus_per_run` K > 1, every run is a K-process torchrun job on its own K GPUs (on a machine without
     CUDA: K gloo processes sharing the CPU cores, one run at a time)."""
+    from ..engine import distributed
+
     gpus = _visible_gpus()
     if gpus_per_run > 1:
         if gpus and gpus_per_run > len(gpus):
@@ -174,7 +176,7 @@ def run_local(runs: list[Run], *, quiet: bool = False, gpus_per_run: int = 1) ->
                              f"{len(gpus)}")
         slots = ([{"CUDA_VISIBLE_DEVICES": ",".join(gpus[i:i + gpus_per_run])}
                   for i in range(0, len(gpus) - gpus_per_run + 1, gpus_per_run)] if gpus
-                 else [{"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // gpus_per_run))}])
+                 else [{"OMP_NUM_THREADS": str(distributed.cpu_threads_per_process(gpus_per_run))}])
         return run_in_children(runs, slots, quiet=quiet, processes_per_run=gpus_per_run)
     if len(gpus) > 1:
         return run_in_children(runs, [{"CUDA_VISIBLE_DEVICES": gpu} for gpu in gpus], quiet=quiet)
@@ -201,8 +203,9 @@ def run_in_children(runs: list[Run], slots: list[dict[str, str]], *, quiet: bool
     """Up to len(slots) runs at a time, each in a child process (`python -m fastkd.reproduce.worker`, or a
     `torchrun --standalone` job of `processes_per_run` such processes) with its slot's environment
     (CUDA_VISIBLE_DEVICES); each child calls `run_one` and (rank 0) writes its outcome as JSON."""
-    launcher = [sys.executable] if processes_per_run == 1 else [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes_per_run}"]
+    from ..engine import distributed
+
+    launcher = [sys.executable] if processes_per_run == 1 else distributed.standalone_launch(processes_per_run)
     pending = list(runs)
     active: dict[int, tuple[subprocess.Popen, Run, Path]] = {}
     outcomes: dict[str, Outcome] = {}
