@@ -85,6 +85,25 @@ def bench_summary(folder: Path) -> dict[str, Any] | None:
             "kernels": results.get("kernels")}
 
 
+def projection_summary(folder: Path) -> dict[str, Any] | None:
+    """Per projected paper run: the projected wall time in both settings and their ratio."""
+    results = read_json(folder / "results.json")
+    if results is None:
+        return None
+    runs = []
+    for row in results["projections"]:
+        if row["status"] != "ok":
+            runs.append({"key": row["key"], "title": row["title"], "status": row["status"], "reason": row["reason"]})
+            continue
+        runs.append({"key": row["key"], "title": row["title"], "status": "ok", "counts": row["counts"],
+                     "speedup": row["speedup"], "settings": {
+                         name: {"runtime": s["runtime"], "projected_seconds": s["projected_seconds"]["total"],
+                                "teacher_step_ms": 1e3 * s["costs"]["teacher_step"],
+                                "student_step_ms": 1e3 * s["costs"]["student_step"],
+                                "breakdown": s["breakdown"]} for name, s in row["settings"].items()}})
+    return {"preset": results["preset"], "date": results["date"], "runs": runs}
+
+
 def summarize(out: Path, mode: str) -> dict[str, Any]:
     steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines() if line.strip()] \
         if (out / "steps.jsonl").is_file() else []
@@ -104,8 +123,12 @@ def summarize(out: Path, mode: str) -> dict[str, Any]:
         "ok": not problems, "problems": problems,
         "total_seconds": sum(s["seconds"] for s in steps), "budget_seconds": sum(s["budget_s"] for s in steps),
         "steps": steps, "versions": read_json(out / "versions.json"), "cuda_tests": tests,
-        "bench": bench_summary(out / "bench"),
+        "bench": bench_summary(out / "bench"), "projection": projection_summary(out / "projection"),
     }
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
 
 
 def _pct(value: float | None) -> str:
@@ -131,6 +154,25 @@ def markdown(summary: dict[str, Any]) -> str:
         lines += [f"- skipped {count}x: {reason}" for reason, count in tests["skip_reasons"].items()]
         for failure in tests["failures"]:
             lines += ["", f"{failure['kind']}: `{failure['test']}`", "", "```", *failure["first_lines"], "```"]
+    projection = summary.get("projection")
+    if projection:
+        lines += ["", f"Projected paper runs (`fastkd bench --projection`, preset `{projection['preset']}`, "
+                      f"{projection['date']}):", "",
+                  "| run | fastkd | reference settings (fp32, no compile) | speed-up | teacher / student step (fastkd) |",
+                  "|---|---|---|---|---|"]
+        for run in projection["runs"]:
+            if run["status"] != "ok":
+                lines.append(f"| {run['title']} | {run['status']}: {run['reason']} | | | |")
+                continue
+            fast, ref = run["settings"]["fastkd"], run["settings"]["reference settings"]
+            lines.append(f"| {run['title']} | **{_minutes(fast['projected_seconds'])}** | "
+                         f"{_minutes(ref['projected_seconds'])} | **{run['speedup']:.2f}x** | "
+                         f"{fast['teacher_step_ms']:.2f} / {fast['student_step_ms']:.2f} ms |")
+        for run in projection["runs"]:
+            breakdown = run.get("settings", {}).get("fastkd", {}).get("breakdown")
+            if breakdown:
+                lines += ["", f"{run['key']}, fastkd, one profiled replay interval: "
+                              + ", ".join(f"{part} {share:.1%}" for part, share in breakdown.items())]
     bench = summary["bench"]
     if bench and bench.get("plan"):
         plan = bench["plan"]

@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # One prepared check of every CUDA path of fastkd, in <= 8 minutes on an H100 including the install.
 #
-#   OUT=runs/gpu_check bench/gpu_check.sh [--venv DIR] [--python PY] [--wheels DIR]
+#   OUT=runs/gpu_check bench/gpu_check.sh [--venv DIR] [--python PY] [--wheels DIR] [--steps LIST]
+#                                          [--tests EXPR] [--bench-methods LIST]
 #   bench/gpu_check.sh --cpu-dry-run        # the script's own plumbing on a CPU (CI runs this)
 #
 # Steps (each under its own timeout; budgets in bench/README.md): install the checkout (non-editable) into a fresh
 # venv that also sees PY's site-packages (so a machine's preinstalled torch/triton are reused, nothing is
-# downloaded); print GPU, driver, torch/triton/DALI versions; run the `cuda`-marked tests (tests/cuda); run
-# `fastkd bench --preset gpu-quick`; write OUT/summary.json + OUT/summary.md. Exit 0 when every check passed,
-# 1 when a correctness check failed or a step did not finish, 2 on a bad argument.
-#   --venv DIR     install into DIR (reused when it already holds a venv; default: a new one in a temp folder)
-#   --python PY    interpreter the venv is made from; its packages stay visible (default: python3)
-#   --wheels DIR   wheels to install offline first (e.g. pydantic, nvidia-dali-cuda120 on a machine without them)
+# downloaded); print GPU, driver, torch/triton/DALI versions; run the `cuda`-marked tests (tests/cuda); project the
+# paper's full runs (`fastkd bench --projection`); run `fastkd bench --preset gpu-quick`; write OUT/summary.json +
+# OUT/summary.md. Exit 0 when every check passed, 1 when a correctness check failed or a step did not finish, 2 on
+# a bad argument.
+#   --venv DIR           install into DIR (reused when it already holds a venv; default: a new one in a temp folder)
+#   --python PY          interpreter the venv is made from; its packages stay visible (default: python3)
+#   --wheels DIR         wheels to install offline first (e.g. pydantic, nvidia-dali-cuda120 on a machine without them)
+#   --steps LIST         which of cuda-tests,projection,bench to run (default: all three; install, versions and the
+#                        summary always run)
+#   --tests EXPR         only the CUDA tests pytest's -k EXPR selects (e.g. engine)
+#   --bench-methods LIST the bench rows to run (fastkd bench --methods; default: all)
 set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,24 +26,34 @@ MODE=gpu
 VENV=""
 BASE_PYTHON=python3
 WHEELS=""
+STEPS="cuda-tests,projection,bench"
+TESTS=""
+BENCH_METHODS="all"
 
 usage_error() {
-    echo "bench/gpu_check.sh: error: $1 (usage: [OUT=DIR] bench/gpu_check.sh [--cpu-dry-run] [--venv DIR] [--python PY] [--wheels DIR])" >&2
+    echo "bench/gpu_check.sh: error: $1 (usage: [OUT=DIR] bench/gpu_check.sh [--cpu-dry-run] [--venv DIR] [--python PY] [--wheels DIR] [--steps LIST] [--tests EXPR] [--bench-methods LIST])" >&2
     exit 2
 }
 
 while [ $# -gt 0 ]; do
     case "$1" in
         --cpu-dry-run) MODE=cpu-dry-run ;;
-        --venv|--python|--wheels)
+        --venv|--python|--wheels|--steps|--tests|--bench-methods)
             [ $# -ge 2 ] && [ -n "$2" ] && [ "${2#--}" = "$2" ] || usage_error "$1 needs a value"
-            case "$1" in --venv) VENV="$2" ;; --python) BASE_PYTHON="$2" ;; --wheels) WHEELS="$2" ;; esac
+            case "$1" in
+                --venv) VENV="$2" ;; --python) BASE_PYTHON="$2" ;; --wheels) WHEELS="$2" ;;
+                --steps) STEPS="$2" ;; --tests) TESTS="$2" ;; --bench-methods) BENCH_METHODS="$2" ;;
+            esac
             shift ;;
-        -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) usage_error "unknown argument '$1'" ;;
     esac
     shift
 done
+for wanted in ${STEPS//,/ }; do
+    case "$wanted" in cuda-tests|projection|bench) ;; *) usage_error "--steps: unknown step '$wanted' (choose from cuda-tests, projection, bench)" ;; esac
+done
+wants() { case ",$STEPS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 # absolute: the steps run from a scratch folder. (No realpath: a venv's python is a symlink that must stay one.)
 absolute() { case "$1" in /*) echo "$1" ;; *) echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")" ;; esac; }
 command -v "$BASE_PYTHON" >/dev/null 2>&1 || usage_error "--python $BASE_PYTHON: no such interpreter"
@@ -53,7 +69,7 @@ fi
 mkdir -p "$OUT/logs" || { echo "bench/gpu_check.sh: error: cannot create OUT=$OUT" >&2; exit 1; }
 OUT="$(cd "$OUT" && pwd)"
 rm -f "$OUT/steps.jsonl" "$OUT/cuda-tests.xml" "$OUT/versions.json" "$OUT/summary.json" "$OUT/summary.md"
-rm -rf "$OUT/bench" "$OUT/logs"/*
+rm -rf "$OUT/bench" "$OUT/projection" "$OUT/logs"/*
 SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/fastkd-gpu-check.XXXXXX")"
 trap 'rm -rf "$SCRATCH"' EXIT
 [ -n "$VENV" ] || VENV="$SCRATCH/venv"
@@ -104,19 +120,28 @@ install() {
 PY="$VENV/bin/python"
 export PYTHONUNBUFFERED=1 REPO MODE VENV BASE_PYTHON WHEELS SCRATCH
 export -f install
-if ! step install "$([ "$MODE" = gpu ] && echo 90 || echo 120)" install; then
+TEST_FILTER=()
+[ -z "$TESTS" ] || TEST_FILTER=(-k "$TESTS")
+if ! step install "$([ "$MODE" = gpu ] && echo 60 || echo 120)" install; then
     echo "=== install failed: nothing else can run"
 elif [ "$MODE" = gpu ]; then
     step versions 15 "$PY" "$REPO/bench/gpu_check.py" versions "$OUT"
-    step cuda-tests 195 "$PY" -m pytest "$REPO/tests/cuda" -c "$REPO/pyproject.toml" --rootdir "$REPO" \
-        -p no:cacheprovider -q -rs -m cuda --junitxml "$OUT/cuda-tests.xml"
-    step bench 180 "$VENV/bin/fastkd" bench --preset gpu-quick --out "$OUT/bench"
+    ! wants cuda-tests || step cuda-tests 180 "$PY" -m pytest "$REPO/tests/cuda" -c "$REPO/pyproject.toml" \
+        --rootdir "$REPO" -p no:cacheprovider -q -rs -m cuda "${TEST_FILTER[@]}" --junitxml "$OUT/cuda-tests.xml"
+    ! wants projection || step projection 150 "$VENV/bin/fastkd" bench --preset gpu-quick --projection \
+        --out "$OUT/projection"
+    ! wants bench || step bench 150 "$VENV/bin/fastkd" bench --preset gpu-quick --methods "$BENCH_METHODS" \
+        --out "$OUT/bench"
 else
     step versions 30 "$PY" "$REPO/bench/gpu_check.py" versions "$OUT"
-    step cuda-tests 120 "$PY" -m pytest "$REPO/tests/cuda" -c "$REPO/pyproject.toml" --rootdir "$REPO" \
-        -p no:cacheprovider -q -rs -m cuda --junitxml "$OUT/cuda-tests.xml"
-    step bench-plan 60 "$VENV/bin/fastkd" bench --preset gpu-quick --plan --out "$OUT/bench"
-    step bench 180 "$VENV/bin/fastkd" bench --preset test --methods spaced_online_kd --rounds 1 --out "$OUT/bench"
+    ! wants cuda-tests || step cuda-tests 120 "$PY" -m pytest "$REPO/tests/cuda" -c "$REPO/pyproject.toml" \
+        --rootdir "$REPO" -p no:cacheprovider -q -rs -m cuda "${TEST_FILTER[@]}" --junitxml "$OUT/cuda-tests.xml"
+    ! wants projection || step projection 120 "$VENV/bin/fastkd" bench --preset test --projection \
+        --out "$OUT/projection"
+    if wants bench; then
+        step bench-plan 60 "$VENV/bin/fastkd" bench --preset gpu-quick --plan --out "$OUT/bench"
+        step bench 180 "$VENV/bin/fastkd" bench --preset test --methods spaced_online_kd --rounds 1 --out "$OUT/bench"
+    fi
 fi
 echo "=== summary"
 "$BASE_PYTHON" "$REPO/bench/gpu_check.py" summary "$OUT" --mode "$MODE"

@@ -232,6 +232,12 @@ class TrainConfig(_Section):
         # YAML reads a bare on/off (also on the command line) as a boolean.
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _amp_off(cls, value: Any) -> Any:
+        # `train.amp=off` reaches the schema as YAML's boolean false.
+        return "off" if value is False else value
+
 
 def __getattr__(name: str) -> Any:
     """`METHODS`: the registered method names, read from `fastkd.methods.registry` on first use (importing the

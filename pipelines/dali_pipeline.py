@@ -417,7 +417,7 @@ class DaliPipeline:
 
     def __call__(self, indices: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalized (B, 3, h, w) images in ``dtype`` and int64 labels; a pure function of (indices, seed)."""
-        indices = indices.to(self.device, torch.int64)
+        indices = torch_ops.to_device(indices.to(torch.int64), self.device)
         _, height, width, _ = self.images.shape
         params = draw_params(self.recipe, len(indices), height, width, seed)
         feeds = parameter_feeds(self.recipe, params, height, width)

@@ -8,6 +8,8 @@ kernel it is named after, so a sample comes out as torchvision would make it wit
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
@@ -17,9 +19,24 @@ from .params import sample_seed
 _GREY_WEIGHTS = (0.2989, 0.587, 0.114)
 
 
+def to_device(host: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor of per-batch parameters on ``device`` without stalling the host: on CUDA it goes through
+    pinned memory as an asynchronous copy (a pageable or blocking copy waits for the queued GPU work, which
+    serialises data preparation with the training step); elsewhere a plain move."""
+    if device.type != "cuda" or host.device.type != "cpu":
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)
+
+
+@lru_cache(maxsize=64)
+def device_constant(values: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A small constant tensor (a fill colour, a filter kernel) made once per device, not copied every batch."""
+    return to_device(torch.tensor(values, dtype=dtype), device)
+
+
 def per_sample(values: torch.Tensor, like: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Host values (B,) as a (B, 1, 1, 1) tensor on ``like``'s device, ready to broadcast over C, H, W."""
-    return values.to(dtype).view(-1, 1, 1, 1).to(like.device, non_blocking=True)
+    return to_device(values.to(dtype).view(-1, 1, 1, 1), like.device)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -61,32 +78,40 @@ def rotation_matrices(angles: torch.Tensor) -> torch.Tensor:
     return inverse_affine_matrices(-torch.remainder(angles, 360.0), zeros, zeros, zeros)
 
 
-def _affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Sampling grid (B, H, W, 2) of torchvision's ``_affine_grid`` for float32 ``theta`` (B, 2, 3).
+def _rescaled_matrices(matrices: torch.Tensor, height: int, width: int, device: torch.device) -> torch.Tensor:
+    """torchvision's ``theta.T / [0.5 * W, 0.5 * H]`` (B, 3, 2) for host float64 matrices (B, 2, 3), computed in
+    float32 on the host (IEEE division: the same bits as on the device) and moved to ``device`` in one copy.
+    Rows: the multipliers of x, of y, and the offset."""
+    theta = matrices.to(torch.float32).transpose(1, 2)
+    scale = torch.tensor([0.5 * width, 0.5 * height], dtype=torch.float32)
+    return to_device((theta / scale).contiguous(), device)
+
+
+def _affine_grid(rescaled: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Sampling grid (B, H, W, 2) of torchvision's ``_affine_grid`` for ``rescaled`` (:func:`_rescaled_matrices`).
 
     torchvision multiplies a (1, H*W, 3) base grid by one matrix with ``bmm``; written out elementwise in the same
     order (x*t0 + y*t1) + t2 it gives the same bits on the CPU at a fraction of the cost of a batched ``bmm``.
     """
-    device = theta.device
+    device = rescaled.device
     xs = torch.linspace((1.0 - width) * 0.5, (width - 1.0) * 0.5, steps=width, device=device).view(1, 1, width, 1)
     ys = torch.linspace((1.0 - height) * 0.5, (height - 1.0) * 0.5, steps=height, device=device).view(1, height, 1, 1)
-    scale = torch.tensor([0.5 * width, 0.5 * height], dtype=theta.dtype, device=device)
-    rescaled = (theta.transpose(1, 2) / scale).view(-1, 1, 3, 2)  # rows: multipliers of x, of y, and the offset
+    rescaled = rescaled.view(-1, 1, 3, 2)
     return (xs * rescaled[:, :, 0:1] + ys * rescaled[:, :, 1:2]) + rescaled[:, :, 2:3]
 
 
-def nearest_sources(theta: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest_sources(rescaled: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Source (rows, cols) (B, H, W) that nearest ``grid_sample`` (CPU kernel) reads for each output pixel, as
-    rounded float32; a source outside 0..H-1 x 0..W-1 means the output is the fill.
+    rounded float32; a source outside 0..H-1 x 0..W-1 means the output is the fill. ``rescaled``: the matrices
+    as :func:`_rescaled_matrices` gives them.
 
     Same arithmetic as ``_affine_grid`` followed by grid_sample's unnormalisation, but per coordinate: tensors
     with a trailing dimension of 2 take the CPU's slow broadcasting path.
     """
-    device = theta.device
+    device = rescaled.device
     xs = torch.linspace((1.0 - width) * 0.5, (width - 1.0) * 0.5, steps=width, device=device).view(1, 1, width)
     ys = torch.linspace((1.0 - height) * 0.5, (height - 1.0) * 0.5, steps=height, device=device).view(1, height, 1)
-    scale = torch.tensor([0.5 * width, 0.5 * height], dtype=theta.dtype, device=device)
-    rescaled = (theta.transpose(1, 2) / scale).unsqueeze(-1)  # (B, 3, 2, 1): multipliers of x, of y, the offset
+    rescaled = rescaled.unsqueeze(-1)  # (B, 3, 2, 1): multipliers of x, of y, the offset
 
     def source(axis: int, size: int) -> torch.Tensor:
         grid = (xs * rescaled[:, 0, axis:axis + 1] + ys * rescaled[:, 1, axis:axis + 1]) + rescaled[:, 2, axis:axis + 1]
@@ -105,8 +130,7 @@ Fill = float | tuple[float, ...]
 def affine_warp(images: torch.Tensor, matrices: torch.Tensor, mode: str, fill: Fill) -> torch.Tensor:
     """Warp each uint8 image by its inverse matrix (B, 2, 3), as torchvision's ``_apply_grid_transform``."""
     batch, channels, height, width = images.shape
-    theta = matrices.to(torch.float32).to(images.device, non_blocking=True)
-    grid = _affine_grid(theta, height, width)
+    grid = _affine_grid(_rescaled_matrices(matrices, height, width, images.device), height, width)
     float_images = images.to(torch.float32)
     # For nearest sampling a zero fill equals zero padding; otherwise an extra all-ones channel marks what was inside.
     fill = fill if isinstance(fill, tuple) else (float(fill),)
@@ -118,7 +142,7 @@ def affine_warp(images: torch.Tensor, matrices: torch.Tensor, mode: str, fill: F
     if with_mask:
         warped, mask = torch.tensor_split(warped, indices=(-1,), dim=-3)
         mask = mask.expand_as(warped)
-        fill_image = torch.tensor(fill, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+        fill_image = device_constant(fill, torch.float32, images.device).view(1, -1, 1, 1)
         if mode == "nearest":
             warped = torch.where(mask < 0.5, fill_image.expand_as(warped), warped)
         else:
@@ -195,15 +219,15 @@ def crop_flip_rotate(
     cols = torch.arange(width, dtype=index_dtype, device=device).view(1, 1, width).expand(batch, 1, width)
     outside_rotation = None
     if angles is not None:
-        theta = rotation_matrices(angles).to(torch.float32).to(device, non_blocking=True)
-        rows, cols = nearest_sources(theta, height, width)
+        rows, cols = nearest_sources(_rescaled_matrices(rotation_matrices(angles), height, width, device), height,
+                                     width)
         outside_rotation = _outside(rows, cols, height, width)
         rows, cols = rows.to(index_dtype), cols.to(index_dtype)
     if flips is not None:
-        cols = torch.where(flips.to(device, non_blocking=True).view(-1, 1, 1), width - 1 - cols, cols)
+        cols = torch.where(to_device(flips, device).view(-1, 1, 1), width - 1 - cols, cols)
     outside_image = None
     if offsets is not None and padding:
-        offsets = (offsets - padding).to(index_dtype).to(device, non_blocking=True)
+        offsets = to_device((offsets - padding).to(index_dtype), device)
         rows = rows + offsets[:, 0].view(-1, 1, 1)
         cols = cols + offsets[:, 1].view(-1, 1, 1)
         outside_image = _outside(rows, cols, height, width)
@@ -262,7 +286,7 @@ def adjust_sharpness(images: torch.Tensor, factors: torch.Tensor) -> torch.Tenso
     if images.shape[-1] <= 2 or images.shape[-2] <= 2:
         return images
     a, b = 1.0 / 13.0, 5.0 / 13.0
-    kernel = torch.tensor([[a, a, a], [a, b, a], [a, a, a]], dtype=torch.float32, device=images.device)
+    kernel = device_constant(((a, a, a), (a, b, a), (a, a, a)), torch.float32, images.device)
     output = images.to(torch.float32, copy=True)
     blurred = F.conv2d(output, kernel.expand(channels, 1, 3, 3), groups=channels).round_()
     interior = output[..., 1:-1, 1:-1]
@@ -293,7 +317,15 @@ def invert(images: torch.Tensor) -> torch.Tensor:
 
 
 def autocontrast(images: torch.Tensor) -> torch.Tensor:
-    return TF.autocontrast(images)
+    """torchvision's ``autocontrast_image`` for uint8, with its boolean-mask assignments (a device-to-host sync
+    on CUDA: the mask's nonzero count sizes the scatter) written as ``torch.where``; same arithmetic, same bits."""
+    float_images = images.to(torch.float32)
+    minimum = float_images.amin(dim=(-2, -1), keepdim=True)
+    maximum = float_images.amax(dim=(-2, -1), keepdim=True)
+    flat = maximum == minimum
+    inv_scale = torch.where(flat, 1.0, (maximum - minimum).mul_(1.0 / 255))
+    minimum = torch.where(flat, 0.0, minimum)
+    return float_images.sub_(minimum).div_(inv_scale).clamp_(0, 255).to(torch.uint8)
 
 
 def equalize(images: torch.Tensor) -> torch.Tensor:
@@ -308,7 +340,7 @@ def cutout_(images: torch.Tensor, centres: torch.Tensor, length: int) -> torch.T
     """Zero, in place, one ``length`` x ``length`` box per sample of uint8 NHWC ``images``, centred at ``centres``
     (B, 2) and clipped to the image (docs/semantics.md §2.5)."""
     batch, height, width, channels = images.shape
-    centres = centres.to(images.device, non_blocking=True)
+    centres = to_device(centres, images.device)
     rows = torch.arange(height, device=images.device)
     # One mask entry per (column, channel) keeps the fill a plain elementwise op on the contiguous rows.
     cols = torch.arange(width * channels, device=images.device) // channels
@@ -370,9 +402,9 @@ def resized_crops(images: torch.Tensor, indices: torch.Tensor, boxes: torch.Tens
     if flips is not None:
         cols = torch.where(flips.view(-1, 1, 1), cols.flip(1), cols)
     device = images.device
-    rows = rows.to(device, non_blocking=True).unsqueeze(1)  # (B, 1, size, H)
-    cols = cols.to(device, non_blocking=True).unsqueeze(1)  # (B, 1, size, W)
-    chosen = images.index_select(0, indices.to(device)).permute(0, 3, 1, 2).to(torch.float64)  # (B, C, H, W)
+    rows = to_device(rows, device).unsqueeze(1)  # (B, 1, size, H)
+    cols = to_device(cols, device).unsqueeze(1)  # (B, 1, size, W)
+    chosen = images.index_select(0, to_device(indices, device)).permute(0, 3, 1, 2).to(torch.float64)  # (B, C, H, W)
     across = (chosen @ cols.transpose(-1, -2)).round_().clamp_(0, 255)
     return (rows @ across).round_().clamp_(0, 255).to(torch.uint8)
 

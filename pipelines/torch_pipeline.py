@@ -72,7 +72,7 @@ def apply_op_layers(
         layer_ops = op_ids[order, layer]
         regroup = torch.argsort(layer_ops, stable=True)
         order = order[regroup]
-        images = images.index_select(0, regroup.to(images.device, non_blocking=True))
+        images = images.index_select(0, ops.to_device(regroup, images.device))
         groups, counts = torch.unique_consecutive(layer_ops[regroup], return_counts=True)
         layer_values = values[order, layer]
         start = 0
@@ -81,7 +81,7 @@ def apply_op_layers(
                 stop = start + count
                 images[start:stop] = table[names[op_id]](images[start:stop], layer_values[start:stop])
             start += count
-    restore = torch.argsort(order).to(images.device, non_blocking=True)
+    restore = ops.to_device(torch.argsort(order), images.device)
     return images.index_select(0, restore).contiguous(memory_format=torch.channels_last)
 
 
@@ -178,7 +178,7 @@ class TorchPipeline:
         ``rows``: only these rows of that batch (a data-parallel rank's block), bit-identical to slicing the whole
         batch's output: the parameters are drawn for the whole batch and sliced."""
         recipe = self.recipe
-        indices = indices.to(self.device, torch.int64, non_blocking=True)
+        indices = ops.to_device(indices.to(torch.int64), self.device)
         params = draw_params(recipe, len(indices), *self.image_shape, seed)
         all_erasing_boxes = params.erasing_boxes
         if rows is not None:

@@ -49,6 +49,20 @@ class KernelSizes:
 
 
 @dataclass(frozen=True)
+class ProjectionSizes:
+    """`fastkd bench --projection` (fastkd.bench.projection): the data and models the paper runs' steps are timed
+    on, and the shorter spacing used while timing."""
+
+    cnn: Scale
+    vit: Scale
+    cnn_interval: float
+    """kd.interval while timing: a replay every int(L * s) teacher steps."""
+    vit_interval: float
+    """vit.interval while timing: a replay every ceil(L * s) teacher steps."""
+    test_images: int
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     description: str
@@ -69,6 +83,8 @@ class Preset:
     """Try 1 and all CPU threads for the ResNet-18 ceiling (off: the current thread count only)."""
     kernels: KernelSizes | None = None
     """Kernel micro-benchmarks to run after the ceiling (None: none)."""
+    projection: ProjectionSizes | None = None
+    """Sizes of `--projection` (None: the preset has none)."""
 
 
 def _same_scale(scale: Scale, **overrides: Scale) -> dict[str, Scale]:
@@ -97,6 +113,8 @@ PRESETS: dict[str, Preset] = {
         test_images=1000, matmul_size=8192, ceiling_steps=20,
         kernels=KernelSizes(kd_shapes=((128, 100), (256, 1000), (128, 21843)), ema_models=("resnet18", "resnet50"),
                             repeats=100),
+        projection=ProjectionSizes(cnn=Scale(128, 50000, 1.0), vit=Scale(128, 50000, image_size=224),
+                                   cnn_interval=1.0, vit_interval=1.0, test_images=10000),
     ),
     "gpu-quick": Preset(
         name="gpu-quick",
@@ -107,6 +125,9 @@ PRESETS: dict[str, Preset] = {
         test_images=256, matmul_size=8192, ceiling_steps=10,
         kernels=KernelSizes(kd_shapes=((128, 100), (256, 1000), (128, 21843)), ema_models=("resnet18", "resnet50"),
                             repeats=50),
+        # replays every 100 (CNN) / 39 (ViT) steps while timing, on full-size data
+        projection=ProjectionSizes(cnn=Scale(128, 50000, 1.0), vit=Scale(128, 50000, image_size=224),
+                                   cnn_interval=0.256, vit_interval=0.1, test_images=10000),
     ),
     "test": Preset(
         name="test",
@@ -115,6 +136,8 @@ PRESETS: dict[str, Preset] = {
         scales=_same_scale(Scale(16, 48, 64.0), vit_spaced_kd=Scale(16, 48, image_size=32, depth=2)),
         test_images=16, matmul_size=256, ceiling_steps=1, sweep_threads=False,
         kernels=KernelSizes(kd_shapes=((8, 10),), ema_models=("resnet18",), repeats=2),
+        projection=ProjectionSizes(cnn=Scale(16, 64, 64.0), vit=Scale(16, 64, image_size=32, depth=2),
+                                   cnn_interval=0.5, vit_interval=0.5, test_images=16),
     ),
 }
 

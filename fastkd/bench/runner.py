@@ -34,6 +34,7 @@ from .kernels import bench_kernels
 from .measure import (CORE_WORK, RoundMeasure, ceiling_key, count_flops, measure_ceiling, measure_round,
                       profile_round)
 from .presets import BENCH_METHODS, NUM_CLASSES, PRESETS, BenchMethod, BenchOptionError, Preset, Scale
+from .projection import projected_runs, run_projection
 from .report import machine_description, markdown_report
 from .scaling import SYNC_BN_CHOICES, bench_scaling, parse_nproc, scaling_markdown
 
@@ -273,6 +274,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sync-bn", default="auto", choices=SYNC_BN_CHOICES,
                         help="with --nproc: train.sync_bn of the runs (auto/on: batch statistics of the global batch, "
                              "one collective per batch-norm layer and pass; off: per-process statistics)")
+    parser.add_argument("--projection", action="store_true",
+                        help="instead of the comparison with the reference: the projected wall time of the paper's "
+                             "full runs (CIFAR-100 spaced online KD, 80 epochs; DeiT-Ti spaced KD per epoch) from "
+                             "timed full-size steps, in fastkd's settings and the reference's (fp32, no compile)")
     parser.add_argument("--plan", action="store_true",
                         help="print what the preset would run and write plan.json to --out; runs nothing and needs "
                              "no GPU (bench/gpu_check.sh --cpu-dry-run checks the gpu-quick preset this way)")
@@ -307,10 +312,16 @@ def run(args: argparse.Namespace) -> int:
 
     preset, methods, rounds, out = _resolve(args)
     nprocs = None if args.nproc is None else parse_nproc(args.nproc, preset.device)
+    if args.projection and nprocs is not None:
+        raise BenchOptionError("--projection and --nproc are two different reports; run them one at a time")
+    if args.projection:
+        projected_runs(preset)  # a preset without projection sizes is refused before anything runs
     if args.plan:
         return _print_plan(preset, methods, rounds, out, nprocs)
     if nprocs is not None:
         return run_scaling(preset, methods, rounds, nprocs, out, args.sync_bn)
+    if args.projection:
+        return run_projection(preset, out, _write_results)
     device = torch.device(preset.device)
     available = [m for m in methods if m.name in METHODS]
     per_method = 2 + 2 * rounds + 1
@@ -404,6 +415,9 @@ def bench_plan(preset: Preset, methods: list[BenchMethod], rounds: int) -> dict[
                      "iters_per_epoch": preset.scales[m.name].iters_per_epoch,
                      "width_divisor": preset.scales[m.name].width_divisor,
                      "implemented": m.name in METHODS} for m in methods],
+        "projection": [] if preset.projection is None else [
+            {"key": r.key, "title": r.title, "train_images": r.scale.train_images, "test_images": r.test_images,
+             "measure_interval": r.measure_interval} for r in projected_runs(preset)],
     }
 
 
@@ -423,6 +437,9 @@ def _print_plan(preset: Preset, methods: list[BenchMethod], rounds: int, out: Pa
     if preset.kernels is not None:
         print(f"  kernels: KD loss {list(preset.kernels.kd_shapes)}, EMA {list(preset.kernels.ema_models)}, "
               f"{preset.kernels.repeats} calls per block")
+    for run in plan["projection"]:
+        print(f"  --projection {run['key']}: {run['title']}; timed on {run['train_images']} images, replaying every "
+              f"s = {run['measure_interval']} epochs, fastkd and reference settings")
     print(f"plan: {out / 'plan.json'}")
     return 0
 

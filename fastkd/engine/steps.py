@@ -25,10 +25,26 @@ def build_optimizer(params, cfg: OptimConfig, device: torch.device) -> torch.opt
     """foreach kernels on CPU, fused kernels on CUDA (one launch per step instead of one per tensor)."""
     fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
     if cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay, **fast)
+        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                                    weight_decay=cfg.weight_decay, **fast)
+        if fast.get("fused") and cfg.momentum:
+            _zero_missing_momentum(optimizer)
+            optimizer.register_load_state_dict_post_hook(_zero_missing_momentum)
+        return optimizer
     cls = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
     return cls(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, **fast)
+
+
+def _zero_missing_momentum(optimizer: torch.optim.Optimizer) -> None:
+    """Give every parameter of a fused SGD a zero momentum buffer up front. Fused SGD takes one first-step path
+    for all buffers at once and fails when only some exist, which happens whenever parameters start receiving
+    gradients at different steps (self KD's shallow exits train only at KD events). With dampening 0 a zero
+    buffer gives the first step's buffer = grad exactly, as torch's lazy initialisation does."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state[param]
+            if state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
 
 def decay_param_groups(models: list[nn.Module], weight_decay: float,

@@ -37,7 +37,8 @@ def test_dry_run_passes_and_writes_the_summary(dry_run):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mode"] == "cpu-dry-run" and summary["ok"] and summary["problems"] == []
     assert [(s["name"], s["status"]) for s in summary["steps"]] == [
-        ("install", "ok"), ("versions", "ok"), ("cuda-tests", "ok"), ("bench-plan", "ok"), ("bench", "ok")]
+        ("install", "ok"), ("versions", "ok"), ("cuda-tests", "ok"), ("projection", "ok"), ("bench-plan", "ok"),
+        ("bench", "ok")]
     assert all(0 < s["seconds"] <= s["budget_s"] for s in summary["steps"])
 
     versions = summary["versions"]
@@ -57,6 +58,13 @@ def test_dry_run_passes_and_writes_the_summary(dry_run):
     assert row["method"] == "spaced_online_kd" and row["status"] == "ok" and row["speedup"] > 0
     assert {r["soft"] for r in bench["kernels"]["kd_loss"]} == {"reference_prob_kl", "kl"}
 
+    projection = summary["projection"]
+    assert projection["preset"] == "test" and [r["key"] for r in projection["runs"]] == [
+        "cifar100_spaced_online_kd", "deit_tiny_spaced_kd_epoch"]
+    for run in projection["runs"]:
+        assert run["status"] == "ok" and run["speedup"] > 0
+        assert all(s["projected_seconds"] > 0 for s in run["settings"].values())
+
     text = (out / "summary.md").read_text()
     assert text.startswith("# fastkd GPU check (cpu-dry-run)") and ": PASS" in text.splitlines()[0]
     assert "61 skipped" in text or f"{tests['skipped']} skipped" in text
@@ -66,6 +74,7 @@ def test_dry_run_passes_and_writes_the_summary(dry_run):
 @pytest.mark.parametrize("args, message", [
     (["--frobnicate"], "unknown argument '--frobnicate'"),
     (["--venv"], "--venv needs a value"),
+    (["--cpu-dry-run", "--steps", "cuda-tests,benchmark"], "--steps: unknown step 'benchmark'"),
     (["--cpu-dry-run", "--wheels", "/nonexistent/wheels"], "--wheels /nonexistent/wheels: not a folder"),
     ([], "no CUDA device visible"),
 ])

@@ -24,6 +24,13 @@ def test_overrides_apply_and_parse_yaml_scalars(tmp_path):
     assert (cfg.train.epochs, cfg.kd.alpha, cfg.data.shuffle, cfg.optim.name) == (3, 0.5, False, "adamw")
 
 
+def test_bare_off_and_on_words_reach_the_string_choices():
+    """YAML reads `off`/`on` as booleans; the keys with on/off choices take them as those words (the runtime's own
+    hint says `train.amp=off`)."""
+    cfg = load_config(None, ["train.amp=off", "train.compile=off", "train.sync_bn=on"])
+    assert (cfg.train.amp, cfg.train.compile, cfg.train.sync_bn) == ("off", "off", "on")
+
+
 @pytest.mark.parametrize("text, overrides, expected", [
     ("data:\n  datasett: cifar100\n", [], "unknown key 'data.datasett'"),
     ("data:\n  dataset: cifar1000\n", [], "data.dataset: 'cifar1000' is not allowed; choose one of"),

@@ -243,3 +243,29 @@ def test_second_ctrl_c_aborts_in_one_line(tmp_path):
     assert len(lines) <= 1 and all(line.startswith("fastkd: interrupted") for line in lines), err
     assert lines or child.returncode != 130
     load_checkpoint(tmp_path / "runs" / "tiny" / "last.pt")  # epoch 1's checkpoint at least, never half a file
+
+
+def test_fused_sgd_with_parameters_that_start_training_late_matches_foreach():
+    """Self KD's shallow exits get their first gradient only at a KD event, after the deepest exit's momentum
+    buffers exist; fused SGD (the CUDA optimizer) must take that step, and equal the foreach optimizer's."""
+    from fastkd.config import OptimConfig
+    from fastkd.engine.steps import build_optimizer
+
+    cfg = OptimConfig(name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4)
+    torch.manual_seed(0)
+    start = [torch.randn(5, 3, dtype=torch.float64), torch.randn(4, dtype=torch.float64)]
+    grads = [[torch.randn(5, 3, dtype=torch.float64), None],
+             [torch.randn(5, 3, dtype=torch.float64), torch.randn(4, dtype=torch.float64)],
+             [torch.randn(5, 3, dtype=torch.float64), torch.randn(4, dtype=torch.float64)]]
+    results = []
+    for device in ("cuda", "cpu"):  # build_optimizer picks fused for a CUDA run, foreach otherwise
+        params = [torch.nn.Parameter(p.clone()) for p in start]
+        optimizer = build_optimizer(params, cfg, torch.device(device))
+        assert optimizer.defaults.get("fused") is (True if device == "cuda" else None)
+        for step in grads:
+            for param, grad in zip(params, step):
+                param.grad = None if grad is None else grad.clone()
+            optimizer.step()
+        results.append([p.detach() for p in params])
+    for fused, foreach in zip(*results):
+        torch.testing.assert_close(fused, foreach, rtol=0, atol=1e-15)

@@ -89,3 +89,13 @@ def test_cutout_box_is_clipped_at_the_border(images):
     holes = (got == 0).all(dim=-1) & (images[:4] != 0).any(dim=1)
     assert holes.sum(dim=(1, 2)).tolist() == [64, 81, 16 * 13, 256]
     assert holes[2, 8:24, 0:13].all()
+
+
+def test_autocontrast_matches_torchvision_on_flat_and_ramped_channels():
+    """The sync-free autocontrast (torch.where instead of boolean-mask assignment) equals torchvision's, including
+    channels whose minimum equals their maximum."""
+    images = make_images(6, 9, seed=3).permute(0, 3, 1, 2).contiguous()
+    images[0] = 77  # every channel flat
+    images[1, 1] = 0  # one flat channel next to two ramped ones
+    images[2, 2] = 255
+    assert torch.equal(torch_ops.autocontrast(images), TF.autocontrast(images))
