@@ -26,3 +26,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.cuda)
             if skip is not None:
                 item.add_marker(skip)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Print a failure the moment it happens: the GPU check runs these tests under a time limit, and pytest's own
+    report (and the JUnit XML) come only at the end, so a step that runs out of time would lose every failure."""
+    if report.failed:
+        print(f"\n=== FAILED {report.nodeid} ({report.when}) ===\n{report.longreprtext[-6000:]}\n=== end of failure",
+              file=sys.__stderr__, flush=True)
