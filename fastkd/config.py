@@ -257,7 +257,7 @@ class ExperimentConfig(_Section):
     family uses `kd` (+ `model.teacher`); self KD uses `kd` (interval, temperature, alpha = the reference's
     loss_coefficient, beta = feature_loss_coefficient); EMA uses `ema`; dropout uses `dropout`."""
     semantics: Literal["reference", "standard"] = "reference"
-    """`reference` = what the authors' code computes (docs/semantics.md R1-R18); `standard` = textbook definitions."""
+    """`reference` = what the authors' code computes (docs/semantics.md R1-R26); `standard` = textbook definitions."""
     seed: int = Field(0, ge=0, le=MAX_SEED)
     """Seed of initialization, shuffling and augmentation."""
     output_dir: str = Field("runs", min_length=1)

@@ -1,4 +1,4 @@
-"""The ViT family (docs/semantics.md §5.4, R19-R25): the reference's pycls trainer for vision transformers, with
+"""The ViT family (docs/semantics.md §5.4, R19-R26): the reference's pycls trainer for vision transformers, with
 no KD, online, offline and spaced logit KD of a teacher of the student's own architecture.
 
 Its plan (the replay arithmetic `fastkd plan` prints), its models, the AdamW parameter groups and (under
@@ -115,7 +115,8 @@ class ViTFamily(Method):
     on its distillation head. `reference` keeps the pycls behaviour: one AdamW over both models, the teacher step
     carries a zero-weighted student term (so AdamW moves the student on teacher steps), replays draw fresh batches
     from an independent loader stream with S+1 steps when L divides S, non-DeiT students run a second forward for
-    the KD logits, and teacher targets are computed in train mode. `standard`: one AdamW per model, the replay
+    the KD logits, teacher targets are computed in train mode, and every replay step carries a zero-weighted teacher
+    term (so AdamW moves the teacher during replays, R26). `standard`: one AdamW per model, the replay
     regenerates the exact batches the teacher saw, KD logits come from the first forward, the teacher is in eval
     mode for its targets.
     """
@@ -136,6 +137,7 @@ class ViTFamily(Method):
         self.kd_forward: StudentForward | None = None
         """What the student's KD step runs: (CE logits, KD logits), or None = plain forward, one set of logits."""
         self.student_params: list[nn.Parameter] = []
+        self.teacher_params: list[nn.Parameter] = []
         self.space_counter = 0
         self.replay_passes = 0
         self.replay = ReplayLog()
@@ -189,6 +191,8 @@ class ViTFamily(Method):
         student = ctx.learners["student"]
         model = student.model
         self.student_params = [p for p in model.parameters() if p.requires_grad]
+        if "teacher" in ctx.learners:
+            self.teacher_params = [p for p in ctx.learners["teacher"].model.parameters() if p.requires_grad]
         if isinstance(model, DistilledDeiT):
             self.heads = self.kd_forward = student.compiled(model.forward_heads)
         elif self.reference and self.mode != "base":
@@ -294,7 +298,8 @@ class ViTFamily(Method):
             for j in range(L):
                 indices = order[j * self.batch_size:(j + 1) * self.batch_size]
                 x, y = ctx.batch(indices, derive_seed(self.seed, pass_index, j, REPLAY_STREAM))
-                self._student_step(ctx, x, y, teacher.no_grad_forward(self._teacher_input(x), train_mode=True))
+                self._student_step(ctx, x, y, teacher.no_grad_forward(self._teacher_input(x), train_mode=True),
+                                   zero_term=self.teacher_params)
                 taken += 1
                 if taken >= period:
                     self.space_counter = 0
@@ -329,10 +334,20 @@ class ViTFamily(Method):
             return x
         return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
-    def _student_step(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor, teacher_logits: torch.Tensor) -> None:
+    def _student_step(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor, teacher_logits: torch.Tensor,
+                      zero_term: list[nn.Parameter] = ()) -> None:
+        """A student KD step. `zero_term`: parameters that get 0 x their sum added to the loss, hence zero (not
+        absent) gradients, so a shared AdamW moves them too (docs/semantics.md R26: the reference's replay step
+        adds it for the teacher)."""
         vit = self.vit
-        ctx.train_step("student", x, y, lambda out, labels: self._student_loss(out, labels, teacher_logits, vit),
-                       via=self.kd_forward)
+
+        def loss_fn(out: Any, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            loss, parts = self._student_loss(out, labels, teacher_logits, vit)
+            if zero_term:
+                loss = loss + 0.0 * torch.stack([p.sum() for p in zero_term]).sum()
+            return loss, parts
+
+        ctx.train_step("student", x, y, loss_fn, via=self.kd_forward)
 
     @staticmethod
     def _student_loss(out: Any, labels: torch.Tensor, teacher_logits: torch.Tensor,

@@ -1,4 +1,4 @@
-"""The ViT family (docs/semantics.md §5.4, R19-R25): the replay arithmetic of its plan, and a float64 oracle of the
+"""The ViT family (docs/semantics.md §5.4, R19-R26): the replay arithmetic of its plan, and a float64 oracle of the
 pycls trainer written from the spec (plain torch, nothing from fastkd) that must agree with the engine on every
 logged loss and on the final weights to 1e-9, in both semantics.
 """
@@ -21,7 +21,8 @@ N, B, L, SEED = 18, 4, 4, 7          # drop_last: L = 18 // 4 = 4
 EPOCHS, LR, MIN_LR, WARMUP, WD = 4, 1e-3, 1e-5, 2, 0.05
 W, T = 0.5, 2.0
 EXACT = dict(rtol=1e-9, atol=1e-9)
-TINY = {"deit_tiny": "{depth: 2, embed_dim: 32, num_heads: 2}", "convit_tiny": "{depth: 1}"}
+TINY = {"deit_tiny": "{depth: 2, embed_dim: 32, num_heads: 2}", "convit_tiny": "{depth: 1}",
+        "pit_ti": "{depth: [1, 1, 1]}"}
 
 
 # ------------------------------------------------------------------------------------------------- plan
@@ -126,6 +127,25 @@ def run_oracle(mode, semantics, teacher, student, data, distilled, interval):
         step(optimizer, loss)
         log.append(("student", [loss.item(), ce.item(), kd.item()]))
 
+    def pycls_replay_step(optimizer, x, y, teacher_logits):
+        """trainer.py's replay step, its statements in its order: `loss, ... = loss_cls, ...` binds `loss` to the
+        CE tensor itself, so `loss += dummy_loss` (0 x every teacher parameter) adds in place to the CE, which then
+        carries the term into `loss_cls * (1 - w) + loss_logit`: the teacher gets zero gradients (docs R26)."""
+        preds, preds_kd = student_logits(student, x, reference, distilled)
+        loss_cls = F.cross_entropy(preds, y)
+        loss = loss_cls
+        dummy_loss = 0.0
+        for param in teacher.parameters():
+            dummy_loss += param.sum() * 0.0
+        loss += dummy_loss
+        loss_logit = kd_term(preds_kd, teacher_logits)
+        parts = [loss_cls.item(), loss_logit.item()]                 # what fastkd logs as ce and kd
+        loss_cls = loss_cls * (1 - W)
+        loss_logit = loss_logit * W
+        loss = loss_cls + loss_logit
+        step(optimizer, loss)
+        log.append(("student", [loss.item(), *parts]))
+
     def teacher_targets(x, train_mode):
         teacher.train(train_mode)
         with torch.no_grad():
@@ -185,7 +205,7 @@ def run_oracle(mode, semantics, teacher, student, data, distilled, interval):
                         passes += 1
                         for j in range(L):
                             jdx = fresh[j * B:(j + 1) * B]
-                            student_step(shared, x_all[jdx], y_all[jdx], teacher_targets(x_all[jdx], True))
+                            pycls_replay_step(shared, x_all[jdx], y_all[jdx], teacher_targets(x_all[jdx], True))
                             taken += 1
                             if taken >= S:
                                 counter = 0
@@ -221,7 +241,10 @@ FIELDS = {"student": ("loss", "ce", "kd"), "teacher": ("loss",)}
 
 @pytest.mark.parametrize("method, semantics, model, interval, events", [
     ("vit_spaced_kd", "reference", "deit_tiny", 1.0, 4),     # L divides S: S+1 replay steps per event
-    ("vit_spaced_kd", "reference", "convit_tiny", 0.5, 8),   # second student forward for the KD logits
+    ("vit_spaced_kd", "reference", "deit_tiny", 0.75, 5),    # S = 3, not a multiple of L
+    ("vit_spaced_kd", "reference", "pit_ti", 1.0, 4),      # a non-DeiT student: second forward for the KD logits
+    ("vit_spaced_kd", "reference", "pit_ti", 1.25, 3),     # S = 5 spans an epoch boundary
+    ("vit_spaced_kd", "reference", "convit_tiny", 0.5, 8),
     ("vit_spaced_kd", "standard", "deit_tiny", 1.5, 3),      # 2 events + the trailing batches at the end
     ("vit_spaced_kd", "standard", "convit_tiny", 0.75, 6),
 ])
@@ -303,6 +326,26 @@ def test_warmup_cosine_follows_the_reference_formula_per_epoch():
     torch.testing.assert_close(torch.tensor(seen, dtype=torch.float64), torch.tensor(expected, dtype=torch.float64),
                                rtol=1e-12, atol=0)
     assert optimizer.param_groups[0]["eps"] == 1e-8 and seen[0] == 5e-7
+
+
+@pytest.mark.parametrize("semantics, model, moves", [("reference", "deit_tiny", True), ("reference", "pit_ti", True),
+                                                     ("standard", "deit_tiny", False)])
+def test_teacher_moves_during_replays_only_under_reference(tmp_path, semantics, model, moves):
+    """R26: the reference's replay steps hand the teacher zero gradients, so the shared AdamW moves it while only the
+    student trains; under `standard` a replay leaves the teacher exactly as it was."""
+    trainer = engine_run(tmp_path, write_data(tmp_path), "vit_spaced_kd", semantics, model, 0.75)
+    method, teacher = trainer.method, trainer.learners["teacher"].model
+    replay = method._replay_fresh if semantics == "reference" else method._replay_logged
+    moved: list[bool] = []
+
+    def watched(ctx):
+        before = [p.detach().clone() for p in teacher.parameters()]
+        replay(ctx)
+        moved.append(any(not torch.equal(b, p) for b, p in zip(before, teacher.parameters())))
+
+    method._replay_fresh = method._replay_logged = watched
+    trainer.fit()
+    assert len(moved) >= 3 and all(m == moves for m in moved), moved
 
 
 def test_parameter_groups_keep_tokens_norms_and_biases_out_of_weight_decay():

@@ -7,8 +7,9 @@ for every replay pass. One AdamW over teacher and student with the reference's p
 by timm's CosineLRScheduler. Teacher step: the wrapper's "both" forward (student with gradients, then teacher),
 soft-target CE of the teacher plus a Python loop adding 0 * sum of every student parameter. Replay (once the
 counter reaches L*s): S//L + 1 passes, student forward, soft-target CE, the batch resized to the teacher's size
-(also when unchanged), no-grad train-mode teacher, unfused KD KL(p_t||p_s)*T^2/(B*C), the overwritten teacher dummy
-loop; the one-hot helper's assert and six `.item()` reads once per main-loader iteration.
+(also when unchanged), no-grad train-mode teacher, unfused KD KL(p_t||p_s)*T^2/(B*C), the teacher dummy loop
+added in place to the CE (docs/semantics.md R26); the one-hot helper's assert and six `.item()` reads once per
+main-loader iteration.
 """
 
 from __future__ import annotations
@@ -186,7 +187,8 @@ class SpacedViTKD:
         dummy_loss = 0.0
         for param in self.teacher.parameters():
             dummy_loss += param.sum() * 0.0
-        loss = loss_cls + dummy_loss  # overwritten below, as in the reference
+        loss = loss_cls
+        loss += dummy_loss  # in place: `loss` is the CE tensor itself, so the term reaches the final loss (R26)
         logits_s = getattr(self.student, "distill_logits", None)
         if logits_s is None:
             logits_s = self.student(x)
