@@ -185,6 +185,10 @@ class TrainConfig(_Section):
     """`auto` = bf16 autocast on CUDA, fp32 on CPU (bf16 is slower than fp32 on CPUs without avx512_bf16)."""
     compile: Literal["auto", "on", "off"] = "auto"
     """`auto` = torch.compile on CUDA only (on CPU it did not measure faster here)."""
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
+    """torch.compile's mode. `reduce-overhead` replays each compiled forward/backward as a CUDA graph (one launch
+    instead of hundreds: the small-batch CIFAR steps are launch-bound on a GPU) and compiles static shapes, one
+    graph per batch shape; `max-autotune` also searches GEMM/conv kernels (long compiles)."""
     channels_last: Union[bool, Literal["auto"]] = "auto"
     """`auto` = on for CUDA; off for float64; on CPU on iff every conv/batch norm has >= 16 channels (channels_last
     is up to ~1.5x faster for wide ResNets but up to ~7x slower for narrow ones; a fixed rule, never a timing).

@@ -27,6 +27,15 @@ class Runtime:
     """Model/data dtype: float32, or float64 for exact comparisons."""
     sync_bn: bool = False
     """Batch norm with global-batch statistics (several processes and train.sync_bn on/auto)."""
+    compile_mode: str = "default"
+    """torch.compile's mode (train.compile_mode)."""
+
+    @property
+    def compile_options(self) -> dict:
+        """torch.compile's arguments. Shapes are static: each batch shape (the full and the last partial batch,
+        train and eval) gets its own graph specialised to it, as CUDA graphs (`reduce-overhead`) need; a run has
+        at most two batch shapes per mode, so the count stays bounded (tests/core/test_compile_clean.py)."""
+        return {"dynamic": False, **({} if self.compile_mode == "default" else {"mode": self.compile_mode})}
 
     @property
     def input_dtype(self) -> torch.dtype:
@@ -43,7 +52,8 @@ class Runtime:
 
     def describe(self) -> str:
         amp = str(self.amp_dtype or self.param_dtype).removeprefix("torch.")
-        return (f"device={self.device} precision={amp} compile={'on' if self.compile else 'off'} "
+        compiled = ("on" if self.compile_mode == "default" else self.compile_mode) if self.compile else "off"
+        return (f"device={self.device} precision={amp} compile={compiled} "
                 f"channels_last={'on' if self.channels_last else 'off'} threads={torch.get_num_threads()}")
 
 
@@ -70,7 +80,7 @@ def build_runtime(cfg: TrainConfig) -> Runtime:
         channels_last = True if on_cuda else (False if cfg.float64 else None)
     return Runtime(device=device, amp_dtype=amp, compile=compile_, channels_last=channels_last,
                    param_dtype=torch.float64 if cfg.float64 else torch.float32,
-                   sync_bn=distributed.is_active() and cfg.sync_bn != "off")
+                   sync_bn=distributed.is_active() and cfg.sync_bn != "off", compile_mode=cfg.compile_mode)
 
 
 CHANNELS_LAST_MIN_WIDTH = 16

@@ -143,9 +143,9 @@ class Learner:
         if not self.runtime.compile:
             return fn
         if isinstance(fn, nn.Module):
-            fn.compile()
+            fn.compile(**self.runtime.compile_options)
             return fn
-        return torch.compile(fn)
+        return torch.compile(fn, **self.runtime.compile_options)
 
     def step(self, loss: torch.Tensor) -> None:
         """zero_grad(set_to_none) -> backward -> optimizer step (through the GradScaler under fp16)."""
@@ -205,7 +205,7 @@ def build_learner(name: str, model: nn.Module, optim_cfg: OptimConfig, epochs: i
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model.parameters(), optim_cfg, runtime.device)
     if runtime.compile:
-        model.compile()  # in place: state_dict keys stay those of the reference layout
+        model.compile(**runtime.compile_options)  # in place: state_dict keys stay those of the reference layout
     scaler = torch.amp.GradScaler(runtime.device.type) if runtime.needs_grad_scaler else None
     return Learner(name, model, optimizer, build_scheduler(optimizer, optim_cfg, epochs), scaler, runtime)
 
