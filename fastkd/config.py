@@ -41,7 +41,8 @@ class DataConfig(_Section):
     augment: Literal["default", "none"] = "default"
     """`default` = the method's reference recipe; `none` = normalize only (for exact comparisons)."""
     shuffle: bool = True
-    """Shuffle the training set each epoch (seeded); `false` walks it in order."""
+    """Shuffle the training set each epoch (seeded); `false` walks it in order, and also evaluates the test set in
+    order under `semantics: reference` (whose evaluation is otherwise a seeded shuffle, docs/semantics.md R18)."""
     batch_size: int = Field(128, ge=1)
     """Training batch size B; it sets L = ceil(N/B) iterations per epoch and with it every spacing interval."""
     eval_batch_size: int = Field(512, ge=1)
