@@ -37,7 +37,11 @@ class DataConfig(_Section):
     dataset: Literal["digits", "cifar10", "cifar100", "tiny_imagenet"] = "digits"
     """Which data set; `digits` is scikit-learn's bundled set resized to 32x32 RGB (no download)."""
     root: Optional[str] = None
-    """Folder holding `cifar-10-batches-py/`, `cifar-100-python/` or `tiny-imagenet-200/` (or that folder itself)."""
+    """Folder holding `cifar-10-batches-py/`, `cifar-100-python/` or `tiny-imagenet-200/` (or that folder itself);
+    unset = `$FASTKD_DATA`, else `./data`."""
+    download: bool = False
+    """Fetch the data set into the data root from its official archive (MD5-checked) when it is not there yet,
+    as the reference scripts do (`fastkd compat` sets it); `fastkd data fetch` does the same by hand."""
     augment: Literal["default", "none"] = "default"
     """`default` = the method's reference recipe; `none` = normalize only (for exact comparisons)."""
     shuffle: bool = True

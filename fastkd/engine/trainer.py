@@ -69,6 +69,10 @@ class Trainer:
         seed_everything(cfg.seed, cfg.train.deterministic)
 
         d = cfg.data
+        if d.download and d.dataset != "digits":
+            from ..data.fetch import fetch
+
+            fetch(d.dataset, d.root)  # every rank may call it: they take turns on a lock, the first one downloads
         self.train_set, self.test_set = load_dataset(d.dataset, d.root, test_fraction=d.test_fraction,
                                                      cache_dir=d.cache_dir, class_order=d.class_order)
         self.sampler = EpochSampler(len(self.train_set), d.batch_size, seed=cfg.seed, shuffle=d.shuffle,
