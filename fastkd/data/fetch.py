@@ -89,7 +89,7 @@ class Presence:
         if self.folder.exists():
             return (f"{self.dataset}: {self.folder} lacks {', '.join(self.missing)}, so it is not a complete copy; "
                     f"move it away and run `{self.root.fetch_command(self.dataset)}`")
-        return (f"{self.dataset}: not in {self.root} (no {DATASET_FOLDERS[self.dataset]}/); download it with "
+        return (f"{self.dataset}: no {DATASET_FOLDERS[self.dataset]}/ in {self.root}; download it with "
                 f"`{self.root.fetch_command(self.dataset)}`")
 
 

@@ -34,10 +34,16 @@ def _assert_aliased(ema: FlatEMA) -> None:
     assert all(id(p) in tracked for p in ema.source_model.parameters())
 
 
-@pytest.mark.parametrize("decay", [0.0, 0.5, 0.999])
-def test_k_updates_equal_the_closed_form(decay: float) -> None:
-    model = _small_model()
+@pytest.mark.parametrize("decay, dtype, tolerance", [
+    (0.0, torch.float32, 1e-5), (0.5, torch.float32, 1e-5), (0.999, torch.float32, 1e-5),
+    # train.float64 follows the reference's double arithmetic: 1 - 0.999 rounded to float32 would move every
+    # averaged weight by ~1e-8 relative per update, far above float64 rounding
+    (0.999, torch.float64, 1e-13),
+])
+def test_k_updates_equal_the_closed_form(decay: float, dtype: torch.dtype, tolerance: float) -> None:
+    model = _small_model().to(dtype)
     ema = FlatEMA(model, decay, impl="twin")
+    assert {weight.dtype for weight in ema._weights.values()} == {dtype}
     initial = {name: p.detach().clone() for name, p in model.named_parameters()}
     history: dict[str, list[torch.Tensor]] = {name: [] for name in initial}
     for _ in range(7):
@@ -48,26 +54,7 @@ def test_k_updates_equal_the_closed_form(decay: float) -> None:
         ema.update()
     for name, average in ema.module.named_parameters():
         expected = ema_closed_form(initial[name], history[name], decay)
-        assert_close_verbose(average, expected, rtol=1e-5, atol=1e-6, name=name)
-
-
-def test_float64_updates_keep_double_precision_in_one_minus_decay() -> None:
-    """Under train.float64 the EMA follows the reference's double arithmetic: 1 - 0.999 rounded to float32 would
-    move every averaged weight by ~1e-8 relative per update, far above float64 rounding."""
-    model = _small_model().double()
-    ema = FlatEMA(model, 0.999, impl="twin")
-    assert {weight.dtype for weight in ema._weights.values()} == {torch.float64}
-    initial = {name: p.detach().clone() for name, p in model.named_parameters()}
-    history: dict[str, list[torch.Tensor]] = {name: [] for name in initial}
-    for _ in range(7):
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                param.add_(torch.randn_like(param))
-                history[name].append(param.detach().clone())
-        ema.update()
-    for name, average in ema.module.named_parameters():
-        expected = ema_closed_form(initial[name], history[name], 0.999)
-        assert_close_verbose(average, expected, rtol=1e-13, atol=1e-14, name=name)
+        assert_close_verbose(average, expected, rtol=tolerance, atol=tolerance / 10, name=name)
 
 
 def test_reduced_precision_models_keep_a_float32_weight() -> None:
