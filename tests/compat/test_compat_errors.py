@@ -93,9 +93,11 @@ def test_erasing_input_behind_cutout_input_does_not_crash_as_in_the_reference():
     assert any(n.startswith("--erasing_input: no effect") for n in resolved.notes)
 
 
-def test_training_without_data_fetches_it_and_names_the_by_hand_fix_when_the_host_is_down(capsys, tmp_path):
+def test_training_without_data_fetches_it_and_names_the_by_hand_fix_when_the_host_is_down(capsys, tmp_path,
+                                                                                          monkeypatch):
     """As the reference, compat downloads missing data; the archive URLs point at a loopback port nothing listens on
     (tests/conftest.py), so the fetch fails with the line that says where to get the data by hand (exit 1)."""
+    monkeypatch.chdir(tmp_path)  # the run folder goes to ./runs
     root = tmp_path / "missing"
     assert cli.main(["compat", "train_space", *ONLINE, "--data-root", str(root), "--quiet"]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
