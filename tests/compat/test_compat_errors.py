@@ -106,7 +106,8 @@ def test_training_without_data_fetches_it_and_names_the_by_hand_fix_when_the_hos
     assert not (root / "cifar-100-python").exists()
 
 
-def test_training_without_data_and_without_download_names_the_fix(capsys, tmp_path):
+def test_training_without_data_and_without_download_names_the_fix(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the run folder goes to ./runs
     line = run_cli(capsys, ["train_space", *ONLINE, "--data-root", str(tmp_path / "missing"),
                             "--set", "data.download=false"])
     assert f"data.root {tmp_path / 'missing'}: no such folder" in line
