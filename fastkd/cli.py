@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import config as config_command
 from .config import ExperimentConfig, apply_overrides, load_config, split_config_and_overrides, validate
+from .data.readers import DATASET_FOLDERS
 from .engine import distributed
 from .engine.checkpoint import ensure_writable_folder
 from .runs import build_plan, print_plan, train_and_report
@@ -98,6 +99,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from .data.fetch import fetch
+
+    for dataset in dict.fromkeys(args.datasets):
+        folder, fetched = fetch(dataset, args.root)
+        print(f"{dataset}: {'fetched into' if fetched else 'already present in'} {folder}", flush=True)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
 
@@ -143,6 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, default=None, help="override the demo's epoch count (>= 1)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("data", help="fetch data sets into the data root")
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="{fetch}")
+    p = data_sub.add_parser("fetch", help="download, verify and unpack data sets from their official archives",
+                            description="Download CIFAR-10/100 (torchvision's archives) or Tiny-ImageNet (CS231n's "
+                                        "archive), check the MD5 and unpack into the data root; a data set already "
+                                        "there is left as it is.")
+    p.add_argument("datasets", nargs="+", choices=tuple(DATASET_FOLDERS), metavar="DATASET",
+                   help=f"{', '.join(DATASET_FOLDERS)}")
+    p.add_argument("--root", help="the data root (as data.root; default $FASTKD_DATA, else ./data)")
+    p.set_defaults(func=cmd_data_fetch)
 
     p = sub.add_parser("bench", help="fastkd vs the reference code's hot-path structure, in one run")
     from . import bench
@@ -198,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         status = args.func(args)
         distributed.teardown()
         return status
-    except FastkdError as exc:
-        return _failed(f"fastkd: error: {exc}", str(exc), exc.exit_code)
+    except FastkdError as exc:  # a message of several lines (one per problem) gets the prefix on each
+        return _failed("\n".join(f"fastkd: error: {line}" for line in str(exc).splitlines()), str(exc),
+                       exc.exit_code)
     except RunInterrupted as exc:  # Ctrl-C in the training loop: last.pt saved, the message says how to go on
         return _failed(f"fastkd: {exc}", str(exc), exc.exit_code)
     except KeyboardInterrupt:  # Ctrl-C before the loop, or a second one: checkpoints are atomic, none is half-written

@@ -37,11 +37,16 @@ class DataConfig(_Section):
     dataset: Literal["digits", "cifar10", "cifar100", "tiny_imagenet"] = "digits"
     """Which data set; `digits` is scikit-learn's bundled set resized to 32x32 RGB (no download)."""
     root: Optional[str] = None
-    """Folder holding `cifar-10-batches-py/`, `cifar-100-python/` or `tiny-imagenet-200/` (or that folder itself)."""
+    """Folder holding `cifar-10-batches-py/`, `cifar-100-python/` or `tiny-imagenet-200/` (or that folder itself);
+    unset = `$FASTKD_DATA`, else `./data`."""
+    download: bool = False
+    """Fetch the data set into the data root from its official archive (MD5-checked) when it is not there yet,
+    as the reference scripts do (`fastkd compat` sets it); `fastkd data fetch` does the same by hand."""
     augment: Literal["default", "none"] = "default"
     """`default` = the method's reference recipe; `none` = normalize only (for exact comparisons)."""
     shuffle: bool = True
-    """Shuffle the training set each epoch (seeded); `false` walks it in order."""
+    """Shuffle the training set each epoch (seeded); `false` walks it in order, and also evaluates the test set in
+    order under `semantics: reference` (whose evaluation is otherwise a seeded shuffle, docs/semantics.md R18)."""
     batch_size: int = Field(128, ge=1)
     """Training batch size B; it sets L = ceil(N/B) iterations per epoch and with it every spacing interval."""
     eval_batch_size: int = Field(512, ge=1)

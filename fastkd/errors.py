@@ -37,6 +37,13 @@ class OutputError(FastkdError):
     exit_code = 1
 
 
+class DownloadError(FastkdError):
+    """A data set could not be fetched (host unreachable, HTTP error, a cut or corrupt transfer): an I/O failure,
+    exit status 1; the message says where to download it by hand."""
+
+    exit_code = 1
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that reports a bad command line as a UsageError (one line, exit 2) instead of usage + exit."""
 

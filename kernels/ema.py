@@ -2,8 +2,9 @@
 
 The parameters (and, by policy, buffers) of the source model and of its EMA copy are re-pointed to views into one
 flat storage per (device, dtype), so `ema <- d * ema + (1 - d) * p` is a single lerp / Triton launch over one
-buffer instead of the reference's Python loop over tensors. `1 - d` lives in a device scalar: changing the decay
-neither recompiles nor syncs.
+buffer instead of the reference's Python loop over tensors. `1 - d` lives in a device scalar of the precision the
+update computes in (float64 for float64 models, as the reference's double arithmetic; float32 otherwise): changing
+the decay neither recompiles nor syncs.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class FlatEMA:
         self.source_model = model
         self.module = copy.deepcopy(model).requires_grad_(False)
         self._decay = 0.0
-        self._weights: dict[torch.device, torch.Tensor] = {}
+        self._weights: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
         self._averaged: list[_FlatGroup] = []
         self._copied: list[_FlatGroup] = []
         self._first_param: nn.Parameter | None = None
@@ -92,7 +93,7 @@ class FlatEMA:
         if not self._is_aliased():
             self.refresh()
         for group in self._averaged:
-            weight = self._weights[group.source.device]
+            weight = self._weights[_weight_key(group.source)]
             if self._use_triton(group.source):
                 from ._ema_triton import ema_lerp_
 
@@ -109,10 +110,9 @@ class FlatEMA:
         self._averaged = _build_groups(averaged)
         self._copied = _build_groups(copied)
         self._first_param = next(iter(self.source_model.parameters()), None)
-        devices = {group.source.device for group in self._averaged}
+        keys = {_weight_key(group.source) for group in self._averaged}
         self._weights = {
-            device: self._weights.get(device, torch.full((), 1.0 - self._decay, dtype=torch.float32, device=device))
-            for device in devices
+            key: self._weights.get(key, torch.full((), 1.0 - self._decay, dtype=key[1], device=key[0])) for key in keys
         }
 
     def state_dict(self) -> dict:
@@ -135,6 +135,12 @@ class FlatEMA:
 
     def _use_triton(self, tensor: torch.Tensor) -> bool:
         return self.impl == "triton" or (self.impl == "auto" and tensor.is_cuda)
+
+
+def _weight_key(flat: torch.Tensor) -> tuple[torch.device, torch.dtype]:
+    """Device and dtype of the `1 - d` scalar a flat buffer is updated with: the buffer's own precision, at least
+    float32 (a bf16/fp16 scalar would round 1 - 0.999 by ~0.05%; the update computes those in float32)."""
+    return flat.device, torch.promote_types(flat.dtype, torch.float32)
 
 
 def _pair_tensors(

@@ -7,6 +7,8 @@ import os
 import pickle
 import shlex
 import shutil
+import tarfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,42 @@ def write_tiny_imagenet(root: Path, wnids: list[str], per_class: int = 3, val_pe
             lines.append(f"{name}\t{wnid}\t0\t0\t63\t63")
     (base / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
     return root
+
+
+ARCHIVE_NAMES = {"cifar10": "cifar-10-python.tar.gz", "cifar100": "cifar-100-python.tar.gz",
+                 "tiny_imagenet": "tiny-imagenet-200.zip"}
+TINY_ARCHIVE_WNIDS = ["n02", "n01"]
+
+
+def write_archive(dataset: str, folder: Path) -> Path:
+    """A small archive in the official one's format and layout, written to ``folder/<official file name>``:
+    CIFAR as gzip'd tar of the pickle folder (with the meta files and extras the real one has), Tiny-ImageNet as
+    a zip of its folder tree (words.txt, per-class box files, an unlabelled test split, directory entries)."""
+    staging = folder / f"{dataset}-staging"
+    if dataset == "cifar100":
+        write_cifar100(staging, n_train=8, n_test=4)
+        (staging / "cifar-100-python" / "file.txt~").write_text("")
+    elif dataset == "cifar10":
+        write_cifar10(staging, per_batch=2)
+        (staging / "cifar-10-batches-py" / "readme.html").write_text("<html></html>")
+    else:
+        base = write_tiny_imagenet(staging, TINY_ARCHIVE_WNIDS, per_class=2, val_per_class=1) / "tiny-imagenet-200"
+        (base / "words.txt").write_text("".join(f"{w}\tclass {w}\n" for w in TINY_ARCHIVE_WNIDS))
+        for wnid in TINY_ARCHIVE_WNIDS:
+            (base / "train" / wnid / f"{wnid}_boxes.txt").write_text(f"{wnid}_0.JPEG\t0\t0\t63\t63\n")
+        (base / "test" / "images").mkdir(parents=True)
+        shutil.copy(base / "val" / "images" / "val_0.JPEG", base / "test" / "images" / "test_0.JPEG")
+    archive = folder / ARCHIVE_NAMES[dataset]
+    if archive.name.endswith(".zip"):
+        with zipfile.ZipFile(archive, "w") as zf:
+            for path in sorted(staging.rglob("*")):
+                zf.write(path, path.relative_to(staging).as_posix() + ("/" if path.is_dir() else ""))
+    else:
+        top = next(staging.iterdir())
+        with tarfile.open(archive, "w:gz") as tf:
+            tf.add(top, arcname=top.name)
+    shutil.rmtree(staging)
+    return archive
 
 
 def read_cifar_entry(path: Path) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -52,16 +52,61 @@ TINY_LAYOUT = ("tiny-imagenet-200/ with wnids.txt, train/<wnid>/images/*.JPEG, v
 REFETCH_HINT = "re-extract it from the official archive"
 LATIN1_NAMES = ("latin1", "latin-1", "iso-8859-1", "iso8859-1")
 
+CIFAR_FILES = {"cifar10": ((*(f"data_batch_{i}" for i in range(1, 6)),), ("test_batch",)),
+               "cifar100": (("train",), ("test",))}
+"""(train, test) files of each CIFAR folder."""
+DATASET_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python",
+                   "tiny_imagenet": "tiny-imagenet-200"}
+"""The folder of each on-disk data set in the data root, as its official archive unpacks."""
+DATASET_LAYOUTS = {"cifar10": CIFAR10_LAYOUT, "cifar100": CIFAR100_LAYOUT, "tiny_imagenet": TINY_LAYOUT}
+DATASET_MEMBERS = {"cifar10": sum(CIFAR_FILES["cifar10"], ()), "cifar100": sum(CIFAR_FILES["cifar100"], ()),
+                   "tiny_imagenet": ("wnids.txt", "train", "val/images", "val/val_annotations.txt")}
+"""What a complete copy holds inside its folder: the files and folders the readers open."""
 
-def _find(root: str | os.PathLike | None, folder: str, layout: str) -> Path:
-    """The data set folder: ``root/folder``, or ``root`` itself when it is that folder."""
-    if root is None:
-        raise DataError(f"data.root is not set; point it at the folder that holds {layout}")
-    base = Path(root).expanduser()
+DATA_ENV = "FASTKD_DATA"
+"""The environment variable that names the data root when data.root is unset."""
+DEFAULT_DATA_ROOT = "data"
+"""The data root when neither data.root nor $FASTKD_DATA is set (./data, where the ViT reference reads)."""
+
+
+class DataRoot(NamedTuple):
+    """The folder that holds the data sets, and the setting it came from (for messages)."""
+
+    path: Path
+    source: Literal["data.root", "env", "default"]
+
+    def __str__(self) -> str:
+        if self.source == "data.root":
+            return f"data.root {self.path}"
+        if self.source == "env":
+            return f"${DATA_ENV} {self.path}"
+        return f"{self.path} (the default data root: data.root and ${DATA_ENV} are unset)"
+
+    def fetch_command(self, dataset: str) -> str:
+        """The command that downloads `dataset` here."""
+        root = "" if self.source == "default" else f" --root {self.path}"
+        return f"fastkd data fetch {dataset}{root}"
+
+
+def data_root(root: str | os.PathLike | None) -> DataRoot:
+    """Where data sets are read and fetched: data.root, else $FASTKD_DATA, else ./data; one rule for train, eval,
+    compat, reproduce and `fastkd data fetch`."""
+    if root is not None:
+        return DataRoot(Path(root).expanduser(), "data.root")
+    if os.environ.get(DATA_ENV):
+        return DataRoot(Path(os.environ[DATA_ENV]).expanduser(), "env")
+    return DataRoot(Path(DEFAULT_DATA_ROOT), "default")
+
+
+def _find(root: str | os.PathLike | None, dataset: str) -> Path:
+    """The data set folder: ``<data root>/<folder>``, or the data root itself when it is that folder."""
+    where, folder, layout = data_root(root), DATASET_FOLDERS[dataset], DATASET_LAYOUTS[dataset]
+    fetch = f"download it there with `{where.fetch_command(dataset)}` (or set data.download=true)"
+    base = where.path
     if not base.exists():
-        raise DataError(f"data.root {base}: no such folder; point it at the folder that holds {layout}")
+        raise DataError(f"{where}: no such folder; point data.root at the folder that holds {layout}, or {fetch}")
     if not base.is_dir():
-        raise DataError(f"data.root {base}: is a file, not a folder; point it at the folder that holds {layout}")
+        raise DataError(f"{where}: is a file, not a folder; point data.root at the folder that holds {layout}")
     nested = base / folder
     if nested.is_dir():
         return nested
@@ -69,7 +114,7 @@ def _find(root: str | os.PathLike | None, folder: str, layout: str) -> Path:
         raise DataError(f"{nested}: is a file, not a folder; expected {layout}")
     if base.name == folder:
         return base
-    raise DataError(f"{base}: no '{folder}' folder found; expected {layout}")
+    raise DataError(f"{where}: no '{folder}' folder found; expected {layout}; {fetch}")
 
 
 # ------------------------------------------------------------------------------------------------ CIFAR pickles
@@ -220,16 +265,12 @@ def _cifar_arrays(files: list[Path], label_key: str, num_classes: int,
 
 def load_cifar(root: str | None, num_classes: int) -> tuple[ArrayDataset, ArrayDataset]:
     """CIFAR-10/100 from the python-pickle layout (read directly: torchvision would demand the official md5s)."""
-    if num_classes == 10:
-        folder, layout, key, stats = "cifar-10-batches-py", CIFAR10_LAYOUT, "labels", CIFAR10_STATS
-        train_files = [f"data_batch_{i}" for i in range(1, 6)]
-        test_files = ["test_batch"]
-    else:
-        folder, layout, key, stats = "cifar-100-python", CIFAR100_LAYOUT, "fine_labels", CIFAR100_STATS
-        train_files, test_files = ["train"], ["test"]
-    base = _find(root, folder, layout)
+    dataset = f"cifar{num_classes}"
+    key, stats = ("labels", CIFAR10_STATS) if num_classes == 10 else ("fine_labels", CIFAR100_STATS)
+    layout = DATASET_LAYOUTS[dataset]
+    base = _find(root, dataset)
     splits = []
-    for files in (train_files, test_files):
+    for files in CIFAR_FILES[dataset]:
         x, y = _cifar_arrays([base / f for f in files], key, num_classes, layout)
         splits.append(ArrayDataset(f"cifar{num_classes}", torch.from_numpy(x), torch.from_numpy(y),
                                    num_classes, *stats))
@@ -418,7 +459,7 @@ def load_tiny_imagenet(root: str | None, cache_dir: str | None = None,
     The cache (``.fastkd-cache/`` or ``data.cache_dir``) is keyed by a fingerprint of the images and validated on
     load; a corrupt or stale one is rebuilt, and an unwritable cache folder only costs the decoding next time.
     """
-    base = _find(root, "tiny-imagenet-200", TINY_LAYOUT)
+    base = _find(root, "tiny_imagenet")
     wnids = _sorted_train_wnids(base) if class_order == "sorted" else _read_wnids(base / "wnids.txt")
     index = {w: i for i, w in enumerate(wnids)}
     listed_in = None if class_order == "sorted" else "wnids.txt"

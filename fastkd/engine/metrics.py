@@ -112,28 +112,29 @@ class NonFinite:
 
 
 class StepLog:
-    """Per-step losses kept on the device and written to `steps.jsonl` in chunks (log_every_step)."""
+    """Per-step losses kept on the device and written to `steps.jsonl` in chunks (log_every_step), each row with
+    the LR its step used."""
 
     def __init__(self, path: Path):
         self.path = path
-        self._pending: list[tuple[int, str, dict[str, torch.Tensor]]] = []
+        self._pending: list[tuple[int, str, float, dict[str, torch.Tensor]]] = []
 
-    def add(self, step: int, kind: str, losses: dict[str, torch.Tensor]) -> None:
-        self._pending.append((step, kind, {k: v.detach().double() for k, v in losses.items()}))
+    def add(self, step: int, kind: str, lr: float, losses: dict[str, torch.Tensor]) -> None:
+        self._pending.append((step, kind, lr, {k: v.detach().double() for k, v in losses.items()}))
 
     def flush(self) -> None:
         if not self._pending:
             return
         with record_function("fastkd.host_sync"):
-            flat = torch.stack([v for _, _, d in self._pending for v in d.values()])
+            flat = torch.stack([v for *_, d in self._pending for v in d.values()])
             flat = distributed.all_reduce_(flat).cpu().tolist()  # the ranks' shares add up to the global losses
         if not distributed.is_main():
             self._pending.clear()
             return
         with open(self.path, "a") as fh:
             pos = 0
-            for step, kind, losses in self._pending:
-                row = {"step": step, "kind": kind}
+            for step, kind, lr, losses in self._pending:
+                row = {"step": step, "kind": kind, "lr": lr}
                 for name in losses:
                     row[name] = flat[pos]
                     pos += 1

@@ -166,6 +166,11 @@ class Learner:
             self.skip_nonfinite.end(loss)
         self.stepped = True
 
+    @property
+    def lr(self) -> float:
+        """The learning rate the optimizer's next step uses (every param group shares it)."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
     def end_epoch(self) -> None:
         """Advance the per-epoch LR schedule if this learner trained in the epoch."""
         if self.stepped or self.schedule_every_epoch:
@@ -262,7 +267,7 @@ LossFn = Callable[[Any, torch.Tensor], Union[torch.Tensor, tuple[torch.Tensor, d
 
 
 class Recorder(Protocol):
-    def __call__(self, kind: str, **losses: torch.Tensor) -> None: ...
+    def __call__(self, kind: str, lr: float, **losses: torch.Tensor) -> None: ...
 
 
 class StepResult(NamedTuple):
@@ -275,7 +280,9 @@ class StepResult(NamedTuple):
 def train_step(learner: Learner, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, record: Recorder,
                kind: str | None = None, via: Callable[[torch.Tensor], Any] | None = None) -> StepResult:
     """The one training step every method takes: forward (or `via`) -> loss (profiled as fastkd.loss) ->
-    optimizer step -> record `loss` and the parts as `train_<kind>_<name>` (kind defaults to the learner's name)."""
+    optimizer step -> record `loss` and the parts as `train_<kind>_<name>` (kind defaults to the learner's name),
+    with the LR the step used."""
+    lr = learner.lr
     outputs = learner.forward(x, via)
     with record_function("fastkd.loss"):
         value = loss_fn(outputs, y)
@@ -284,7 +291,7 @@ def train_step(learner: Learner, x: torch.Tensor, y: torch.Tensor, loss_fn: Loss
     if share is not None:  # this rank's part of the global loss (engine/distributed.py)
         loss, parts = loss * share, {name: part * share for name, part in parts.items()}
     learner.step(loss)
-    record(kind or learner.name, loss=loss, **parts)
+    record(kind or learner.name, lr, loss=loss, **parts)
     return StepResult(loss, outputs, parts)
 
 
@@ -296,7 +303,7 @@ class StepContext:
     batch: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
     """(indices, seed) -> the augmented (x, y): a pure function, so a replay regenerates the same pixels."""
     record: Recorder
-    """Accumulate named losses of a step on the device (no host sync)."""
+    """Accumulate named losses of a step on the device (no host sync), with the LR the step used."""
     train_size: int = 0
     """N, the number of training samples: for a method that draws batches of its own (the ViT reference's
     independent replay loader)."""

@@ -40,10 +40,6 @@ class _Iteration:
     seed: int
 
 
-def _lr(learner: Learner) -> float:
-    return float(learner.optimizer.param_groups[0]["lr"])
-
-
 class Trainer:
     """Inventory (built in this order): runtime, data + sampler + pipelines, models + learners, method, logs."""
 
@@ -73,6 +69,10 @@ class Trainer:
         seed_everything(cfg.seed, cfg.train.deterministic)
 
         d = cfg.data
+        if d.download and d.dataset != "digits":
+            from ..data.fetch import fetch
+
+            fetch(d.dataset, d.root)  # every rank may call it: they take turns on a lock, the first one downloads
         self.train_set, self.test_set = load_dataset(d.dataset, d.root, test_fraction=d.test_fraction,
                                                      cache_dir=d.cache_dir, class_order=d.class_order)
         self.sampler = EpochSampler(len(self.train_set), d.batch_size, seed=cfg.seed, shuffle=d.shuffle,
@@ -138,14 +138,15 @@ class Trainer:
         self._data_seconds += time.perf_counter() - start
         return x, y
 
-    def record(self, kind: str, **losses: torch.Tensor) -> None:
-        """Accumulate a step's losses on the device (`train_<kind>_<name>` means per epoch); no host sync."""
+    def record(self, kind: str, lr: float, **losses: torch.Tensor) -> None:
+        """Accumulate a step's losses on the device (`train_<kind>_<name>` means per epoch); no host sync. `lr`,
+        the LR the step used, goes to steps.jsonl."""
         for name, value in losses.items():
             self.meter.add(f"train_{kind}_{name}", value)
         if "loss" in losses:
             self.meter.watch(self.global_step + 1, kind, losses["loss"])
         if self.step_log is not None:
-            self.step_log.add(self.global_step + 1, kind, losses)
+            self.step_log.add(self.global_step + 1, kind, lr, losses)
 
     # ------------------------------------------------------------------------------------- training
     @property
@@ -249,12 +250,13 @@ class Trainer:
         self.meter.reset()
         if self.step_log is not None:
             self.step_log.flush()
+        lr = self._epoch_lr()  # before the schedule steps: the LR this epoch trained with
         for learner in self.learners.values():
             learner.end_epoch()
         evaluate = (self.epoch + 1) % self.cfg.train.eval_every == 0 or self.epoch + 1 == self.total_epochs
         results = self.evaluate() if evaluate else {}
         row = {"epoch": self.epoch + 1, "phase": self.method.phase(self.epoch),
-               "lr": _lr(next(iter(self.learners.values()))), **train, **results,
+               "lr": lr, **train, **results,
                "images_per_s": samples / seconds if seconds > 0 else None,
                "data_wait_share": self._data_seconds / seconds if seconds > 0 else None,
                **self.method.counters(), "epoch_seconds": seconds}
@@ -279,6 +281,12 @@ class Trainer:
             print(f"epoch {self.epoch + 1}/{self.total_epochs} {shown} {row['images_per_s'] or 0:.0f} img/s",
                   flush=True)
 
+    def _epoch_lr(self) -> float:
+        """The LR of the first learner that trained in this epoch (offline KD's student phase: the student), read
+        before the epoch's schedule step."""
+        learners = list(self.learners.values())
+        return next((learner for learner in learners if learner.stepped), learners[0]).lr
+
     @property
     def replay_peak_bytes(self) -> int | None:
         """The most bytes the method's replay log has held (None: the method keeps no replay log)."""
@@ -288,10 +296,11 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, epochs_trained: int | None = None) -> dict[str, float]:
         """Top-1/top-5 and mean CE of every output the method names, on the test split (one host read).
-        `epochs_trained` (default: the epoch now ending) seeds the shuffled order under `reference` semantics."""
+        `epochs_trained` (default: the epoch now ending) seeds the shuffled order of `reference` semantics, which
+        `data.shuffle: false` turns off (docs/semantics.md R18)."""
         epochs_trained = self.epoch + 1 if epochs_trained is None else epochs_trained
         order = evaluation_order(len(self.test_set), self.cfg.seed, epochs_trained,
-                                 shuffled=self.cfg.semantics == "reference")
+                                 shuffled=self.cfg.semantics == "reference" and self.cfg.data.shuffle)
         return evaluate_outputs(lambda x: self.method.eval_outputs(self.context, x),
                                 self.method.eval_context(self.context),
                                 self.test_pipe, order, self.cfg.data.eval_batch_size, self.runtime.device)
@@ -475,8 +484,9 @@ EVALUATION_ORDER_STREAM = 0xE7A1
 def evaluation_order(num_samples: int, seed: int, epochs_trained: int, *, shuffled: bool) -> torch.Tensor:
     """The order the test split is evaluated in. The reference scripts build their test loaders with shuffle=True,
     so under `reference` (docs/semantics.md R18) the split is shuffled, seeded from the run seed and the number of
-    epochs trained (repeatable and resumable); this matters where a prediction depends on its batch-mates (train-mode BN in the EMA evaluation,
-    MaxDropout active at test time). `standard` evaluates in order."""
+    epochs trained (repeatable and resumable); this matters where a prediction depends on its batch-mates
+    (train-mode BN in the EMA evaluation, MaxDropout active at test time). `standard`, and `reference` with
+    `data.shuffle: false` (the switch for exact comparisons with an unshuffled run), evaluate in order."""
     if not shuffled:
         return torch.arange(num_samples)
     generator = torch.Generator().manual_seed(derive_seed(seed, epochs_trained, EVALUATION_ORDER_STREAM))

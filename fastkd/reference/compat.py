@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import math
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,11 +42,10 @@ from ..methods.online_kd import OFFLINE_RATE
 from ..models import is_model
 from .errors import CompatError
 from .flags import (
-    DATA_ENV, DROPOUT_FLAGS, DROPOUT_MODEL_TITLES, DROPOUT_MODELS, DROPOUT_REGISTRY_PREFIX, EMA_FLAGS,
+    DROPOUT_FLAGS, DROPOUT_MODEL_TITLES, DROPOUT_MODELS, DROPOUT_REGISTRY_PREFIX, EMA_FLAGS,
     EMA_REFERENCE_NETS, FASTKD_FLAGS_HELP, ONLINE_KD_FLAGS, ONLINE_KD_REFERENCE_NETS, ONLINE_KD_REFERENCE_VGG,
     ONLINE_KD_REGISTRY_NAMES, ONLINE_KD_SHUFFLENETS, ONLINE_KD_STUDENT_OWN_NAMES, ONLINE_KD_VIT_DATASETS,
-    REFERENCE_CIFAR_ROOT, REFERENCE_GAMMA, REFERENCE_LR_DECAY_EPOCHS, REFERENCE_MILESTONES, REFERENCE_MOMENTUM,
-    REFERENCE_TINY_ROOT, REFERENCE_WEIGHT_DECAY, SCRIPTS, SELF_KD_FLAGS, SELF_KD_REFERENCE_NETS,
+    REFERENCE_GAMMA, REFERENCE_LR_DECAY_EPOCHS, REFERENCE_MILESTONES, REFERENCE_MOMENTUM, REFERENCE_WEIGHT_DECAY, SCRIPTS, SELF_KD_FLAGS, SELF_KD_REFERENCE_NETS,
     SELF_KD_REGISTRY_PREFIX, UNSPACED_DROPOUT, Flag, no_effect,
 )
 from .keys import export_reference_checkpoint
@@ -197,19 +195,14 @@ class Resolved:
     config: ExperimentConfig
     notes: list[str]
     options: Options
-    data_root_source: str
-    """`--data-root`, the reference flag that set it, `$FASTKD_DATA`, or `reference default`."""
 
 
 @dataclass
 class _Draft:
-    """What a script translator produces: the raw config dict plus notes and the data-root decision."""
+    """What a script translator produces: the raw config dict plus notes."""
 
     raw: dict[str, Any]
     notes: list[str]
-    reference_root: str
-    reference_root_flag: str | None = None
-    """The reference flag that set `reference_root` explicitly (self KD's --dataset_path), if given."""
 
 
 def _shown(flag: str, value: Any) -> str:
@@ -248,10 +241,6 @@ def _cnn_dataset(script: str, value: str) -> str:
     if value == "imagenet":
         raise _unsupported(script, "-dataset", value, "fastkd's CNN data sets are cifar100 and tiny_imagenet")
     raise _crash(script, "-dataset", value, "it has no data-loader branch for it", "use cifar100 or tiny_imagenet")
-
-
-def _reference_root(dataset: str) -> str:
-    return REFERENCE_TINY_ROOT if dataset == "tiny_imagenet" else REFERENCE_CIFAR_ROOT
 
 
 def _name_suffix(semantics: str) -> str:
@@ -334,7 +323,7 @@ def _translate_online_kd(script: str, v: dict[str, Any], given: set[str], semant
         "optim": _optim(optimizer, v["lr"], lr_decay=lr_decay),
         "train": {"epochs": epochs},
     }
-    return _Draft(raw, notes, _reference_root(dataset))
+    return _Draft(raw, notes)
 
 
 # --- EMA (train_EMA.py) ------------------------------------------------------------------------------
@@ -367,7 +356,7 @@ def _translate_ema(script: str, v: dict[str, Any], given: set[str], semantics: s
         "optim": _optim(optimizer, v["lr"], lr_decay=lr_decay),
         "train": {"epochs": v["epoch"]},
     }
-    return _Draft(raw, notes, _reference_root(dataset))
+    return _Draft(raw, notes)
 
 
 # --- self KD (self_KD/train.py) ----------------------------------------------------------------------
@@ -394,24 +383,24 @@ def _translate_self_kd(script: str, v: dict[str, Any], given: set[str], semantic
     if "autoaugment" in given:
         notes.append("--autoaugment: the reference parses it with bool(), so any non-empty value means True "
                      "(docs/semantics.md §9): AutoAugment + Cutout stay on")
-    reference_root, root_flag = v["dataset_path"], ("--dataset_path" if "dataset_path" in given else None)
-    if dataset == "tiny_imagenet":
-        if root_flag:
-            why = no_effect("its Tiny-ImageNet path is hard-coded")
-            notes.append(f"--dataset_path {v['dataset_path']}: {why}")
-        reference_root, root_flag = REFERENCE_TINY_ROOT, None
+    data: dict[str, Any] = {"dataset": dataset, "batch_size": v["batchsize"], "eval_batch_size": v["batchsize"]}
+    if "dataset_path" in given:  # the reference's own data-root flag (its default `data` is fastkd's too)
+        if dataset == "tiny_imagenet":
+            notes.append(f"--dataset_path {v['dataset_path']}: {no_effect('its Tiny-ImageNet path is hard-coded')}")
+        else:
+            data["root"] = v["dataset_path"]
     rate = v["interval_rate"]
     raw = {
         "name": f"self_{v['model']}_interval{rate}_batchsize{v['batchsize']}_{dataset}{_name_suffix(semantics)}",
         "method": "self_kd" if rate == 0 else "spaced_self_kd", "semantics": semantics,
-        "data": {"dataset": dataset, "batch_size": v["batchsize"], "eval_batch_size": v["batchsize"]},
+        "data": data,
         "model": {"student": model},
         "kd": {"interval": rate, "temperature": v["temperature"], "alpha": v["loss_coefficient"],
                "beta": v["feature_loss_coefficient"], "feature_loss": "dist"},
         "optim": _optim("sgd", v["init_lr"]),
         "train": {"epochs": v["epoch"]},
     }
-    return _Draft(raw, notes, reference_root, root_flag)
+    return _Draft(raw, notes)
 
 
 # --- dropout (dropout/train.py) ----------------------------------------------------------------------
@@ -493,7 +482,7 @@ def _translate_dropout(script: str, v: dict[str, Any], given: set[str], semantic
         "optim": _optim("sgd", v["learning_rate"], nesterov=True, lr_decay=lr_decay),
         "train": {"epochs": v["epochs"]},
     }
-    return _Draft(raw, notes, _reference_root(dataset))
+    return _Draft(raw, notes)
 
 
 _SCRIPTS: dict[str, tuple[tuple[Flag, ...], Callable[..., _Draft]]] = {
@@ -505,11 +494,10 @@ _SCRIPTS: dict[str, tuple[tuple[Flag, ...], Callable[..., _Draft]]] = {
 }
 
 
-def resolve(script: str, argv: list[str], environ: dict[str, str] | None = None) -> Resolved:
+def resolve(script: str, argv: list[str]) -> Resolved:
     """Parse a reference command line (plus fastkd-only flags) into the config fastkd will run."""
     if script not in _SCRIPTS:
         raise CompatError(f"unknown script {script!r}; choose one of: {', '.join(SCRIPTS)}")
-    environ = os.environ if environ is None else environ
     options, reference_argv = split_fastkd_flags(list(argv))
     flags, translate = _SCRIPTS[script]
     reference_argv, spelling_notes = spell_out_flags(script, flags, reference_argv)
@@ -523,20 +511,21 @@ def resolve(script: str, argv: list[str], environ: dict[str, str] | None = None)
     draft = translate(script, values, set(given), options.semantics)
     notes.extend(draft.notes)
 
-    raw = draft.raw
+    config = validate(apply_overrides(_with_fastkd_options(draft.raw, options), options.overrides),
+                      f"fastkd compat {script}")
+    return Resolved(script, config, notes, options)
+
+
+def _with_fastkd_options(raw: dict[str, Any], options: Options) -> dict[str, Any]:
+    """The translated config with what the fastkd-only flags set. The data is fetched when missing, as the
+    reference's torchvision loaders download it, into --data-root (else the reference's own flag for it, else
+    $FASTKD_DATA, else ./data: the data.root rule)."""
+    raw["data"]["download"] = True
     if options.data_root is not None:
-        root, source = options.data_root, "--data-root"
-    elif draft.reference_root_flag is not None:
-        root, source = draft.reference_root, draft.reference_root_flag
-    elif environ.get(DATA_ENV):
-        root, source = environ[DATA_ENV], f"${DATA_ENV}"
-    else:
-        root, source = draft.reference_root, "reference default"
-    raw["data"]["root"] = root
+        raw["data"]["root"] = options.data_root
     if options.init_from is not None:
         raw["init_from"] = options.init_from
-    config = validate(apply_overrides(raw, options.overrides), f"fastkd compat {script}")
-    return Resolved(script, config, notes, options, source)
+    return raw
 
 
 # ----------------------------------------------------------------------------------------------- running
@@ -565,11 +554,6 @@ def _train(resolved: Resolved) -> int:
     from ..runs import train_and_report
 
     cfg, options = resolved.config, resolved.options
-    root = Path(cfg.data.root).expanduser() if cfg.data.root else None
-    if cfg.data.dataset != "digits" and (root is None or not root.exists()):
-        where = f"{root} ({resolved.data_root_source})" if root else "nowhere"
-        raise CompatError(f"no {cfg.data.dataset} data at {where}: pass --data-root DIR or set {DATA_ENV}=DIR "
-                          "(the reference scripts read fixed paths of their authors' machines)")
     run_dir = Path(cfg.output_dir) / cfg.name
     if options.resume and not (run_dir / "last.pt").is_file():
         raise CompatError(f"--resume: no last.pt in {run_dir}; start without --resume")
@@ -580,13 +564,8 @@ def _train(resolved: Resolved) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- run_net
-VIT_REFERENCE_ROOT = "data"
-"""The ViT reference reads ``./data`` (CIFAR-100 directly in it, ``./data/tiny-imagenet-200``)."""
-
-
-def _run_net_command(argv: list[str], environ: dict[str, str] | None = None) -> int:
+def _run_net_command(argv: list[str]) -> int:
     """`fastkd compat run_net --mode train --cfg FILE.yaml [KEY VALUE ...]` (fastkd.reference.run_net)."""
-    environ = os.environ if environ is None else environ
     if {"-h", "--help"} & set(argv):
         print("usage: fastkd compat run_net --mode train --cfg FILE.yaml [KEY VALUE ...] [fastkd flags]\n"
               "  reads the ViT reference's pycls YAML and KEY VALUE overrides (docs/compat.md, run_net)\n"
@@ -594,17 +573,8 @@ def _run_net_command(argv: list[str], environ: dict[str, str] | None = None) -> 
         return 0
     options, reference_argv = split_fastkd_flags(list(argv))
     translation = translate_command_line(reference_argv)
-    raw = translation.raw
-    if options.data_root is not None:
-        root, source = options.data_root, "--data-root"
-    elif environ.get(DATA_ENV):
-        root, source = environ[DATA_ENV], f"${DATA_ENV}"
-    else:
-        root, source = VIT_REFERENCE_ROOT, "reference default"
-    raw["data"]["root"] = root
+    raw = _with_fastkd_options(translation.raw, options)
     raw["semantics"] = options.semantics
-    if options.init_from is not None:
-        raw["init_from"] = options.init_from
     config = validate(apply_overrides(raw, options.overrides), "fastkd compat run_net")
     for note in translation.notes:  # once the config stands, so a refusal stays one line
         print(f"fastkd compat: {note}", file=sys.stderr)
@@ -616,7 +586,7 @@ def _run_net_command(argv: list[str], environ: dict[str, str] | None = None) -> 
 
         print_plan(build_plan(config), as_json=options.json)
         return 0
-    return _train(Resolved("run_net", config, translation.notes, options, source))
+    return _train(Resolved("run_net", config, translation.notes, options))
 
 
 # ----------------------------------------------------------------------------------------------- export

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 SCRIPTS = ("train_space", "train_kd", "ema", "self_kd", "dropout", "run_net", "export")
-DATA_ENV = "FASTKD_DATA"
 
 FASTKD_FLAGS_HELP = """fastkd-only flags (full spelling only; everything else is the reference's):
   --print-config        print the resolved YAML config and exit
   --plan [--json]       print `fastkd plan` of the config and exit
-  --data-root DIR       data folder (else $FASTKD_DATA, else the reference's own path)
+  --data-root DIR       data folder (else self KD's --dataset_path, else $FASTKD_DATA, else ./data);
+                        a missing data set is downloaded there, as the reference does
   --semantics standard  textbook semantics instead of the reference's (default: reference)
   --set KEY=VALUE ...   config overrides, e.g. --set train.epochs=1 model.downsample_factor=64
   --init-from PATH      start from a fastkd or reference checkpoint (docs/compat.md)
@@ -33,10 +33,6 @@ REFERENCE_GAMMA = 0.2
 REFERENCE_LR_DECAY_EPOCHS = 200
 """`conf/global_settings.py` EPOCH: what `-lr_decay` silently switches the online-KD run length to
 (docs/semantics.md R5)."""
-
-# Where each reference script reads its data (all hard-coded except self KD's --dataset_path default).
-REFERENCE_CIFAR_ROOT = "/data/datasets/CIFAR"
-REFERENCE_TINY_ROOT = "/data/datasets/tiny-imagenet-200"
 
 DEVICE_NOTE = "ignored: fastkd picks the device itself (train.device=auto; --set train.device=cpu forces the CPU)"
 GPU_IDS_NOTE = "ignored: fastkd trains on one device it picks itself (train.device); there is no DataParallel"

@@ -9,8 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..errors import UsageError
-from .grid import Run, build_grid, parse_families, parse_seeds, record_grid
+from ..errors import DataError, UsageError
+from .grid import Run, build_grid, needed_data, parse_families, parse_seeds, record_grid
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,7 +19,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", action="append", help="resnet18, resnet50, resnet101, or a ViT of the grid, e.g. deit_tiny (default all)")
     p.add_argument("--only", metavar="GLOB", help="keep experiments whose FAMILY/DATASET/ARCH_VARIANT matches")
     p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2 (default 0)")
-    p.add_argument("--data-root", help="folder holding the data sets (data.root of every run)")
+    p.add_argument("--data-root", help="folder holding the data sets (data.root of every run; default $FASTKD_DATA, "
+                                       "else ./data)")
+    p.add_argument("--download", action="store_true",
+                   help="fetch the data sets the grid needs that are not in the data root before any run starts")
     p.add_argument("--out", default="runs/reproduce", help="grid folder: one run folder per (experiment, seed)")
     p.add_argument("--epochs", type=int, help="train every run this many epochs instead of the scale's")
     p.add_argument("--scale", choices=("full", "smoke"), default="full",
@@ -60,9 +63,20 @@ def run(args: argparse.Namespace) -> int:
     runs = build_grid(parse_families(args.family), seeds=parse_seeds(args.seeds), out=out, data_root=args.data_root,
                       scale=args.scale, epochs=args.epochs, datasets=args.dataset, archs=args.arch, only=args.only,
                       extra_overrides=tuple(args.overrides))
+    needed = needed_data(runs)
     if args.dry_run:
         dry_run(runs, probe_steps=args.probe_steps)
+        for problem in missing_data(needed):
+            print(f"missing data: {problem}")
         return 0
+    if args.download:
+        from ..data.fetch import fetch
+
+        for dataset, root in needed:
+            fetch(dataset, root)
+    problems = missing_data(needed)
+    if problems:  # before anything runs or is submitted: every run would fail on it
+        raise DataError("\n".join(f"{problem} (or add --download)" for problem in problems))
     record_grid(out, runs)
     if args.launcher == "slurm":
         from .runner import submit_slurm
@@ -83,6 +97,14 @@ def run(args: argparse.Namespace) -> int:
         print("failed runs (error.txt in each run folder): "
               + ", ".join(o.run_id for o in outcomes if o.status == "failed"))
     return 1 if counts["failed"] else 0
+
+
+def missing_data(needed: list[tuple[str, str | None]]) -> list[str]:
+    """One line per data set of `needed` that is not complete in its data root."""
+    from ..data.fetch import locate
+
+    presences = [locate(dataset, root) for dataset, root in needed]
+    return [presence.problem() for presence in presences if not presence.complete]
 
 
 # ---------------------------------------------------------------------------------------------------- dry run

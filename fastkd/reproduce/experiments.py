@@ -205,7 +205,7 @@ def resolve_config(experiment: Experiment):
     """The config the compat mapping gives the experiment's reference command line."""
     from ..reference.compat import resolve
 
-    return resolve(experiment.script, experiment.compat_argv(), environ={}).config
+    return resolve(experiment.script, experiment.compat_argv()).config
 
 
 def render(experiment: Experiment) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..config import ExperimentConfig, load_config
+from ..data.readers import DATASET_FOLDERS, data_root
 from ..errors import UsageError
 from .experiments import DATASETS, FAMILIES, Experiment, experiments, paper_dir
 
@@ -130,6 +131,17 @@ def build_grid(families: tuple[str, ...], *, seeds: tuple[int, ...], out: Path, 
             runs.append(Run(e.family, dataset, e.arch, e.variant, e.interval, e.baseline, seed,
                             str(paper_dir() / e.path), overrides, str(output_dir / name)))
     return runs
+
+
+def needed_data(runs: list[Run]) -> list[tuple[str, str | None]]:
+    """(data set, data.root) of every on-disk data set the runs train on, once per data set and resolved root
+    (the bundled digits need none)."""
+    needed: dict[tuple[str, Path], tuple[str, str | None]] = {}
+    for run in runs:
+        data = run.config().data
+        if data.dataset in DATASET_FOLDERS:
+            needed.setdefault((data.dataset, data_root(data.root).path), (data.dataset, data.root))
+    return list(needed.values())
 
 
 GRID_FILE = "grid.json"

@@ -95,6 +95,8 @@ CONFIG_VALUES = [
     file_value("test-fraction-nan", {"data.test_fraction": NAN}, _file("data.test_fraction", FINITE)),
     file_value("shuffle-not-bool", {"data.shuffle": "maybe"},
                _file("data.shuffle", r"Input should be a valid boolean")),
+    file_value("download-not-bool", {"data.download": "sometimes"},
+               _file("data.download", r"Input should be a valid boolean")),
     file_value("augment-unknown", {"data.augment": "heavy"},
                _file("data.augment", r"'heavy' is not allowed; choose one of 'default' or 'none'")),
     file_value("pipeline-unknown", {"data.pipeline": "opencv"},

@@ -64,6 +64,19 @@ def _root(kind: str, dataset: str = "cifar100") -> Callable[[Path], list[str]]:
     return argv
 
 
+def _fetch(*args: str, setup: str | None = None) -> Callable[[Path], list[str]]:
+    """`fastkd data fetch ARGS` in the case folder (`{folder}` in ARGS is replaced by it); archive URLs point at a
+    loopback port nothing listens on (tests/conftest.py), so no case reaches the internet."""
+    def argv(folder: Path) -> list[str]:
+        if setup == "file":
+            (folder / "data").write_text("not a folder")
+        elif setup == "incomplete":
+            (folder / "data" / "cifar-100-python").mkdir(parents=True)
+            (folder / "data" / "cifar-100-python" / "train").write_bytes(b"someone's file")
+        return ["data", "fetch", *(a.format(folder=folder) for a in args)]
+    return argv
+
+
 CIFAR_CASES = {
     "no-data": r"cifar-100-python/train: has no 'data' entry \(entries: .*\); expected cifar-100-python/",
     "no-labels": r"cifar-100-python/train: has no 'fine_labels' entry",
@@ -129,12 +142,35 @@ CASES: list[BadInput] = [
     BadInput("data-cifar-malicious-pickle-os-system", "data", _malicious("system"),
              r"cifar-100-python/train: refused: the pickle would call (posix|os)\.system"),
     BadInput("data-root-missing", "data", _root("missing"),
-             r"data.root .*/data: no such folder; point it at the folder that holds cifar-100-python/"),
+             r"data.root .*/data: no such folder; point data.root at the folder that holds cifar-100-python/.*, or "
+             r"download it there with `fastkd data fetch cifar100 --root .*/data` \(or set data.download=true\)"),
     BadInput("data-root-is-a-file", "data", _root("file"), r"data.root .*/data: is a file, not a folder"),
     BadInput("data-root-empty-folder", "data", _root("empty"),
-             r"/data: no 'cifar-100-python' folder found; expected cifar-100-python/\{train,test\}"),
+             r"/data: no 'cifar-100-python' folder found; expected cifar-100-python/\{train,test\}.*; download it "
+             r"there with `fastkd data fetch cifar100 --root "),
     BadInput("data-root-dataset-folder-is-a-file", "data", _root("nested_file"),
              r"data/cifar-100-python: is a file, not a folder"),
+    BadInput("data-fetch-unknown-dataset", "cli", _fetch("digits"),
+             r"fastkd data fetch: argument DATASET: invalid choice: 'digits' \(choose from 'cifar10', 'cifar100', "
+             r"'tiny_imagenet'\)"),
+    BadInput("data-fetch-no-dataset", "cli", _fetch(), r"fastkd data fetch: the following arguments are required"),
+    BadInput("data-fetch-root-without-value", "cli", _fetch("cifar10", "--root"),
+             r"argument --root: expected one argument"),
+    BadInput("data-fetch-root-is-a-file", "data", _fetch("cifar10", "--root", "{folder}/data", setup="file"),
+             r"data.root .*/data: is a file, not a folder; point data.root at a folder to fetch into"),
+    BadInput("data-fetch-incomplete-copy-in-the-way", "data",
+             _fetch("cifar100", "--root", "{folder}/data", setup="incomplete"),
+             r"cifar100: .*/data/cifar-100-python lacks test, so it is not a complete copy; move it away and run "
+             r"`fastkd data fetch cifar100 --root .*/data`"),
+    BadInput("data-fetch-host-unreachable", "data", _fetch("tiny_imagenet", "--root", "{folder}/data"),
+             r"cannot reach 127.0.0.1:\d+ \(Connection refused\); download it by hand from "
+             r"http://127.0.0.1:\d+/tiny-imagenet-200.zip \(MD5 [0-9a-f]{32}\), unpack it and point data.root at "
+             r"the folder that holds tiny-imagenet-200/", exit_code=1),
+    BadInput("data-download-host-unreachable", "data", lambda folder: _train(folder, "data.dataset=cifar10",
+                                                                             "data.download=true"),
+             r"cannot reach 127.0.0.1:\d+ \(Connection refused\); download it by hand from "
+             r"http://127.0.0.1:\d+/cifar-10-python.tar.gz", exit_code=1),
     BadInput("data-root-unset", "data", _root("unset", "cifar10"),
-             r"data.root is not set; point it at the folder that holds cifar-10-batches-py/"),
+             r"data \(the default data root: data.root and \$FASTKD_DATA are unset\): no such folder; point "
+             r"data.root at the folder that holds cifar-10-batches-py/"),
 ]

@@ -88,14 +88,30 @@ def test_reference_crashes_are_reported(capsys, argv, needle):
 def test_erasing_input_behind_cutout_input_does_not_crash_as_in_the_reference():
     from fastkd.reference.compat import resolve
 
-    resolved = resolve("dropout", ["--dataset", "cifar100", "--cutout_input", "--erasing_input"], environ={})
+    resolved = resolve("dropout", ["--dataset", "cifar100", "--cutout_input", "--erasing_input"])
     assert resolved.config.dropout.cutout_input
     assert any(n.startswith("--erasing_input: no effect") for n in resolved.notes)
 
 
-def test_training_without_data_names_the_fix(capsys, tmp_path):
-    line = run_cli(capsys, ["train_space", *ONLINE, "--data-root", str(tmp_path / "missing")])
-    assert "no cifar100 data at" in line and "(--data-root)" in line and "FASTKD_DATA" in line
+def test_training_without_data_fetches_it_and_names_the_by_hand_fix_when_the_host_is_down(capsys, tmp_path,
+                                                                                          monkeypatch):
+    """As the reference, compat downloads missing data; the archive URLs point at a loopback port nothing listens on
+    (tests/conftest.py), so the fetch fails with the line that says where to get the data by hand (exit 1)."""
+    monkeypatch.chdir(tmp_path)  # the run folder goes to ./runs
+    root = tmp_path / "missing"
+    assert cli.main(["compat", "train_space", *ONLINE, "--data-root", str(root), "--quiet"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastkd: error: cannot reach 127.0.0.1:")
+    assert "download it by hand from http://127.0.0.1:" in lines[0] and "cifar-100-python/" in lines[0]
+    assert not (root / "cifar-100-python").exists()
+
+
+def test_training_without_data_and_without_download_names_the_fix(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the run folder goes to ./runs
+    line = run_cli(capsys, ["train_space", *ONLINE, "--data-root", str(tmp_path / "missing"),
+                            "--set", "data.download=false"])
+    assert f"data.root {tmp_path / 'missing'}: no such folder" in line
+    assert f"`fastkd data fetch cifar100 --root {tmp_path / 'missing'}`" in line
 
 
 def test_process_exits_2_with_one_line_and_no_traceback():

@@ -37,8 +37,7 @@ SHUFFLE_NOTE = "builds a {} student, as the reference does"
      "-net_student vgg16: " + SHUFFLE_NOTE.format("shufflenet")),
 ])
 def test_models_nets_builds(teacher, student, dataset, built, note):
-    resolved = resolve("train_space", ["-net_teacher", teacher, "-net_student", student, "-dataset", dataset],
-                       environ={})
+    resolved = resolve("train_space", ["-net_teacher", teacher, "-net_student", student, "-dataset", dataset])
     assert (resolved.config.model.teacher, resolved.config.model.student) == built
     shuffle_notes = [n.split(" (")[0] for n in resolved.notes if "as the reference does" in n]
     assert shuffle_notes == ([] if note is None else [note])
@@ -53,7 +52,7 @@ def test_models_nets_builds(teacher, student, dataset, built, note):
 ])
 def test_reference_crashes_are_refused(argv, needle):
     with pytest.raises(CompatError, match="the reference script crashes here") as error:
-        resolve("train_space", argv, environ={})
+        resolve("train_space", argv)
     assert needle in str(error.value)
 
 

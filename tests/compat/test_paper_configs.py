@@ -40,7 +40,7 @@ def test_file_is_the_compat_mapping_of_its_command_line(experiment):
     path = PAPER_DIR / experiment.path
     assert path.read_text() == render(experiment), "regenerate with python -m fastkd.reproduce.experiments"
     loaded = load_config(path)
-    mapped = resolve(experiment.script, experiment.compat_argv(), environ={}).config
+    mapped = resolve(experiment.script, experiment.compat_argv()).config
     assert experiment_dict(loaded) == experiment_dict(mapped)
     assert loaded.semantics == "reference" and loaded.train.epochs == 80 and loaded.data.batch_size == 128
     assert loaded.optim.lr == 0.01 and loaded.optim.momentum == 0.9 and loaded.optim.weight_decay == 5e-4

@@ -62,7 +62,8 @@ def test_train_eval_and_resume_guard(tmp_path):
     (["eval", "missing.pt"], "missing.pt: no such checkpoint file"),
     (["train", "nope.yaml"], "nope.yaml: cannot read config"),
     (["train", "--resume", "runs/none"], "runs/none: no such run folder"),
-    (["train", "c.yaml", "data.dataset=cifar100"], "data.root is not set"),
+    (["train", "c.yaml", "data.dataset=cifar100"],
+     "data (the default data root: data.root and $FASTKD_DATA are unset): no such folder"),
     (["train", "c.yaml", "model.student=resnet19"], "unknown model 'resnet19'"),
     (["eval", "garbage.pt"], "garbage.pt: not a readable checkpoint"),
 ])

@@ -148,7 +148,7 @@ def test_cifar_errors_name_the_file_in_one_line(tmp_path, damage, expected):
 
 
 @pytest.mark.parametrize("root, expected", [
-    ("absent", r"data.root .*absent: no such folder; point it at the folder that holds cifar-100-python/"),
+    ("absent", r"data.root .*absent: no such folder; point data.root at the folder that holds cifar-100-python/"),
     ("a_file", r"data.root .*a_file: is a file, not a folder"),
     ("empty", r"empty: no 'cifar-100-python' folder found; expected cifar-100-python/\{train,test\}"),
     ("nested_file", r"cifar-100-python: is a file, not a folder"),
@@ -169,9 +169,19 @@ def test_tiny_imagenet_missing_annotations(tmp_path):
         load_dataset("tiny_imagenet", str(tmp_path))
 
 
-def test_missing_root_setting():
-    with pytest.raises(DataError, match="data.root is not set"):
+def test_unset_root_is_fastkd_data_then_dot_data(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=r"^data \(the default data root: data.root and \$FASTKD_DATA are unset\): no "
+                                        r"such folder; .* or download it there with `fastkd data fetch cifar10`"):
         load_dataset("cifar10", None)
+    write_cifar10(tmp_path / "data", per_batch=2)
+    assert len(load_dataset("cifar10", None)[0]) == 10
+    monkeypatch.setenv("FASTKD_DATA", str(tmp_path / "env"))
+    with pytest.raises(DataError, match=r"^\$FASTKD_DATA .*/env: no such folder; .*`fastkd data fetch cifar10 --root "):
+        load_dataset("cifar10", None)
+    write_cifar10(tmp_path / "env", per_batch=3)
+    assert len(load_dataset("cifar10", None)[0]) == 15
+    assert len(load_dataset("cifar10", str(tmp_path / "data"))[0]) == 10  # data.root first
 
 
 def test_bytes_helpers_admit_only_what_pickle_writes_for_bytes(tmp_path):

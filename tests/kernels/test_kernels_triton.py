@@ -58,9 +58,10 @@ def test_kernels_compile_for_a_cuda_target() -> None:
         for soft in range(4):
             source = triton.compiler.ASTSource(_kd_loss_kernel, kd_signature, {"SOFT": soft, "BLOCK_C": 4096, "ACC": tl.float32})
             assert triton.compile(source, target=target, options={"num_warps": 16}).asm["ptx"]
-        ema_signature = dict(average_ptr="*bf16", source_ptr="*bf16", weight_ptr="*fp32", numel="i64", BLOCK="constexpr")
-        source = triton.compiler.ASTSource(_ema_lerp_kernel, ema_signature, {"BLOCK": 4096})
-        assert triton.compile(source, target=target, options={"num_warps": 8}).asm["ptx"]
+        for flat, weight in (("*bf16", "*fp32"), ("*fp64", "*fp64")):
+            ema_signature = dict(average_ptr=flat, source_ptr=flat, weight_ptr=weight, numel="i64", BLOCK="constexpr")
+            source = triton.compiler.ASTSource(_ema_lerp_kernel, ema_signature, {"BLOCK": 4096})
+            assert triton.compile(source, target=target, options={"num_warps": 8}).asm["ptx"]
         """
     )
     result = _run([sys.executable, "-c", script], interpret=False, timeout=600)

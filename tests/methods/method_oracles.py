@@ -49,12 +49,12 @@ def batches(root: Path, split: str, size: int, stats=CIFAR100_STATS,
     return [(x[i:i + size], y[i:i + size]) for i in range(0, len(y), size)]
 
 
-def eval_batches(root: Path, semantics: str, epochs_trained: int, stats=CIFAR100_STATS):
+def eval_batches(root: Path, semantics: str, epochs_trained: int, stats=CIFAR100_STATS, data_shuffle: bool = False):
     """The test split as evaluated after `epochs_trained` epochs: like the reference's shuffle=True test loaders,
-    `reference` shuffles it (randperm seeded by blake2b of "seed,epochs,0xE7A1" as a 63-bit integer), `standard`
-    keeps file order."""
+    `reference` shuffles it (randperm seeded by blake2b of "seed,epochs,0xE7A1" as a 63-bit integer) when the run
+    shuffles its training set (`data_shuffle`; :func:`engine` runs do not); otherwise file order."""
     order = None
-    if semantics == "reference":
+    if semantics == "reference" and data_shuffle:
         digest = hashlib.blake2b(f"{SEED},{epochs_trained},{0xE7A1}".encode(), digest_size=8).digest()
         order = torch.randperm(N_TEST, generator=torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1))
     return batches(root, "test", EVAL_BATCH, stats, order)

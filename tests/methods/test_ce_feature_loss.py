@@ -45,6 +45,6 @@ def test_ce_is_kept_under_both_semantics():
 
 
 def test_compat_maps_feature_loss_ce():
-    cfg = resolve("train_space", [*ONLINE, "-feature_loss", "CE"], environ={}).config
+    cfg = resolve("train_space", [*ONLINE, "-feature_loss", "CE"]).config
     assert cfg.kd.feature_loss == "ce"
     assert cfg.name.endswith("_CE_cifar100")  # the reference's run name keeps its spelling

@@ -116,6 +116,6 @@ def test_engine_matches_oracle(tmp_path, method, semantics, rate, epochs, events
     assert trainer.method.kd_events == events
     assert_states_match(trainer.learners["model"].model, model, "model")
     final = engine_evals(trainer.run_dir, OUTPUTS)[-1]
-    test = eval_batches(root, semantics, epochs, stats)  # shuffled under reference, like its test loader
+    test = eval_batches(root, semantics, epochs, stats)  # in order: the engine runs with data.shuffle=false
     torch.testing.assert_close(final, evaluate(model, test), rtol=1e-5, atol=1e-5)
     assert trainer.method.main_model(epochs - 1) == "ensemble"

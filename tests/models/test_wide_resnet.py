@@ -128,21 +128,20 @@ def test_reference_semantics_allows_only_the_reference_wideresnet_run():
 
 def test_compat_translates_wideresnet_to_constant_max_dropout():
     resolved = resolve("dropout", ["--dataset", "cifar100", "--model", "wideresnet", "--drop_method",
-                                   "SpacedDropout", "--space", "2", "--drop", "0.2"], environ={})
+                                   "SpacedDropout", "--space", "2", "--drop", "0.2"])
     cfg = resolved.config
     assert (cfg.method, cfg.dropout.op, cfg.dropout.rate, cfg.model.student) == ("dropout", "max", 0.2, "wideresnet")
     assert cfg.name == "cifar100_wideresnet_spaced_2.0_SpacedDropout_0.2"  # the reference's test_id
     ignored = [n.split(":")[0] for n in resolved.notes if "WideResNet" in n]
     assert ignored == ["--drop_method SpacedDropout, --space 2.0"]
     # --space still spaces the input cutout, so it is not named as ignored then; no note without the flags.
-    cutout = resolve("dropout", ["--dataset", "cifar100", "--model", "wideresnet", "--space", "2", "--cutout_input"],
-                     environ={})
+    cutout = resolve("dropout", ["--dataset", "cifar100", "--model", "wideresnet", "--space", "2", "--cutout_input"])
     assert not any("WideResNet" in n for n in cutout.notes) and cutout.config.dropout.space == 2.0
-    plain = resolve("dropout", ["--dataset", "cifar100", "--model", "wideresnet"], environ={})
+    plain = resolve("dropout", ["--dataset", "cifar100", "--model", "wideresnet"])
     assert not any("WideResNet" in n for n in plain.notes)
     # No divide-by-zero crash: the reference's WideResNet never uses --space for the rate.
     assert resolve("dropout", ["--dataset", "cifar100", "--model", "wideresnet", "--drop_method", "MaxSpacedDropout",
-                               "--space", "0"], environ={}).config.method == "dropout"
+                               "--space", "0"]).config.method == "dropout"
 
 
 def test_compat_dropout_wideresnet_trains(tmp_path, capsys):

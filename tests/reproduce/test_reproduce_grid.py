@@ -138,3 +138,28 @@ def test_bad_input_is_one_line_exit_2(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("launcher", ["local", "slurm"])
+def test_missing_data_stops_the_grid_before_any_run_starts_or_is_submitted(tmp_path, capsys, launcher):
+    out, root = tmp_path / "grid", tmp_path / "data"
+    assert main(["reproduce", "ema", "--only", "ema/*/resnet18_s0.1", "--seeds", "0,1", "--out", str(out),
+                 "--data-root", str(root), "--launcher", launcher, "--quiet"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"fastkd: error: {dataset}: no {folder}/ in data.root {root}; download it with "
+        f"`fastkd data fetch {dataset} --root {root}` (or add --download)"
+        for dataset, folder in (("cifar100", "cifar-100-python"), ("tiny_imagenet", "tiny-imagenet-200"))]
+    assert not out.exists()  # no grid.json, no run folder, nothing submitted
+
+
+def test_download_fetches_what_the_grid_needs_then_runs_it(archive_server, tmp_path, capsys):
+    out, root = tmp_path / "grid", tmp_path / "data"
+    argv = ["reproduce", "ema", "--only", "ema/*/resnet18_s0.1", "--seeds", "0", "--out", str(out), "--epochs", "1",
+            "--data-root", str(root), "--quiet", "--set", "model.student_downsample_factor=1024", "train.device=cpu"]
+    assert main([*argv, "--download"]) == 0
+    assert "2 finished" in capsys.readouterr().out
+    assert (root / "cifar-100-python" / "train").is_file() and (root / "tiny-imagenet-200" / "wnids.txt").is_file()
+    for dataset in ("cifar100", "tiny_imagenet"):
+        assert _summary(out / f"ema/{dataset}/resnet18_s0.1-seed0")["finished"]
+    assert len(archive_server.requests) == 2
+    assert main(argv) == 0 and len(archive_server.requests) == 2  # present now: nothing fetched, runs skipped
