@@ -67,6 +67,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import tempfile
 
     from .engine.checkpoint import load_checkpoint
+    from .engine.loggers import without_external_logs
     from .engine.trainer import Trainer
 
     payload = load_checkpoint(args.checkpoint)
@@ -74,6 +75,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CheckpointError(f"{args.checkpoint}: not a fastkd run checkpoint (no learners/config); fastkd eval "
                               "takes the last.pt or best.pt of a fastkd run (reference weights load with init_from=)")
     cfg = validate(apply_overrides(payload["config"], args.overrides), f"{args.checkpoint} config", args.overrides)
+    cfg = without_external_logs(cfg)  # scoring a checkpoint is not a run: no TensorBoard or wandb
     with tempfile.TemporaryDirectory(prefix="fastkd-eval-") as scratch:
         trainer = Trainer(cfg, Path(scratch), quiet=True)
         trainer.load_weights(payload, args.checkpoint)

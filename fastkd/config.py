@@ -216,8 +216,9 @@ class TrainConfig(_Section):
     optimizer step out (weights, buffers and optimizer state unchanged) and counts it in metrics.csv."""
     progress: bool = True
     """Show a progress bar with ETA and images/s."""
-    tensorboard: bool = True
-    """Also log to TensorBoard when it is installed."""
+    tensorboard: Union[bool, Literal["auto"]] = "auto"
+    """Also log every metrics.csv row to TensorBoard (`tb/` in the run folder): `auto` = when it is installed;
+    `true` without it stops the run at start (`pip install 'fastkd[tensorboard]'`)."""
     sync_bn: Literal["auto", "on", "off"] = "auto"
     """Batch norm under torchrun (N > 1 processes): `on` = statistics of the global batch, as one process
     (nn.SyncBatchNorm on CUDA, an all-reduce batch norm on CPU); `off` = each process normalises its own rows
@@ -227,7 +228,7 @@ class TrainConfig(_Section):
     """Seconds any collective may wait under torchrun before the job fails (a dead or stuck rank ends the job
     instead of hanging it)."""
 
-    @field_validator("channels_last", mode="before")
+    @field_validator("channels_last", "tensorboard", mode="before")
     @classmethod
     def _bool_or_auto(cls, value: Any) -> Any:
         # Checked before the union so the error names the three choices, not each union member separately.
@@ -246,6 +247,50 @@ class TrainConfig(_Section):
     def _amp_off(cls, value: Any) -> Any:
         # `train.amp=off` reaches the schema as YAML's boolean false.
         return "off" if value is False else value
+
+
+WANDB_NAME_FORBIDDEN = "/\\#?%:"
+"""Characters wandb refuses in project and entity names (refused here, before any run starts)."""
+WANDB_NAME_MAX = 128
+
+
+class WandbConfig(_Section):
+    """Weights & Biases logging (`pip install 'fastkd[wandb]'`): on when `project` is set; rank 0 logs every
+    metrics.csv row against `epoch` and, with train.log_every_step, every steps.jsonl row against `step`."""
+
+    project: Optional[str] = None
+    """wandb project; setting it turns wandb logging on."""
+    entity: Optional[str] = None
+    """wandb entity (user or team) the project belongs to; unset = your default entity."""
+    name: Optional[str] = None
+    """wandb run name; unset = the run's `name`."""
+    mode: Optional[Literal["online", "offline", "disabled"]] = None
+    """`offline` writes the wandb run into the run folder for a later `wandb sync` (no network); `disabled` logs
+    nothing to wandb; unset = the WANDB_MODE environment variable, else online."""
+
+    @field_validator("project", "entity")
+    @classmethod
+    def _wandb_name(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and (not value or len(value) > WANDB_NAME_MAX
+                                  or any(c in value for c in WANDB_NAME_FORBIDDEN)):
+            raise ValueError(f"must be a wandb name: 1 to {WANDB_NAME_MAX} characters, none of "
+                             f"{' '.join(WANDB_NAME_FORBIDDEN)}")
+        return value
+
+    @model_validator(mode="after")
+    def _needs_project(self) -> "WandbConfig":
+        if self.project is None:
+            for key in ("entity", "name", "mode"):
+                if getattr(self, key) not in (None, "disabled"):
+                    raise ValueError(f"log.wandb.{key}: wandb logs only when a project is set; set "
+                                     f"log.wandb.project too (or leave log.wandb.{key} out)")
+        return self
+
+
+class LogConfig(_Section):
+    """Where a run's numbers go besides metrics.csv and steps.jsonl (TensorBoard: train.tensorboard)."""
+
+    wandb: WandbConfig = WandbConfig()
 
 
 def __getattr__(name: str) -> Any:
@@ -281,6 +326,7 @@ class ExperimentConfig(_Section):
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
     vit: ViTConfig = ViTConfig()
+    log: LogConfig = LogConfig()
 
     @field_validator("method")
     @classmethod

@@ -59,6 +59,12 @@ class NonFiniteLossError(FastkdError):
     exit_code = 1
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when empty), short enough for a one-line error."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
+
+
 class RunInterrupted(Exception):
     """Ctrl-C stopped a run after it saved `last.pt`; the message says how to continue it (exit status 130)."""
 

@@ -64,7 +64,7 @@ RUN_STATE_KEYS = {"version": int, "config": dict, "epoch": int, "batch_index": i
 
 RESUME_MAY_CHANGE = ("train.epochs", "train.max_steps", "train.nonfinite", "train.progress", "train.tensorboard",
                      "train.log_every", "train.log_every_step", "train.dist_timeout", "data.root", "data.download",
-                     "data.cache_dir")
+                     "data.cache_dir", "log.wandb.project", "log.wandb.entity", "log.wandb.name", "log.wandb.mode")
 """Keys `--resume` accepts overrides of: none changes what the resumed steps compute (train.epochs only upward).
 Everything else (model, data, batch size, method, kd/ema/dropout, optimizer, seed, semantics, device, precision,
 layout, evaluation) would silently break the continuation, so it is refused."""

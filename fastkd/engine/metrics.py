@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch.profiler import record_function
@@ -112,109 +108,27 @@ class NonFinite:
 
 
 class StepLog:
-    """Per-step losses kept on the device and written to `steps.jsonl` in chunks (log_every_step), each row with
-    the LR its step used."""
+    """Per-step losses kept on the device and read to the host in one chunk (train.log_every_step): the rows of
+    steps.jsonl, each with the LR its step used, never a host sync per step."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self) -> None:
         self._pending: list[tuple[int, str, float, dict[str, torch.Tensor]]] = []
 
     def add(self, step: int, kind: str, lr: float, losses: dict[str, torch.Tensor]) -> None:
         self._pending.append((step, kind, lr, {k: v.detach().double() for k, v in losses.items()}))
 
-    def flush(self) -> None:
+    def read(self) -> list[dict[str, int | str | float]]:
+        """Every pending step as a row `{step, kind, lr, <loss name>: value}`, in one device->host copy. Every rank
+        takes part (the ranks' shares add up to the global losses) and gets the rows."""
         if not self._pending:
-            return
+            return []
         with record_function("fastkd.host_sync"):
             flat = torch.stack([v for *_, d in self._pending for v in d.values()])
-            flat = distributed.all_reduce_(flat).cpu().tolist()  # the ranks' shares add up to the global losses
-        if not distributed.is_main():
-            self._pending.clear()
-            return
-        with open(self.path, "a") as fh:
-            pos = 0
-            for step, kind, lr, losses in self._pending:
-                row = {"step": step, "kind": kind, "lr": lr}
-                for name in losses:
-                    row[name] = flat[pos]
-                    pos += 1
-                fh.write(json.dumps(row) + "\n")
+            values = iter(distributed.all_reduce_(flat).cpu().tolist())
+        rows = [{"step": step, "kind": kind, "lr": lr, **{name: next(values) for name in losses}}
+                for step, kind, lr, losses in self._pending]
         self._pending.clear()
-
-    def truncate(self, last_step: int) -> None:
-        """Drop rows after `last_step` (written by a run that went on past its checkpoint before it stopped)."""
-        if not self.path.exists():
-            return
-        lines = self.path.read_text().splitlines(keepends=True)
-        kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= last_step]
-        if len(kept) != len(lines):
-            _replace_text(self.path, "".join(kept))
-
-
-class CsvSummary:
-    """One row per epoch in `metrics.csv`; the header is fixed by the first row ever written (timm's summary.csv)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def write(self, row: dict[str, float | int | str | None]) -> None:
-        rows: list[dict] = []
-        columns = list(row)
-        if self.path.exists():
-            with open(self.path, newline="") as fh:
-                reader = csv.DictReader(fh)
-                rows = list(reader)
-                columns = list(reader.fieldnames or []) + [k for k in row if k not in (reader.fieldnames or [])]
-        if rows and len(columns) > len(rows[0]):
-            # A later epoch reports a new column (e.g. offline KD's student phase): rewrite with the wider header.
-            tmp = _temp_name(self.path)
-            with open(tmp, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=columns)
-                writer.writeheader()
-                writer.writerows(rows)
-            os.replace(tmp, self.path)
-        new = not self.path.exists()
-        with open(self.path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow({k: _fmt(row.get(k)) for k in columns})
-
-    def truncate(self, last_epoch: int) -> None:
-        """Drop rows after `last_epoch`, so a resumed run writes each epoch exactly once."""
-        if not self.path.exists():
-            return
-        with open(self.path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            columns = list(reader.fieldnames or [])
-            rows = list(reader)
-        kept = [row for row in rows if int(row["epoch"]) <= last_epoch]
-        if len(kept) == len(rows):
-            return
-        with open(_temp_name(self.path), "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(kept)
-        os.replace(_temp_name(self.path), self.path)
-
-
-def _temp_name(path: Path) -> Path:
-    """The temp file a rewrite of `path` goes through (removed at the start of a run if a kill left it)."""
-    return path.with_name(f".{path.name}.tmp")
-
-
-def _replace_text(path: Path, text: str) -> None:
-    tmp = _temp_name(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _fmt(value):
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return value
+        return rows
 
 
 @torch.no_grad()

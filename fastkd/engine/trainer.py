@@ -18,14 +18,15 @@ from .. import __version__
 from ..config import ExperimentConfig, dump_config
 from ..data import ArrayDataset, EpochSampler, load_dataset
 from ..data.sampler import derive_seed
-from ..errors import ConfigError, NonFiniteLossError, RunInterrupted
+from ..errors import ConfigError, NonFiniteLossError, RunInterrupted, first_line
 from ..methods import Method, build_method
 from ..pipelines import build_pipeline, deterministic_recipe, get_recipe
 from ..reference.keys import init_weights
 from . import distributed
 from .checkpoint import (CHECKPOINT_VERSION, RESUME_MAY_CHANGE, CheckpointError, check_run_checkpoint, copy_atomic,
                          load_checkpoint, prepare_run_dir, resume_conflicts, save_atomic, state_mismatch)
-from .metrics import CsvSummary, DeviceMeter, StepLog, topk_correct
+from .loggers import RunLog, build_run_log, check_log_packages
+from .metrics import DeviceMeter, topk_correct
 from .replay import ReplayLog
 from .runtime import Runtime, build_runtime, resolve_channels_last, rng_state, seed_everything, set_rng_state
 from .steps import Learner, StepContext, build_learner, ce_loss, guard_nonfinite_steps
@@ -58,6 +59,7 @@ class Trainer:
         join_process_group(cfg)
         if distributed.is_main():
             prepare_run_dir(run_dir)  # before any work: an unwritable folder fails now, not at the first save
+        check_log_packages(cfg)  # a logger asked for whose package is missing fails now, not after data loading
         state = _resume_state(cfg, run_dir / "last.pt") if resume else None
         if state is not None and cfg.train.channels_last == "auto":
             cfg = _with_layout(cfg, state["config"]["train"]["channels_last"])
@@ -117,17 +119,8 @@ class Trainer:
             self._resume(state, run_dir / "last.pt")
         if distributed.is_main():
             (run_dir / "config.yaml").write_text(dump_config(cfg))
-        self.csv = CsvSummary(run_dir / "metrics.csv")
-        self.step_log = StepLog(run_dir / "steps.jsonl") if cfg.train.log_every_step else None
-        self.tb = self._tensorboard() if cfg.train.tensorboard and distributed.is_main() else None
-
-    # ----------------------------------------------------------------------------------------- build
-    def _tensorboard(self):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            return None
-        return SummaryWriter(str(self.run_dir / "tb"))
+        self.log: RunLog = build_run_log(cfg, run_dir, quiet=self.quiet,
+                                         resumed_at=(self.epoch, self.global_step) if state is not None else None)
 
     # ------------------------------------------------------------------------------- step primitives
     def batch(self, indices: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,8 +138,7 @@ class Trainer:
             self.meter.add(f"train_{kind}_{name}", value)
         if "loss" in losses:
             self.meter.watch(self.global_step + 1, kind, losses["loss"])
-        if self.step_log is not None:
-            self.step_log.add(self.global_step + 1, kind, lr, losses)
+        self.log.add_step(self.global_step + 1, kind, lr, losses)
 
     # ------------------------------------------------------------------------------------- training
     @property
@@ -160,11 +152,13 @@ class Trainer:
 
         Raises RunInterrupted after Ctrl-C (once last.pt is saved) and NonFiniteLossError when a loss went NaN/inf
         under `train.nonfinite: stop` (nothing saved past the last good checkpoint)."""
+        self.log.open(self.cfg.model_dump(mode="json"))
         previous = signal.signal(signal.SIGINT, self._on_sigint) if _main_thread() else None
         failed_alone = True  # an error this rank may have hit alone: no collective may follow it under torchrun
+        failed = True
         try:
             self._loop(self.cfg.train.max_steps if max_steps is None else max_steps)
-            failed_alone = False
+            failed_alone = failed = False
         except NonFiniteLossError as exc:  # every rank reads the same all-reduced meter, so all stop together
             failed_alone = False
             self.summary(stopped=str(exc))
@@ -172,10 +166,9 @@ class Trainer:
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
-            if self.step_log is not None and not (failed_alone and distributed.is_active()):
-                self.step_log.flush()
-            if self.tb is not None:
-                self.tb.close()
+            if not (failed_alone and distributed.is_active()):
+                self.log.flush_steps()
+            self.log.close(failed)
         summary = self.summary()
         if self._stop_requested and self.epoch < self.total_epochs:
             raise RunInterrupted(self._interrupted_message())
@@ -248,8 +241,7 @@ class Trainer:
         if self.cfg.train.nonfinite == "skip":
             train["nonfinite_skipped_steps"] = self.meter.nonfinite_count
         self.meter.reset()
-        if self.step_log is not None:
-            self.step_log.flush()
+        self.log.flush_steps()
         lr = self._epoch_lr()  # before the schedule steps: the LR this epoch trained with
         for learner in self.learners.values():
             learner.end_epoch()
@@ -260,13 +252,8 @@ class Trainer:
                "images_per_s": samples / seconds if seconds > 0 else None,
                "data_wait_share": self._data_seconds / seconds if seconds > 0 else None,
                **self.method.counters(), "epoch_seconds": seconds}
-        if distributed.is_main():
-            self.csv.write(row)
+        self.log.log_epoch(row)
         self.history.append(row)
-        if self.tb is not None:
-            for key, value in row.items():
-                if isinstance(value, (int, float)) and key != "epoch":
-                    self.tb.add_scalar(key, value, self.epoch + 1)
         improved = False
         for key, top1 in results.items():
             if not key.endswith("_top1"):
@@ -315,7 +302,9 @@ class Trainer:
                     unit="it", leave=False, dynamic_ncols=True)
 
     def _read_meter(self, bar, samples: int, epoch_start: float) -> None:
-        """The every-`log_every`-steps host read: stop on a non-finite loss, update the progress bar."""
+        """The every-`log_every`-steps host read: log the steps' losses, stop on a non-finite loss, update the
+        progress bar."""
+        self.log.flush_steps()
         means = self.meter.read()
         self._check_finite()
         if bar is None:
@@ -403,11 +392,11 @@ class Trainer:
         try:
             self.method.load_state_dict(state["method"])
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
-            raise CheckpointError(f"{source}: its {self.cfg.method} state does not load ({_first_line(exc)}); the "
+            raise CheckpointError(f"{source}: its {self.cfg.method} state does not load ({first_line(exc)}); the "
                                   "checkpoint is damaged or from another fastkd version") from None
 
     def _resume(self, state: dict, path: Path) -> None:
-        """Continue from a checked run checkpoint; metrics.csv/steps.jsonl lose the rows written after it."""
+        """Continue from a checked run checkpoint (the RunLog then forgets what was logged after it)."""
         self.load_weights(state, path)
         try:
             for name, learner in self.learners.items():
@@ -415,14 +404,11 @@ class Trainer:
             set_rng_state(state["rank_rng"][distributed.rank()] if "rank_rng" in state else state["rng"])
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
             raise CheckpointError(f"{path}: its optimizer, schedule or RNG state does not fit this run "
-                                  f"({_first_line(exc)}); resume from an intact last.pt, or start a new run from "
+                                  f"({first_line(exc)}); resume from an intact last.pt, or start a new run from "
                                   f"its weights with init_from={path}") from None
         self.epoch, self.batch_index = state["epoch"], state["batch_index"]
         self.global_step = self._saved_step = state["global_step"]
         self.best, self.history = dict(state["best"]), list(state["history"])
-        if distributed.is_main():
-            CsvSummary(self.run_dir / "metrics.csv").truncate(self.epoch)
-            StepLog(self.run_dir / "steps.jsonl").truncate(self.global_step)
 
     # -------------------------------------------------------------------------------------- summary
     def summary(self, stopped: str | None = None) -> dict[str, Any]:
@@ -464,11 +450,6 @@ def _resume_state(cfg: ExperimentConfig, path: Path) -> dict:
                           f"change only {', '.join(RESUME_MAY_CHANGE)} (train.epochs not below the epochs done); "
                           "start a new run (another name=) for the rest")
     return state
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
 
 
 def _main_thread() -> bool:

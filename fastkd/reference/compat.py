@@ -35,7 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import ExperimentConfig, apply_overrides, dump_config, validate
+from pydantic import ValidationError
+
+from ..config import ExperimentConfig, WandbConfig, apply_overrides, dump_config, validate
 from ..engine.checkpoint import load_checkpoint, save_atomic
 from ..errors import OutputError
 from ..methods.online_kd import OFFLINE_RATE
@@ -485,6 +487,42 @@ def _translate_dropout(script: str, v: dict[str, Any], given: set[str], semantic
     return _Draft(raw, notes)
 
 
+# --- wandb (every script but run_net) ---------------------------------------------------------------
+WANDB_PLACEHOLDER_ENTITY = "none"
+"""The online-KD and self-KD scripts' default -wandb_entity: passed to wandb as an entity literally named 'none'."""
+
+
+def _wandb_logging(script: str, flags: tuple[Flag, ...], v: dict[str, Any], given: set[str],
+                   run_name: str) -> tuple[dict[str, Any], list[str]]:
+    """log.wandb for the reference's wandb flags, and one note per flag given. The reference logs every run to
+    wandb (project, entity, its run name, every step's losses); fastkd does so when either flag is given, and
+    logs to metrics.csv only (no wandb account needed) when neither is."""
+    if not {"wandb_entity", "wandb_project"} & given:
+        return {}, []
+    spelled = {flag.dest: flag.names[0] for flag in flags}
+    entity = v["wandb_entity"] if "wandb_entity" in given else None
+    if entity == WANDB_PLACEHOLDER_ENTITY:
+        entity = None
+    wandb = {"project": v["wandb_project"], "entity": entity, "name": run_name}
+    try:
+        WandbConfig.model_validate(wandb)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        flag = spelled[f"wandb_{err['loc'][0]}"]
+        raise CompatError(f"{script}: {flag} {err['input']}: {err['msg'].removeprefix('Value error, ')}") from None
+    where = (f"logs to wandb project {wandb['project']} as run {run_name} with every step's losses "
+             "(log.wandb.*, train.log_every_step), as the reference does")
+    notes = []
+    if "wandb_entity" in given:
+        detail = ("the reference's placeholder for no entity: wandb's default entity is used" if entity is None
+                  else "the wandb entity (log.wandb.entity)")
+        notes.append(f"{spelled['wandb_entity']} {v['wandb_entity']}: {detail}"
+                     + ("" if "wandb_project" in given else f"; {where} (the reference's default project)"))
+    if "wandb_project" in given:
+        notes.append(f"{spelled['wandb_project']} {v['wandb_project']}: {where}")
+    return wandb, notes
+
+
 _SCRIPTS: dict[str, tuple[tuple[Flag, ...], Callable[..., _Draft]]] = {
     "train_space": (ONLINE_KD_FLAGS, _translate_online_kd),
     "train_kd": (ONLINE_KD_FLAGS, _translate_online_kd),
@@ -511,7 +549,13 @@ def resolve(script: str, argv: list[str]) -> Resolved:
     draft = translate(script, values, set(given), options.semantics)
     notes.extend(draft.notes)
 
-    config = validate(apply_overrides(_with_fastkd_options(draft.raw, options), options.overrides),
+    raw = draft.raw
+    wandb, wandb_notes = _wandb_logging(script, flags, values, set(given), raw["name"])
+    if wandb:
+        raw["log"] = {"wandb": wandb}
+        raw["train"]["log_every_step"] = True
+    notes.extend(wandb_notes)
+    config = validate(apply_overrides(_with_fastkd_options(raw, options), options.overrides),
                       f"fastkd compat {script}")
     return Resolved(script, config, notes, options)
 

@@ -36,7 +36,6 @@ REFERENCE_LR_DECAY_EPOCHS = 200
 
 DEVICE_NOTE = "ignored: fastkd picks the device itself (train.device=auto; --set train.device=cpu forces the CPU)"
 GPU_IDS_NOTE = "ignored: fastkd trains on one device it picks itself (train.device); there is no DataParallel"
-WANDB_NOTE = "ignored: fastkd logs to metrics.csv in the run folder (and TensorBoard when installed), not wandb"
 
 def finite_float(text: str) -> float:
     """argparse type of the reference's float flags, refusing nan and inf (the reference would train on them)."""
@@ -94,8 +93,8 @@ ONLINE_KD_FLAGS = (
     Flag(("-beta",), 0.03, finite_float),
     Flag(("-interval_rate",), 1.0, finite_float),
     Flag(("-downsample_factor",), "1.0", finite_float),
-    Flag(("-wandb_entity",), "none", effect=WANDB_NOTE),
-    Flag(("-wandb_project",), "spaced_distillation", effect=WANDB_NOTE),
+    Flag(("-wandb_entity",), "none"),
+    Flag(("-wandb_project",), "spaced_distillation"),
     Flag(("-feature_loss",), "dist"),
     Flag(("-dataset",), "cifar100"),
     Flag(("-gpu_ids",), "0,1", effect=GPU_IDS_NOTE),
@@ -113,8 +112,8 @@ EMA_FLAGS = (
     Flag(("-interval",), 1, finite_float),
     Flag(("-downsample_factor",), "1.0", finite_float,
          effect=no_effect("train_EMA.py always builds the network at full width")),
-    Flag(("-wandb_entity",), "sgl0117", effect=WANDB_NOTE),
-    Flag(("-wandb_project",), "SKD_V2", effect=WANDB_NOTE),
+    Flag(("-wandb_entity",), "sgl0117"),
+    Flag(("-wandb_project",), "SKD_V2"),
     Flag(("-dataset",), "cifar100"),
     Flag(("-gpu_ids",), "0", effect=GPU_IDS_NOTE),
     Flag(("-optimizer",), "SGD"),
@@ -131,8 +130,8 @@ SELF_KD_FLAGS = (
     Flag(("--temperature",), 3.0, finite_float),
     Flag(("--batchsize",), 128, int),
     Flag(("--init_lr",), 0.01, finite_float),
-    Flag(("--wandb_entity",), "none", effect=WANDB_NOTE),
-    Flag(("--wandb_project",), "SKD", effect=WANDB_NOTE),
+    Flag(("--wandb_entity",), "none"),
+    Flag(("--wandb_project",), "SKD"),
     Flag(("--interval_rate",), 1.0, finite_float),
     Flag(("--gpu_ids",), "0,1", effect=GPU_IDS_NOTE),
 )
@@ -184,8 +183,8 @@ DROPOUT_FLAGS = (
     Flag(("--drop_method",), "MaxDropout", choices=DROPOUT_METHODS),
     Flag(("--space",), 10.0, finite_float),
     Flag(("--gpu_ids",), "0", effect=GPU_IDS_NOTE),
-    Flag(("--wandb_entity",), "sgl0117", effect=WANDB_NOTE),
-    Flag(("--wandb_project",), "SKD_V2", effect=WANDB_NOTE),
+    Flag(("--wandb_entity",), "sgl0117"),
+    Flag(("--wandb_project",), "SKD_V2"),
     Flag(("--lr_decay",), False, store_true=True),
 )
 

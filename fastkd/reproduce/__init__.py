@@ -173,12 +173,13 @@ def _estimate(cfg, plan, probes: dict, probe_steps: int) -> float | str:
 
 def _probe(cfg, steps: int) -> float | str:
     """Seconds per iteration of `cfg` over `steps` iterations after one warm-up, in a scratch folder."""
+    from ..engine.loggers import without_external_logs
     from ..engine.trainer import Trainer
     from ..errors import DataError
 
     with tempfile.TemporaryDirectory(prefix="fastkd-probe-") as scratch:
         try:
-            trainer = Trainer(cfg, Path(scratch), quiet=True, checkpoints=False)
+            trainer = Trainer(without_external_logs(cfg), Path(scratch), quiet=True, checkpoints=False)
         except DataError:
             return "no data (--data-root)"
         trainer.fit(max_steps=1)

@@ -103,6 +103,11 @@ CASES: list[BadInput] = [
     BadInput("compat-flag-without-its-value", "compat",
              lambda tmp: ["compat", "train_space", "-net_teacher", "resnet18", "-net_student"],
              r"argument -net_student: expected one argument"),
+    # wandb names wandb would refuse, named by the reference flag that gave them
+    BadInput("compat-wandb-project-with-slash", "compat", _argv(ONLINE, "-wandb_project", "a/b"),
+             r"train_space: -wandb_project a/b: must be a wandb name: 1 to 128 characters"),
+    BadInput("compat-self-kd-wandb-entity-with-colon", "compat", _argv(SELF_KD, "--wandb_entity", "a:b"),
+             r"self_kd: --wandb_entity a:b: must be a wandb name"),
     # non-finite numbers
     BadInput("compat-dropout-space-nan", "compat", _argv(DROPOUT, "--space", "nan"), rf"--space: 'nan' {NOT_FINITE}"),
     BadInput("compat-dropout-space-inf", "compat", _argv(DROPOUT, "--drop_method", "SpacedDropout", "--space", "inf"),

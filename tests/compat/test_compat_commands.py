@@ -59,20 +59,27 @@ def test_documented_command_maps_to_expected_config(source, script, command):
     resolved = resolve(script, reference_argv(command))
     for key, expected in {**COMMON, **EXPECTED[source]}.items():
         assert value(resolved.config, key) == expected, key
-    # Environment-only flags are explained, one line each.
-    for flag in ("gpu_ids", "wandb_entity", "wandb_project"):
+    # Environment-only flags are explained, one line each; the wandb flags map onto log.wandb.
+    dash = "-" if script in ("ema", "train_kd", "train_space") else "--"
+    for flag, explained in (("gpu_ids", "ignored"), ("wandb_entity", "log.wandb.entity"),
+                            ("wandb_project", "log.wandb.*")):
         given = [n for n in resolved.notes if n.lstrip("-").startswith(flag)]
-        if f"{'-' if script in ('ema', 'train_kd', 'train_space') else '--'}{flag}" in command:
-            assert len(given) == 1 and "ignored" in given[0], (flag, resolved.notes)
+        if f"{dash}{flag}" in command:
+            assert len(given) == 1 and explained in given[0], (flag, resolved.notes)
+    if f"{dash}wandb_project" in command:
+        assert resolved.config.log.wandb.name == resolved.config.name  # the reference's own run name
+        assert resolved.config.train.log_every_step  # the reference logs every step's losses
+    else:
+        assert resolved.config.log.wandb.project is None
 
 
 def test_readme_online_kd_explains_every_environment_flag():
     argv = reference_argv(COMMANDS[6][2])
     notes = resolve("train_space", argv).notes
-    assert [n.split(":")[0] for n in notes] == ["-gpu", "-wandb_entity [your_wandb_entity]",
-                                               "-wandb_project [your_wandb_project]", "-gpu_ids 0"]
+    assert [n.split(":")[0] for n in notes] == ["-gpu", "-gpu_ids 0", "-wandb_entity [your_wandb_entity]",
+                                               "-wandb_project [your_wandb_project]"]
     assert all(n.count("\n") == 0 for n in notes)
-    assert "gpu_ids 0: ignored: fastkd" in notes[3]
+    assert "gpu_ids 0: ignored: fastkd" in notes[1]
 
 
 def test_reference_defaults_apply_when_flags_are_absent():

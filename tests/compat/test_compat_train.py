@@ -22,7 +22,8 @@ def narrow_pair() -> dict[str, torch.nn.Module]:
                                   teacher.feature_size)}
 
 
-def test_reference_command_trains_from_a_reference_checkpoint(tmp_path, capsys):
+def test_reference_command_trains_from_a_reference_checkpoint(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")  # -wandb_entity turns wandb on; this test needs no wandb
     root = write_cifar100(tmp_path / "data", n_train=40, n_test=16)
     torch.manual_seed(123)
     start = {name: m.state_dict() for name, m in narrow_pair().items()}
@@ -37,7 +38,7 @@ def test_reference_command_trains_from_a_reference_checkpoint(tmp_path, capsys):
             "name=run", "train.progress=false", "train.tensorboard=false", "train.device=cpu"]
     assert cli.main(argv) == 0
     err = capsys.readouterr().err
-    assert "-gpu_ids 0: ignored" in err and "-wandb_entity [your_wandb_entity]: ignored" in err
+    assert "-gpu_ids 0: ignored" in err and "-wandb_entity [your_wandb_entity]: the wandb entity" in err
 
     run = tmp_path / "run"
     summary = json.loads((run / "summary.json").read_text())
