@@ -49,8 +49,14 @@ class OfflineRun:
 
 
 def read_offline_runs(folder: Path) -> list[OfflineRun]:
-    """Every offline run under `folder`, oldest first (a resumed run adds a folder with the same id)."""
-    return [_read_run(path) for path in sorted(folder.rglob("offline-run-*/run-*.wandb"))]
+    """Every offline run under `folder`, oldest first (a resumed run adds a folder with the same id). wandb's
+    service process writes the run files after `finish()` returns, so it is shut down first (flushing them); the
+    order is the files' last writes, as two runs started within one second share their folder's timestamp."""
+    import wandb
+
+    wandb.teardown()
+    paths = sorted(folder.rglob("offline-run-*/run-*.wandb"), key=lambda path: path.stat().st_mtime_ns)
+    return [_read_run(path) for path in paths]
 
 
 def _read_run(path: Path) -> OfflineRun:

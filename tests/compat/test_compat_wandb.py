@@ -48,5 +48,6 @@ def test_compat_train_space_logs_to_wandb_what_metrics_csv_and_steps_jsonl_hold(
     logged_steps = [row for row in run.history if "step" in row]
     assert len(logged_steps) == len(steps) > 10
     for logged, row in zip(logged_steps, steps):
-        assert logged == {"step": row["step"], **{f"steps/{row['kind']}_{key}": value for key, value in row.items()
-                                                   if key not in ("step", "kind")}}
+        assert logged == {"step": row["step"], "steps/lr": row["lr"],
+                          **{f"steps/{row['kind']}_{key}": value for key, value in row.items()
+                             if key not in ("step", "kind", "lr")}}

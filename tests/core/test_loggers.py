@@ -59,9 +59,11 @@ def assert_same_as_metrics_csv(epoch_rows, run_dir):
 
 
 def assert_same_as_steps_jsonl(step_rows, run_dir):
-    """The logged step rows are the steps.jsonl rows: `step`, and each loss as steps/<kind>_<name>."""
-    expected = [{"step": row["step"], **{f"{STEP_PREFIX}{row['kind']}_{k}": v for k, v in row.items()
-                                          if k not in ("step", "kind")}} for row in jsonl_rows(run_dir)]
+    """The logged step rows are the steps.jsonl rows: `step`, the step's LR as steps/lr, and each loss as
+    steps/<kind>_<name>."""
+    expected = [{"step": row["step"], f"{STEP_PREFIX}lr": row["lr"],
+                 **{f"{STEP_PREFIX}{row['kind']}_{k}": v for k, v in row.items() if k not in ("step", "kind", "lr")}}
+                for row in jsonl_rows(run_dir)]
     assert step_rows == expected
 
 
