@@ -13,7 +13,7 @@
 # a bad argument.
 #   --venv DIR           install into DIR (reused when it already holds a venv; default: a new one in a temp folder)
 #   --python PY          interpreter the venv is made from; its packages stay visible (default: python3)
-#   --wheels DIR         wheels to install offline first (e.g. pydantic, nvidia-dali-cuda120 on a machine without them)
+#   --wheels DIR         wheels to install offline first (e.g. pydantic, nvidia-dali-cuda130 on a machine without them)
 #   --steps LIST         which of cuda-tests,projection,bench to run (default: all three; install, versions and the
 #                        summary always run)
 #   --tests EXPR         only the CUDA tests pytest's -k EXPR selects (e.g. engine)

@@ -11,15 +11,24 @@ pixels and the parameters to a DALI graph through ``external_source``. Example::
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
+import re
 from typing import Literal, Protocol
 
 import torch
 
+from ..errors import FastkdError
+
 from .recipes import Recipe, available_recipes, deterministic_recipe, get_recipe
 from .torch_pipeline import TorchPipeline
 
-DALI_INSTALL_HINT = "NVIDIA DALI is not installed; install it with `pip install fastkd[dali]` (nvidia-dali-cuda120)"
+DALI_INSTALL_HINT = ("NVIDIA DALI is not installed; install it with `pip install fastkd[dali]` (nvidia-dali-cuda130, "
+                     "for a CUDA 13 torch) or `pip install fastkd[dali-cuda12]` (for a CUDA 12 torch)")
+
+
+class DaliUnavailable(FastkdError, ImportError):
+    """DALI was asked for but cannot run here (not installed, or built for another CUDA than torch): one line."""
 
 
 class BatchPipeline(Protocol):
@@ -32,6 +41,26 @@ class BatchPipeline(Protocol):
 
 def dali_available() -> bool:
     return importlib.util.find_spec("nvidia") is not None and importlib.util.find_spec("nvidia.dali") is not None
+
+
+def dali_cuda_major() -> int | None:
+    """The CUDA major version the installed DALI wheel is built for (nvidia-dali-cuda120 -> 12), None without one."""
+    for dist in importlib.metadata.distributions():
+        match = re.fullmatch(r"nvidia[-_]dali[-_]cuda(\d+)0", dist.metadata["Name"] or "")
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def dali_cuda_mismatch() -> str | None:
+    """Why DALI cannot share the GPU with this torch (its CUDA major differs from torch's), None when it can. The
+    two would load two CUDA runtimes into one process; the fix is the DALI wheel of torch's CUDA major."""
+    dali_major, torch_cuda = dali_cuda_major(), torch.version.cuda
+    if dali_major is None or torch_cuda is None or int(torch_cuda.split(".")[0]) == dali_major:
+        return None
+    extra = "fastkd[dali]" if torch_cuda.startswith("13") else f"nvidia-dali-cuda{torch_cuda.split('.')[0]}0"
+    return (f"DALI is built for CUDA {dali_major} but torch for CUDA {torch_cuda}; install the DALI of torch's CUDA "
+            f"(`pip install {extra}`, or fastkd[dali-cuda12] for CUDA 12) or set data.pipeline=torch")
 
 
 def dali_runs_whole(recipe: Recipe) -> bool:
@@ -92,14 +121,17 @@ def build_pipeline(
     _check_inputs(images, labels, mean, std)
     device = torch.device(device)
     if backend == "auto":
-        backend = "dali" if device.type == "cuda" and dali_available() and dali_runs_whole(recipe) else "torch"
+        backend = ("dali" if device.type == "cuda" and dali_available() and dali_runs_whole(recipe)
+                   and dali_cuda_mismatch() is None else "torch")
     if backend == "torch":
         return TorchPipeline(
             images, labels, recipe, mean=mean, std=std, device=device, dtype=dtype, channels_last=channels_last
         )
     if backend == "dali":
         if not dali_available():
-            raise ImportError(DALI_INSTALL_HINT)
+            raise DaliUnavailable(DALI_INSTALL_HINT)
+        if device.type == "cuda" and (mismatch := dali_cuda_mismatch()):
+            raise DaliUnavailable(mismatch)
         from .dali_pipeline import DaliPipeline
 
         return DaliPipeline(

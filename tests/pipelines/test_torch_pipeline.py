@@ -114,6 +114,38 @@ def test_missing_dali_gives_the_install_line(data, monkeypatch):
         build_pipeline(images, labels, get_recipe("none"), mean=CIFAR100_MEAN, std=CIFAR100_STD, backend="dali")
 
 
+
+@pytest.mark.parametrize("dali_major, torch_cuda, mismatch", [(12, "13.0", True), (13, "13.0", False),
+                                                              (12, "12.8", False), (13, None, False)])
+def test_dali_built_for_another_cuda_than_torch_is_refused_on_the_gpu(data, monkeypatch, dali_major, torch_cuda,
+                                                                     mismatch):
+    """Two CUDA runtimes in one process: `auto` keeps the torch pipeline, an explicit `dali` on CUDA is one line
+    naming both versions and the extra to install (a CPU torch, torch_cuda None, never conflicts)."""
+    import fastkd.pipelines as pipelines
+    from fastkd.errors import FastkdError
+
+    monkeypatch.setattr(pipelines, "dali_cuda_major", lambda: dali_major)
+    monkeypatch.setattr(pipelines.torch.version, "cuda", torch_cuda)
+    message = pipelines.dali_cuda_mismatch()
+    assert (message is not None) == mismatch
+    if mismatch:
+        assert f"CUDA {dali_major}" in message and torch_cuda in message and "fastkd[dali]" in message
+        assert "\n" not in message
+        monkeypatch.setattr(pipelines, "dali_available", lambda: True)
+        images, labels = data
+        with pytest.raises(FastkdError, match="DALI is built for CUDA 12 but torch for CUDA 13.0"):
+            build_pipeline(images, labels, get_recipe("none"), mean=CIFAR100_MEAN, std=CIFAR100_STD,
+                           backend="dali", device="cuda")
+
+
+def test_installed_dali_wheel_names_its_cuda_major():
+    import fastkd.pipelines as pipelines
+
+    if pipelines.dali_available():
+        assert pipelines.dali_cuda_major() in (11, 12, 13)
+    else:
+        assert pipelines.dali_cuda_major() is None
+
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
