@@ -10,7 +10,6 @@ the decay neither recompiles nor syncs.
 from __future__ import annotations
 
 import copy
-import random
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -219,69 +218,3 @@ def _contiguous_strides(shape: torch.Size) -> tuple[int, ...]:
         strides.append(running)
         running *= max(size, 1)
     return tuple(reversed(strides))
-
-
-class EmaSchedule:
-    """Decides on the host, from a step counter and a seeded RNG, when the spaced EMA update fires (docs/semantics.md
-    §6).
-
-    Call `step()` once after every optimizer step; it returns True when the EMA should be updated now. The counter
-    resets after each update and runs across epochs, like the reference.
-
-    Args:
-        interval_iters: fixed interval t >= 0 in optimizer steps (1 = every step; 0 = never, the reference's
-            result for 0 < s < 1/L). Mutually exclusive with random_max.
-        random_max: random intervals t = int(random_max * U[0, 1)) + 1, redrawn after each update (the reference
-            uses 0.4 * L, so t ranges over 1..int(0.4 * L) + 1).
-        seed: seed of the host RNG that draws random intervals.
-    """
-
-    def __init__(self, interval_iters: int | None, random_max: float | None = None, seed: int = 0):
-        if (interval_iters is None) == (random_max is None):
-            raise ValueError("give exactly one of interval_iters (fixed spacing) or random_max (random spacing)")
-        if interval_iters is not None and interval_iters < 0:
-            raise ValueError(f"interval_iters must be >= 0 (0 = never update), got {interval_iters}")
-        if random_max is not None and not random_max > 0:
-            raise ValueError(f"random_max must be > 0, got {random_max}")
-        self.random_max = random_max
-        self._rng = random.Random(seed)
-        self._counter = 0
-        self._interval = interval_iters if interval_iters is not None else self._draw()
-
-    @classmethod
-    def from_reference(cls, s: float, L: int, seed: int = 0) -> EmaSchedule:  # noqa: N803 (spec notation)
-        """The reference's `-interval s` with L batches per epoch: s == 0 every step, 0 < s <= 500 every int(s*L)
-        steps (never when s < 1/L), s > 500 random intervals int(0.4*L*U) + 1."""
-        if s < 0 or L < 1:
-            raise ValueError(f"need s >= 0 and L >= 1, got s={s}, L={L}")
-        if s == 0:
-            return cls(interval_iters=1, seed=seed)
-        if s <= 500:
-            return cls(interval_iters=int(s * L), seed=seed)
-        return cls(interval_iters=None, random_max=0.4 * L, seed=seed)
-
-    @property
-    def interval(self) -> int:
-        """Current interval t in optimizer steps (0 = the update never fires)."""
-        return self._interval
-
-    def step(self) -> bool:
-        self._counter += 1
-        if self._counter != self._interval:
-            return False
-        self._counter = 0
-        if self.random_max is not None:
-            self._interval = self._draw()
-        return True
-
-    def state_dict(self) -> dict:
-        return {"counter": self._counter, "interval": self._interval, "rng_state": self._rng.getstate()}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self._counter = int(state_dict["counter"])
-        self._interval = int(state_dict["interval"])
-        version, internal, gauss = state_dict["rng_state"]
-        self._rng.setstate((version, tuple(internal), gauss))
-
-    def _draw(self) -> int:
-        return int(self.random_max * self._rng.random()) + 1

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ._kd_common import SOFT_TERMS, LossSpec, Rows
 from ._kd_twin import twin_rows
+from .global_batch import unsquared_distance
 
 SoftTerm = Literal["kl", "reference_prob_kl", "soft_ce"]
 Reduction = Literal["batchmean", "mean", "sum"]
@@ -93,6 +94,25 @@ def cross_entropy(
     heads, squeeze = _as_heads(logits, "logits")
     spec = _make_spec(heads, labels, 1.0, 0.0, "kl", reduction, label_smoothing, has_teacher=False)
     return _run(heads, None, labels, spec, impl, squeeze).total
+
+
+def feature_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str) -> torch.Tensor:
+    """`dist` is the reference's torch.dist: the unsquared L2 norm of the whole B x f difference (docs/semantics.md
+    §4.1). `ce` is the reference's ``nn.CrossEntropyLoss()(student, teacher)``: the raw teacher features are the
+    class-probability targets (not normalised), mean over the batch of -sum_j t_j * log_softmax(s)_j."""
+    if student.dtype != torch.float64:
+        student, teacher = student.float(), teacher.float()
+    if kind == "dist":
+        return unsquared_distance(student, teacher)
+    if kind == "mse":
+        return F.mse_loss(student, teacher)
+    if kind == "l1":
+        return F.l1_loss(student, teacher)
+    if kind == "smoothl1":
+        return F.smooth_l1_loss(student, teacher)
+    if kind == "ce":
+        return F.cross_entropy(student, teacher)
+    return student.new_zeros(())
 
 
 def _run(

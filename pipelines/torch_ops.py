@@ -431,3 +431,17 @@ def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> to
     slower on the CPU than an elementwise op against a table.
     """
     return images.to(mean.dtype).mul_(1.0 / 255.0).sub_(mean).div_(std)
+
+
+def batch_cutout(x: torch.Tensor, half: int | torch.Tensor) -> torch.Tensor:
+    """Zero rows [cy-half, cy+half) x cols [cx-half, cx+half) (clipped) of every image and channel, one centre
+    (cy, cx) uniform over the image for the whole batch, drawn on the device (the reference's `Cutout_input`)."""
+    height, width = x.shape[-2:]
+    cy = torch.randint(height, (), device=x.device)
+    cx = torch.randint(width, (), device=x.device)
+    rows = torch.arange(height, device=x.device)
+    cols = torch.arange(width, device=x.device)
+    in_rows = (rows >= cy - half) & (rows < cy + half)
+    in_cols = (cols >= cx - half) & (cols < cx + half)
+    keep = ~(in_rows[:, None] & in_cols[None, :])
+    return x * keep.to(x.dtype)

@@ -34,8 +34,8 @@ from tqdm.auto import tqdm
 from ..config import load_config
 from ..engine.checkpoint import save_atomic
 from ..engine.trainer import Trainer
-from ..methods.online_kd import plan_online_kd
-from ..methods.vit_kd import plan_vit
+from ..plans.online_kd import plan_online_kd
+from ..plans.vit_kd import plan_vit
 from .data import write_synthetic_cifar100
 from .measure import CORE_WORK, profile_round, sync_device
 from .presets import BENCH_METHODS, PRESETS, BenchOptionError, Preset, Scale

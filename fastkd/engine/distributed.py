@@ -18,16 +18,15 @@ import os
 import signal
 import sys
 import threading
-import warnings
 from datetime import timedelta
 from typing import Any, Iterable
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from torch.distributed.nn.functional import all_reduce as differentiable_all_reduce
 
-from ..kernels import global_batch
+from ..kernels.global_batch import sum_across_ranks
+
 
 FAILURE_KEY = "fastkd/failed/"
 """Store key prefix under which a failing rank leaves its one-line error for rank 0 to print."""
@@ -123,24 +122,7 @@ def shard_rows(total: int, of_rank: int | None = None) -> slice:
     return slice(start, start + base + (1 if r < extra else 0))
 
 
-def set_batch_rows(total: int) -> slice | None:
-    """Note that the next steps work on a `total`-row global batch (for the model ops, kernels/global_batch.py) and
-    return this rank's rows (None when not distributed: every row)."""
-    rows = shard_rows(total) if is_active() else None
-    global_batch.set_rows(rows, total)
-    return rows
-
-
 # ------------------------------------------------------------------------------------------ collectives
-def sum_across_ranks(tensor: torch.Tensor) -> torch.Tensor:
-    """The sum of `tensor` over ranks, differentiable (the backward sums the gradients over ranks too)."""
-    if not is_active():
-        return tensor
-    with warnings.catch_warnings():  # torch 2.9+ deprecates it for a private replacement; it works as documented
-        warnings.simplefilter("ignore", FutureWarning)
-        return differentiable_all_reduce(tensor, op=dist.ReduceOp.SUM)
-
-
 def all_reduce_(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
     """In-place all-reduce of a detached tensor (`sum`, `min` or `max`); a no-op for one process."""
     if is_active():
@@ -243,14 +225,6 @@ def convert_batchnorm(module: nn.Module, on_cuda: bool) -> nn.Module:
         if converted is not child:
             setattr(module, name, converted)
     return module
-
-
-def unsquared_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """torch.dist(a, b) over the global batch: sqrt of the all-reduced sum of squares."""
-    if not is_active():
-        return torch.dist(a, b)
-    diff = a - b
-    return torch.sqrt(sum_across_ranks((diff * diff).sum()))
 
 
 # ----------------------------------------------------------------------------------------------- failure

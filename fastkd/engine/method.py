@@ -5,6 +5,7 @@ per-iteration schedule of steps, what to evaluate, its counters and state. Imple
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 import torch
@@ -14,7 +15,7 @@ from ..config.methods import get_method
 
 if TYPE_CHECKING:
     from ..config import ExperimentConfig
-    from .steps import StepContext
+    from .steps import Batch, StepContext
 
 
 class Iteration(Protocol):
@@ -35,6 +36,17 @@ class Plan(Protocol):
     notes: list[str]
 
     def as_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class OptimizerGroup:
+    """One optimizer over `param_groups` for the learners named (shared when several, as the ViT reference's one
+    AdamW over teacher and student: the first leads the per-epoch LR schedule)."""
+
+    learners: tuple[str, ...]
+    param_groups: list[dict]
+    schedule_every_epoch: bool = False
+    """Advance the LR at every epoch end even without a step (a student whose replays may skip an epoch)."""
 
 
 class Method:
@@ -59,6 +71,11 @@ class Method:
         """(mean, std) the pipelines normalise with instead of the data set's own statistics, or None to keep
         them (self KD's reference normalises CIFAR-100 with CIFAR-10 statistics, docs/semantics.md §2.2)."""
         return None
+
+    def optimizer_groups(self, models: dict[str, nn.Module]) -> list[OptimizerGroup]:
+        """Optimizers other than the default one per model over all its parameters (the config's optim section,
+        the learners' names and prepared models given); learners not named keep the default."""
+        return []
 
     def attach(self, ctx: StepContext) -> None:
         """Called once the learners exist (e.g. to build an EMA copy)."""
@@ -89,9 +106,9 @@ class Method:
             for name, learner in ctx.learners.items():
                 learner.model.train(modes[name])
 
-    def eval_outputs(self, ctx: StepContext, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def eval_outputs(self, ctx: StepContext, batch: Batch) -> dict[str, torch.Tensor]:
         """Named logits to score on a test batch; default: the second output of every learner."""
-        return {name: learner.forward(x)[1] for name, learner in ctx.learners.items()}
+        return {name: learner.forward(batch)[1] for name, learner in ctx.learners.items()}
 
     def counters(self) -> dict[str, int]:
         """Event counts logged per epoch in metrics.csv and in summary.json (e.g. replay events)."""

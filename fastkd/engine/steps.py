@@ -6,17 +6,18 @@ Nothing here knows a method; nothing here reads a tensor value on the host.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple, Protocol, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from timm.scheduler import CosineLRScheduler
 from torch.profiler import record_function
 
 from ..config import OptimConfig
-from ..kernels import cross_entropy, global_batch
+from ..kernels import cross_entropy
+from ..kernels.global_batch import GlobalBatchOp, Shard, global_batch_ops
 from . import distributed
 from .nonfinite import SkipNonFinite
 from .runtime import Runtime
@@ -109,6 +110,28 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, epochs: 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
+class Batch(NamedTuple):
+    """A training or evaluation batch as this process holds it: the augmented rows of the global batch (indices,
+    seed) it works on. The Learner hands `shard` to the model's global-batch ops; `train_step` weights the loss
+    by `share`."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    rows: slice | None
+    """This process's rows of the global batch under torchrun; None: one process, every row."""
+    size: int
+    """Rows of the global batch."""
+
+    @property
+    def shard(self) -> Shard | None:
+        return None if self.rows is None else (self.rows, self.size)
+
+    @property
+    def share(self) -> float | None:
+        """B_r / B: the weight of this process's per-sample means in the global loss (None: one process)."""
+        return None if self.rows is None else (self.rows.stop - self.rows.start) / self.size
+
+
 @dataclass
 class Learner:
     """A model with its optimizer: `forward` (possibly compiled) and `step(loss)`."""
@@ -125,12 +148,21 @@ class Learner:
     """Set for `train.nonfinite: skip`: a step whose loss is NaN/inf changes nothing."""
     schedule_every_epoch: bool = False
     """Advance the LR at every epoch end, stepped or not (a student whose replays may skip an epoch)."""
+    _global_ops: weakref.WeakKeyDictionary[nn.Module, list[GlobalBatchOp]] = field(
+        default_factory=weakref.WeakKeyDictionary, repr=False)
+    """Per module run: its ops that draw over the global batch."""
 
-    def forward(self, x: torch.Tensor, via: Callable[[torch.Tensor], Any] | None = None):
-        """The model's forward, or `via` (another forward of the model, e.g. one exit, or a side module such as
-        its EMA copy), under the run's autocast."""
+    def forward(self, batch: Batch, via: Callable[[torch.Tensor], Any] | None = None):
+        """The model's forward on the batch, or `via` (another forward of the model, e.g. one exit, or a side module
+        such as its EMA copy), under the run's autocast; the module's global-batch ops get the batch's shard."""
+        module = via if isinstance(via, nn.Module) else self.model
+        ops = self._global_ops.get(module)
+        if ops is None:
+            ops = self._global_ops[module] = global_batch_ops(module)
+        for op in ops:
+            op.shard = batch.shard
         with record_function("fastkd.forward"), self.runtime.autocast():
-            return (via or self.model)(x)
+            return (via or self.model)(batch.x)
 
     def autocast(self):
         """The run's autocast, for extra modules a loss runs on this learner's outputs (e.g. adaptation layers)."""
@@ -178,12 +210,12 @@ class Learner:
             self.stepped = False
 
     @torch.no_grad()
-    def no_grad_forward(self, x: torch.Tensor, train_mode: bool):
+    def no_grad_forward(self, batch: Batch, train_mode: bool):
         """Outputs without gradients (e.g. teacher targets); train mode uses batch BN statistics (and updates the
         running statistics), eval mode the running statistics; the model's mode is restored afterwards."""
         was_training = self.model.training
         self.model.train(train_mode)
-        outputs = self.forward(x)
+        outputs = self.forward(batch)
         self.model.train(was_training)
         return outputs
 
@@ -238,25 +270,6 @@ def guard_nonfinite_steps(learners: list[Learner]) -> None:
             learner.skip_nonfinite = guard
 
 
-def feature_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str) -> torch.Tensor:
-    """`dist` is the reference's torch.dist: the unsquared L2 norm of the whole B x f difference (docs/semantics.md
-    §4.1). `ce` is the reference's ``nn.CrossEntropyLoss()(student, teacher)``: the raw teacher features are the
-    class-probability targets (not normalised), mean over the batch of -sum_j t_j * log_softmax(s)_j."""
-    if student.dtype != torch.float64:
-        student, teacher = student.float(), teacher.float()
-    if kind == "dist":
-        return distributed.unsquared_distance(student, teacher)
-    if kind == "mse":
-        return F.mse_loss(student, teacher)
-    if kind == "l1":
-        return F.l1_loss(student, teacher)
-    if kind == "smoothl1":
-        return F.smooth_l1_loss(student, teacher)
-    if kind == "ce":
-        return F.cross_entropy(student, teacher)
-    return student.new_zeros(())
-
-
 def ce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     with record_function("fastkd.loss"):
         return cross_entropy(logits, labels)
@@ -277,18 +290,18 @@ class StepResult(NamedTuple):
     parts: dict[str, torch.Tensor]
 
 
-def train_step(learner: Learner, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, record: Recorder,
-               kind: str | None = None, via: Callable[[torch.Tensor], Any] | None = None) -> StepResult:
+def train_step(learner: Learner, batch: Batch, loss_fn: LossFn, record: Recorder, kind: str | None = None,
+               via: Callable[[torch.Tensor], Any] | None = None) -> StepResult:
     """The one training step every method takes: forward (or `via`) -> loss (profiled as fastkd.loss) ->
     optimizer step -> record `loss` and the parts as `train_<kind>_<name>` (kind defaults to the learner's name),
     with the LR the step used."""
     lr = learner.lr
-    outputs = learner.forward(x, via)
+    outputs = learner.forward(batch, via)
     with record_function("fastkd.loss"):
-        value = loss_fn(outputs, y)
+        value = loss_fn(outputs, batch.y)
     loss, parts = value if isinstance(value, tuple) else (value, {})
-    share = global_batch.batch_share()
-    if share is not None:  # this rank's part of the global loss (kernels/global_batch.py)
+    share = batch.share
+    if share is not None:  # this rank's part of the global loss (engine/distributed.py)
         loss, parts = loss * share, {name: part * share for name, part in parts.items()}
     learner.step(loss)
     record(kind or learner.name, lr, loss=loss, **parts)
@@ -300,14 +313,14 @@ class StepContext:
     """All a method's schedule gets from the engine: the learners, the replayable batch, the step and record."""
 
     learners: dict[str, Learner]
-    batch: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
-    """(indices, seed) -> the augmented (x, y): a pure function, so a replay regenerates the same pixels."""
+    batch: Callable[[torch.Tensor, int], Batch]
+    """(indices, seed) -> the augmented Batch: a pure function, so a replay regenerates the same pixels."""
     record: Recorder
     """Accumulate named losses of a step on the device (no host sync), with the LR the step used."""
     train_size: int = 0
     """N, the number of training samples: for a method that draws batches of its own (the ViT reference's
     independent replay loader)."""
 
-    def train_step(self, learner: str, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, kind: str | None = None,
+    def train_step(self, learner: str, batch: Batch, loss_fn: LossFn, kind: str | None = None,
                    via: Callable[[torch.Tensor], Any] | None = None) -> StepResult:
-        return train_step(self.learners[learner], x, y, loss_fn, self.record, kind, via)
+        return train_step(self.learners[learner], batch, loss_fn, self.record, kind, via)

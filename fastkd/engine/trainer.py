@@ -32,7 +32,7 @@ from .method import Method, build_method
 from .metrics import DeviceMeter, topk_correct
 from .replay import ReplayLog
 from .runtime import Runtime, build_runtime, resolve_channels_last, rng_state, seed_everything, set_rng_state
-from .steps import Learner, StepContext, build_learner, ce_loss, guard_nonfinite_steps
+from .steps import Batch, Learner, StepContext, build_learner, ce_loss, guard_nonfinite_steps, set_optimizer
 
 
 
@@ -98,10 +98,14 @@ class Trainer:
         self.test_pipe = build_pipeline(self.test_set.images, self.test_set.labels, test_recipe, **common)
         self.learners = {name: build_learner(name, m, cfg.optim, cfg.train.epochs, self.runtime)
                          for name, m in models.items()}
+        for group in self.method.optimizer_groups({name: learner.model for name, learner in self.learners.items()}):
+            set_optimizer([self.learners[name] for name in group.learners], group.param_groups, cfg.optim,
+                          cfg.train.epochs)
+            self.learners[group.learners[0]].schedule_every_epoch = group.schedule_every_epoch
         # all a method sees of the engine
         self.context = StepContext(self.learners, self.batch, self.record, len(self.train_set))
         self.method.attach(self.context)
-        if cfg.train.nonfinite == "skip":  # after attach: a method may give learners new (shared) optimizers
+        if cfg.train.nonfinite == "skip":  # one guard per optimizer, shared ones included
             guard_nonfinite_steps(list(self.learners.values()))
 
         self.epoch = 0
@@ -124,13 +128,13 @@ class Trainer:
                                          resumed_at=(self.epoch, self.global_step) if state is not None else None)
 
     # ------------------------------------------------------------------------------- step primitives
-    def batch(self, indices: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, indices: torch.Tensor, seed: int) -> Batch:
         """The augmented batch for (indices, seed): a pure function, so replays regenerate identical pixels."""
         start = time.perf_counter()
         with record_function("fastkd.data"):
-            x, y = sharded_batch(self.train_pipe, indices, seed)
+            batch = sharded_batch(self.train_pipe, indices, seed)
         self._data_seconds += time.perf_counter() - start
-        return x, y
+        return batch
 
     def record(self, kind: str, lr: float, **losses: torch.Tensor) -> None:
         """Accumulate a step's losses on the device (`train_<kind>_<name>` means per epoch); no host sync. `lr`,
@@ -289,7 +293,7 @@ class Trainer:
         epochs_trained = self.epoch + 1 if epochs_trained is None else epochs_trained
         order = evaluation_order(len(self.test_set), self.cfg.seed, epochs_trained,
                                  shuffled=self.cfg.semantics == "reference" and self.cfg.data.shuffle)
-        return evaluate_outputs(lambda x: self.method.eval_outputs(self.context, x),
+        return evaluate_outputs(lambda batch: self.method.eval_outputs(self.context, batch),
                                 self.method.eval_context(self.context),
                                 self.test_pipe, order, self.cfg.data.eval_batch_size, self.runtime.device)
 
@@ -496,31 +500,33 @@ def _check_distributed(cfg: ExperimentConfig, train_size: int, test_size: int) -
                               f"({size} samples) have >= {world} samples, or fewer processes")
 
 
-def sharded_batch(pipe, indices: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def sharded_batch(pipe, indices: torch.Tensor, seed: int) -> Batch:
     """This rank's rows of the global batch (indices, seed): the pixels one process gets for those rows. A
     pipeline that takes `rows` draws the whole batch's parameters and builds only these rows; any other (DALI)
     builds the whole batch and is sliced."""
-    rows = distributed.set_batch_rows(len(indices))
-    if rows is None:
-        return pipe(indices, seed)
+    total = len(indices)
+    if not distributed.is_active():
+        return Batch(*pipe(indices, seed), None, total)
+    rows = distributed.shard_rows(total)
     if getattr(pipe, "backend", None) == "torch":
-        return pipe(indices, seed, rows)
+        return Batch(*pipe(indices, seed, rows), rows, total)
     x, y = pipe(indices, seed)
-    return x[rows], y[rows]
+    return Batch(x[rows], y[rows], rows, total)
 
 
 @torch.no_grad()
 def evaluate_outputs(outputs, context, pipe, order: torch.Tensor, batch_size: int,
                      device: torch.device) -> dict[str, float]:
-    """Score every named logits tensor `outputs(x)` returns over a split, taken in batches in `order`, inside
+    """Score every named logits tensor `outputs(batch)` returns over a split, taken in batches in `order`, inside
     `context` (model modes). Under torchrun each batch is split over the ranks as in training (so batch-level
     statistics stay those of the whole batch) and the totals are summed over ranks."""
     num_samples = len(order)
     totals: dict[str, torch.Tensor] = {}
     with context:
         for start in range(0, num_samples, batch_size):
-            x, y = sharded_batch(pipe, order[start:start + batch_size], 0)
-            for name, logits in outputs(x).items():
+            batch = sharded_batch(pipe, order[start:start + batch_size], 0)
+            y = batch.y
+            for name, logits in outputs(batch).items():
                 logits = logits.float()
                 acc = totals.setdefault(name, torch.zeros(3, device=device))
                 acc[:2] += topk_correct(logits, y)

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from ..config.methods import MethodSpec, get_method, method_names, register_method
 from ..engine.method import Method, build_method
-from .dropout import DropoutPlan, SpacedDropout, plan_dropout
-from .ema import EmaPlan, SpacedEMA, plan_ema
-from .online_kd import OnlineKDFamily, OnlineKDPlan, plan_online_kd
-from .self_kd import SelfKD, SelfKDPlan, plan_self_kd
-from .vit_kd import ViTFamily, ViTPlan, plan_vit
+from ..plans.dropout import DropoutPlan, plan_dropout
+from ..plans.ema import EmaPlan, plan_ema
+from ..plans.online_kd import OnlineKDPlan, plan_online_kd
+from ..plans.self_kd import SelfKDPlan, plan_self_kd
+from ..plans.vit_kd import ViTPlan, plan_vit
+from .dropout import SpacedDropout
+from .ema import SpacedEMA
+from .online_kd import OnlineKDFamily
+from .self_kd import SelfKD
+from .vit_kd import ViTFamily
 
 
 __all__ = ["DropoutPlan", "EmaPlan", "Method", "MethodSpec", "OnlineKDFamily", "OnlineKDPlan", "SelfKD",

@@ -6,125 +6,18 @@ schedule and state (the rate and cutout counters)."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
-
 import torch
 import torch.nn as nn
 
-from ..config import ConfigError, ExperimentConfig
+from ..config import ExperimentConfig
 from ..config.methods import register_method
 from ..engine.method import Iteration, Method
-from ..engine.steps import StepContext
+from ..engine.steps import Batch, StepContext
 from ..kernels import cross_entropy
 from ..models import create_model, family_model_name
 from ..models.dropout import DropoutSites
-
-RANDOM_DROPOUT_PERIOD = 500
-"""S >= 500 iterations selects the random-rate variant (docs/semantics.md §7)."""
-RANDOM_CUTOUT_SPACE = 500.0
-"""The reference's input cutout switches to random lengths at space > 500 (in epochs, docs/semantics.md R16)."""
-
-REFERENCE_DROPOUT_NAMES = {("dropout", "standard"): "StandardDropout", ("dropout", "max"): "MaxDropout",
-                           ("spaced_dropout", "standard"): "SpacedDropout",
-                           ("spaced_dropout", "max"): "MaxSpacedDropout"}
-
-
-@dataclass(frozen=True)
-class DropoutPlan:
-    method: str
-    semantics: str
-    iters_per_epoch: int
-    epochs: int
-    reference_name: str
-    """The reference's `--drop_method` this reproduces."""
-    op: str
-    """standard (inverted dropout) | max (MaxDropout), at every dropout site of the model."""
-    rate: float
-    space: float
-    period: int
-    """S = int(space * L) forward calls per period of p_t = p*|sin(pi*t/S)| (0 = constant rate)."""
-    variant: str
-    """constant | sine | random (p*U[0,1) per site and forward)."""
-    total_epochs: int
-    counter: str
-    """What advances t: every forward (reference, evaluation included) or training steps only (standard)."""
-    active_at_eval: bool
-    cutout: str
-    """off | constant | sine | random: the batch cutout of `dropout.cutout_input`."""
-    cutout_length: int
-    cutout_period: float
-    """Iterations per period of the cutout length l_t = length*|sin(pi*count/period)| (float, not truncated)."""
-    notes: list[str] = field(default_factory=list)
-
-    def rate_at(self, t: int) -> float:
-        """p_t of the sine variant at forward call t, in the reference's float64 operation order."""
-        return self.rate * abs(math.sin((math.pi / self.period) * t))
-
-    def cutout_box_at(self, count: int) -> int:
-        """Box side int(l_t) before training step `count` (0-based) for the constant and sine cutouts."""
-        if self.cutout == "constant":
-            return int(self.cutout_length)
-        return int(self.cutout_length * abs(math.sin((math.pi / self.cutout_period) * count)))
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def plan_dropout(method: str, semantics: str, iters_per_epoch: int, epochs: int, op: str, rate: float,
-                 space: float, cutout_input: bool, cutout_length: int, *, wide_resnet: bool = False) -> DropoutPlan:
-    """`dropout`: constant rate; `spaced_dropout`: p_t over S = int(space*L) forward calls (docs/semantics.md §7).
-
-    `wide_resnet`: the model is the dropout WideResNet. The reference's WideResNet always applies MaxDropout at a
-    constant rate and builds it once (so it stops at evaluation); `reference` semantics allows only that run.
-    """
-    L = iters_per_epoch
-    notes: list[str] = []
-    reference = semantics == "reference"
-    if reference and wide_resnet and (method, op) != ("dropout", "max"):
-        raise ConfigError(f"the reference's WideResNet has no {REFERENCE_DROPOUT_NAMES[(method, op)]}: it always "
-                          "applies MaxDropout at the constant dropout.rate; use method: dropout with dropout.op: "
-                          "max, or semantics: standard to run this schedule on it")
-    period = int(space * L)
-    if method == "spaced_dropout" and period == 0:
-        raise ConfigError(f"dropout.space = {space} gives a period S = int(space * L) = 0 iterations (L = {L}); "
-                         "spaced_dropout needs space >= 1/L (the reference divides by zero); "
-                         "use method: dropout for a constant rate")
-    if method == "dropout":
-        variant, period = "constant", 0
-    elif period >= RANDOM_DROPOUT_PERIOD:
-        variant = "random"
-        notes.append(f"S = int({space} * {L}) = {period} >= {RANDOM_DROPOUT_PERIOD} iterations selects random rates "
-                     f"p*U[0,1) at each site and forward (docs/semantics.md §7: --space >= "
-                     f"{RANDOM_DROPOUT_PERIOD / L:.3g} here)")
-    else:
-        variant = "sine"
-    if reference:
-        counter = "every forward (training and evaluation)"
-        if variant == "sine":
-            notes.append("the rate counter also advances once per evaluation batch (docs/semantics.md R15): "
-                         "ceil(test size / "
-                         "data.eval_batch_size) per evaluation, 79 with the reference's CIFAR-100 batch of 128")
-        if wide_resnet:
-            notes.append("the reference's WideResNet builds its MaxDropout once, so evaluation runs without dropout "
-                         "(its layout is inferred, fastkd/models/wide_resnet.py)")
-        else:
-            notes.append("dropout stays active at evaluation (docs/semantics.md R14): test accuracy is stochastic")
-    else:
-        counter = "training steps"
-    cutout, cutout_period = "off", 0.0
-    if cutout_input:
-        random_cutout = space > RANDOM_CUTOUT_SPACE if reference else space * L >= RANDOM_DROPOUT_PERIOD
-        cutout = "constant" if space == 0 else "random" if random_cutout else "sine"
-        cutout_period = space * L if cutout == "sine" else 0.0
-        if reference and method == "spaced_dropout" and cutout != "constant" and (cutout == "random") != (
-                variant == "random"):
-            notes.append("the reference's cutout switches to random lengths at space > 500 epochs, its dropout at "
-                         "S >= 500 iterations (docs/semantics.md R16): the two schedules differ in kind here")
-    return DropoutPlan(method, semantics, L, epochs, REFERENCE_DROPOUT_NAMES[(method, op)], op, rate, space, period,
-                       variant, epochs, counter, reference and not wide_resnet, cutout, cutout_length, cutout_period,
-                       notes)
-
+from ..pipelines.torch_ops import batch_cutout
+from ..plans.dropout import DropoutPlan, plan_dropout
 
 MODEL = "model"
 
@@ -172,23 +65,23 @@ class SpacedDropout(Method):
                                     downsample_factor=cfg.model.student_downsample_factor)}
 
     def run_iteration(self, it: Iteration, ctx: StepContext) -> None:
-        x, y = ctx.batch(it.indices, it.seed)
+        batch = ctx.batch(it.indices, it.seed)
         if self.plan.cutout != "off":
-            x = batch_cutout(x, self._cutout_half(x))
+            batch = batch._replace(x=batch_cutout(batch.x, self._cutout_half(batch.x)))
         self._set_rate(ctx.learners[MODEL].model)
-        ctx.train_step(MODEL, x, y, cross_entropy)
+        ctx.train_step(MODEL, batch, cross_entropy)
         self.forwards += 1
         self.train_steps += 1
 
     def main_model(self, epoch: int) -> str:
         return MODEL
 
-    def eval_outputs(self, ctx: StepContext, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def eval_outputs(self, ctx: StepContext, batch: Batch) -> dict[str, torch.Tensor]:
         learner = ctx.learners[MODEL]
         if not self.reference:
-            return {MODEL: learner.forward(x)}
+            return {MODEL: learner.forward(batch)}
         self._set_rate(learner.model)
-        logits = learner.forward(x)
+        logits = learner.forward(batch)
         self.forwards += 1
         return {MODEL: logits}
 
@@ -213,17 +106,3 @@ class SpacedDropout(Method):
     def load_state_dict(self, state: dict) -> None:
         self.forwards = state["dropout_forwards"]
         self.train_steps = state["dropout_train_steps"]
-
-
-def batch_cutout(x: torch.Tensor, half: int | torch.Tensor) -> torch.Tensor:
-    """Zero rows [cy-half, cy+half) x cols [cx-half, cx+half) (clipped) of every image and channel, one centre
-    (cy, cx) uniform over the image for the whole batch, drawn on the device (the reference's `Cutout_input`)."""
-    height, width = x.shape[-2:]
-    cy = torch.randint(height, (), device=x.device)
-    cx = torch.randint(width, (), device=x.device)
-    rows = torch.arange(height, device=x.device)
-    cols = torch.arange(width, device=x.device)
-    in_rows = (rows >= cy - half) & (rows < cy + half)
-    in_cols = (cols >= cx - half) & (cols < cx + half)
-    keep = ~(in_rows[:, None] & in_cols[None, :])
-    return x * keep.to(x.dtype)

@@ -6,8 +6,6 @@ Its plan (the update spacing), its model (a plain CIFAR ResNet), its schedule an
 from __future__ import annotations
 
 import contextlib
-import math
-from dataclasses import asdict, dataclass, field
 from typing import Iterator
 
 import torch
@@ -17,86 +15,10 @@ from torch.profiler import record_function
 from ..config import ExperimentConfig
 from ..config.methods import register_method
 from ..engine.method import Iteration, Method
-from ..engine.steps import StepContext
-from ..kernels import EmaSchedule, FlatEMA, cross_entropy
+from ..engine.steps import Batch, StepContext
+from ..kernels import FlatEMA, cross_entropy
 from ..models import create_model, width_divisor
-
-RANDOM_EMA_FRACTION = 0.4
-"""Random EMA intervals are int(0.4 * L * U[0,1)) + 1 iterations (docs/semantics.md §6)."""
-
-
-@dataclass(frozen=True)
-class EmaPlan:
-    method: str
-    semantics: str
-    iters_per_epoch: int
-    epochs: int
-    spacing: float
-    """s in epochs (the reference's `-interval`; 0 for `ema`): 0 = every step, <= 500 every int(s*L) steps,
-    > 500 random."""
-    decay: float
-    mode: str
-    """every_step | fixed | random | never"""
-    interval: int
-    """Iterations between EMA updates (0 = never; for `random` the first drawn interval is not known here)."""
-    max_random_interval: int
-    """Random mode: intervals are int(0.4*L*U) + 1, i.e. 1..this value; 0 otherwise."""
-    total_epochs: int
-    updates: int
-    """EMA updates over the run (random mode: the expected number, rounded)."""
-    averaged: str
-    """What the EMA averages: `parameters` (reference) or `parameters and buffers` (standard)."""
-    eval_batchnorm: str
-    notes: list[str] = field(default_factory=list)
-
-    def schedule(self, seed: int) -> EmaSchedule:
-        """The host-side update schedule this plan describes."""
-        if self.mode == "random":
-            return EmaSchedule(interval_iters=None, random_max=RANDOM_EMA_FRACTION * self.iters_per_epoch, seed=seed)
-        return EmaSchedule(interval_iters=self.interval, seed=seed)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def plan_ema(method: str, semantics: str, iters_per_epoch: int, epochs: int, spacing: float,
-             decay: float) -> EmaPlan:
-    """`ema`: update after every optimizer step; `spaced_ema`: the reference's `-interval` rule (docs/semantics.md
-    §6)."""
-    L, total = iters_per_epoch, iters_per_epoch * epochs
-    notes: list[str] = []
-    s = spacing if method == "spaced_ema" else 0.0
-    reference_schedule = EmaSchedule.from_reference(s, L)
-    max_random = 0
-    if reference_schedule.random_max is not None:
-        mode, interval = "random", 0
-        bound = RANDOM_EMA_FRACTION * L
-        max_random = math.ceil(bound)
-        # E[int(m*U)] for U ~ U[0,1): each k < floor(m) with probability 1/m, floor(m) with (m - floor(m))/m.
-        whole = math.floor(bound)
-        mean = (whole * (whole - 1) / 2 + whole * (bound - whole)) / bound + 1
-        updates = round(total / mean)
-        notes.append(f"random intervals 1..{max_random} iterations (mean {mean:.1f}), redrawn after each update")
-    else:
-        interval = reference_schedule.interval
-        if interval == 0 and semantics == "standard":
-            interval = 1
-            notes.append(f"s = {s} < 1/L: the reference never updates (docs/semantics.md R13); "
-                         "standard updates every step")
-        elif interval == 0:
-            notes.append(f"s = {s} < 1/L = {1 / L:.4g} gives int(s*L) = 0: the EMA is never updated "
-                         "(docs/semantics.md R13)")
-        mode = "never" if interval == 0 else "every_step" if interval == 1 else "fixed"
-        updates = total // interval if interval else 0
-    if semantics == "reference":
-        averaged, eval_bn = "parameters", "test-batch statistics (models stay in train mode, docs/semantics.md R12)"
-        notes.append("reference evaluation uses test-batch BN statistics: results depend on data.eval_batch_size "
-                     "(the reference evaluates with the training batch size)")
-    else:
-        averaged, eval_bn = "parameters and buffers", "running statistics (eval mode)"
-    return EmaPlan(method, semantics, L, epochs, s, decay, mode, interval, max_random, epochs, updates,
-                   averaged, eval_bn, notes)
-
+from ..plans.ema import EmaPlan, plan_ema
 
 MODEL = "model"
 
@@ -141,8 +63,7 @@ class SpacedEMA(Method):
         return "ema"
 
     def run_iteration(self, it: Iteration, ctx: StepContext) -> None:
-        x, y = ctx.batch(it.indices, it.seed)
-        ctx.train_step(MODEL, x, y, lambda out, labels: cross_entropy(out[1], labels))
+        ctx.train_step(MODEL, ctx.batch(it.indices, it.seed), lambda out, labels: cross_entropy(out[1], labels))
         if self.schedule.step():
             with record_function("fastkd.ema"):
                 self.ema.update()
@@ -161,10 +82,10 @@ class SpacedEMA(Method):
         finally:
             self.ema.module.train()
 
-    def eval_outputs(self, ctx: StepContext, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def eval_outputs(self, ctx: StepContext, batch: Batch) -> dict[str, torch.Tensor]:
         learner = ctx.learners[MODEL]
-        ema_logits = learner.forward(x, via=self.ema.module)[1]
-        return {MODEL: learner.forward(x)[1], "ema": ema_logits}
+        ema_logits = learner.forward(batch, via=self.ema.module)[1]
+        return {MODEL: learner.forward(batch)[1], "ema": ema_logits}
 
     def counters(self) -> dict[str, int]:
         return {"ema_updates": self.ema_updates}

@@ -7,7 +7,6 @@ loss, its schedule over the engine's train step, and its state (the replay log) 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
 import torch
@@ -19,63 +18,11 @@ from ..config.methods import register_method
 from ..data.readers import TINY_SIDE
 from ..engine.method import Iteration, Method
 from ..engine.replay import ReplayLog
-from ..engine.steps import StepContext, feature_loss
+from ..engine.steps import Batch, StepContext
 from ..errors import ConfigError
-from ..kernels import cross_entropy, kd_loss
+from ..kernels import cross_entropy, feature_loss, kd_loss
 from ..models import StudentNet, TeacherNet, create_model, width_divisor
-
-OFFLINE_RATE = 50.0
-"""The reference switches to offline KD (teacher trained first) at -interval_rate >= 50."""
-
-
-@dataclass(frozen=True)
-class OnlineKDPlan:
-    method: str
-    semantics: str
-    iters_per_epoch: int
-    """L: batches per epoch (the last one may be short)."""
-    epochs: int
-    rate: float
-    mode: str
-    """no_kd | online | spaced | offline"""
-    interval: int
-    """I = int(L * rate) iterations between replay events (0 = online, the student steps with the teacher)."""
-    total_epochs: int
-    teacher_steps: int
-    student_steps: int
-    replay_events: int
-    never_distilled: int
-    """Batches the teacher saw that the student never replays (the reference drops the trailing partial interval)."""
-    notes: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def plan_online_kd(method: str, semantics: str, iters_per_epoch: int, epochs: int, rate: float) -> OnlineKDPlan:
-    L, total = iters_per_epoch, iters_per_epoch * epochs
-    notes: list[str] = []
-    if method == "no_kd":
-        return OnlineKDPlan(method, semantics, L, epochs, rate, "no_kd", 0, epochs, 0, total, 0, 0, notes)
-    if method == "offline_kd" or (method == "spaced_online_kd" and rate >= OFFLINE_RATE):
-        if method != "offline_kd":
-            notes.append(f"interval {rate} >= {OFFLINE_RATE:g} means offline KD in the reference")
-        return OnlineKDPlan(method, semantics, L, epochs, rate, "offline", 0, 2 * epochs, total, total, 0, 0, notes)
-    interval = int(L * rate) if method == "spaced_online_kd" else 0
-    if method == "spaced_online_kd" and interval == 0:
-        notes.append(f"interval {rate} < 1/L = {1 / L:.4g} epochs gives I = 0: this is online KD "
-                     "(docs/semantics.md §5.1)")
-    if interval == 0:
-        return OnlineKDPlan(method, semantics, L, epochs, rate, "online", 0, epochs, total, total, 0, 0, notes)
-    events, trailing = divmod(total, interval)
-    if semantics == "standard" and trailing:
-        notes.append(f"standard semantics replays the trailing {trailing} batches at the end of training")
-        events, trailing = events + 1, 0
-    elif trailing:
-        notes.append(f"the last {trailing} batches are never distilled (docs/semantics.md R4)")
-    return OnlineKDPlan(method, semantics, L, epochs, rate, "spaced", interval, epochs, total, total - trailing,
-                        events, trailing, notes)
-
+from ..plans.online_kd import OnlineKDPlan, plan_online_kd
 
 class Targets(NamedTuple):
     """What a teacher hands the student: detached feature and logits."""
@@ -179,20 +126,21 @@ class OnlineKDFamily(Method):
     # -------------------------------------------------------------------------------------- schedule
     def run_iteration(self, it: Iteration, ctx: StepContext) -> None:
         mode = self.plan.mode
-        x, y = ctx.batch(it.indices, it.seed)
+        batch = ctx.batch(it.indices, it.seed)
         if mode == "no_kd":
-            self.student_step(ctx, x, y, None)
+            self.student_step(ctx, batch, None)
         elif mode == "offline":
             if self.phase(it.epoch) == "teacher":
-                self.teacher_step(ctx, x, y)
+                self.teacher_step(ctx, batch)
             else:
-                self.student_step(ctx, x, y, Targets(*ctx.learners["teacher"].no_grad_forward(x, train_mode=False)))
+                targets = Targets(*ctx.learners["teacher"].no_grad_forward(batch, train_mode=False))
+                self.student_step(ctx, batch, targets)
         elif mode == "online":
-            self.student_step(ctx, x, y, self.teacher_step(ctx, x, y))
+            self.student_step(ctx, batch, self.teacher_step(ctx, batch))
         else:
             with record_function("fastkd.replay"):
                 self.replay.append(it.indices, it.seed)
-            self.teacher_step(ctx, x, y)
+            self.teacher_step(ctx, batch)
             if it.step % self.plan.interval == 0:
                 self._replay(ctx)
 
@@ -207,22 +155,22 @@ class OnlineKDFamily(Method):
         with record_function("fastkd.replay"):
             entries = self.replay.drain()
         for indices, seed in entries:
-            x, y = ctx.batch(indices, seed)
-            self.student_step(ctx, x, y, Targets(*teacher.no_grad_forward(x, self.teacher_train_mode_targets)))
+            batch = ctx.batch(indices, seed)
+            self.student_step(ctx, batch, Targets(*teacher.no_grad_forward(batch, self.teacher_train_mode_targets)))
 
     # ------------------------------------------------------------------------------------------ steps
     @staticmethod
-    def teacher_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> Targets:
+    def teacher_step(ctx: StepContext, batch: Batch) -> Targets:
         """One teacher CE step; returns its (pre-update) outputs, detached, for online KD."""
-        feature, logits = ctx.train_step("teacher", x, y, logits_ce).outputs
+        feature, logits = ctx.train_step("teacher", batch, logits_ce).outputs
         return Targets(feature.detach(), logits.detach())
 
-    def student_step(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor, targets: Targets | None) -> None:
+    def student_step(self, ctx: StepContext, batch: Batch, targets: Targets | None) -> None:
         if targets is None:
-            ctx.train_step("student", x, y, logits_ce)
+            ctx.train_step("student", batch, logits_ce)
             return
         semantics = self.plan.semantics
-        ctx.train_step("student", x, y, lambda out, labels: student_kd_loss(out, labels, targets, self.kd, semantics))
+        ctx.train_step("student", batch, lambda out, labels: student_kd_loss(out, labels, targets, self.kd, semantics))
 
     def counters(self) -> dict[str, int]:
         return {"replay_events": self.replay_events}

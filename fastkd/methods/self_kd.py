@@ -5,8 +5,6 @@ Its plan (the KD event arithmetic), its models (the multi-exit ResNets), its los
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
 import torch
 import torch.nn as nn
 from torch.profiler import record_function
@@ -16,73 +14,10 @@ from ..config.methods import register_method
 from ..data.readers import CIFAR10_STATS
 from ..engine.method import Iteration, Method
 from ..engine.replay import ReplayLog
-from ..engine.steps import Learner, StepContext, feature_loss
-from ..kernels import cross_entropy, kd_loss
+from ..engine.steps import Batch, Learner, StepContext
+from ..kernels import cross_entropy, feature_loss, kd_loss
 from ..models import create_model, family_model_name
-
-@dataclass(frozen=True)
-class SelfKDPlan:
-    method: str
-    semantics: str
-    iters_per_epoch: int
-    epochs: int
-    rate: float
-    """kd.interval s in epochs (0 for `self_kd`)."""
-    interval: int
-    """I = int(L * rate) iterations between KD events (0 = self KD: the full loss at every iteration)."""
-    index_offset: int
-    """KD fires at g with (g - offset) % I == 0: offset L under `reference` (its index is n = g - L), else 0."""
-    total_epochs: int
-    kd_events: int
-    first_events: list[int]
-    """The first few KD iterations g (1-based)."""
-    full_steps: int
-    """Optimizer steps with the full multi-exit loss: one per distilled batch."""
-    deepest_steps: int
-    """Optimizer steps that train only the deepest exit (between KD events)."""
-    never_distilled: int
-    """Trailing batches after the last KD event that never get the full loss (the reference drops them)."""
-    notes: list[str] = field(default_factory=list)
-
-    def is_event(self, g: int) -> bool:
-        """Whether iteration g (1-based) is a KD event; Python's floor modulo as the reference relies on."""
-        return self.interval == 0 or (g - self.index_offset) % self.interval == 0
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def plan_self_kd(method: str, semantics: str, iters_per_epoch: int, epochs: int, rate: float) -> SelfKDPlan:
-    """Self KD (`self_kd`: every iteration) or spaced self KD (`spaced_self_kd`: every I = int(L * rate))."""
-    L, total = iters_per_epoch, iters_per_epoch * epochs
-    notes: list[str] = []
-    rate = rate if method == "spaced_self_kd" else 0.0
-    interval = int(L * rate)
-    if method == "spaced_self_kd" and interval == 0:
-        notes.append(f"interval {rate} < 1/L = {1 / L:.4g} epochs gives I = 0: this is self KD at every iteration")
-    if interval == 0:
-        return SelfKDPlan(method, semantics, L, epochs, rate, 0, 0, epochs, total, list(range(1, min(total, 5) + 1)),
-                          total, 0, 0, notes)
-    offset = L if semantics == "reference" else 0
-    first = (offset - 1) % interval + 1
-    events = (total - first) // interval + 1 if first <= total else 0
-    last = first + (events - 1) * interval if events else 0
-    trailing = total - last
-    if semantics == "reference" and first < interval:
-        notes.append(f"the reference's index n = g - L fires the first KD event at g = {first}, with only {first} "
-                     "batches buffered (docs/semantics.md R6)")
-    notes.append(f"{2 * interval - 1} optimizer steps per interval: {interval - 1} deepest-only, {interval} full "
-                 "(the deepest exit trains twice on every replayed batch, docs/semantics.md §5.3)")
-    full_steps, kd_events = last, events
-    if semantics == "standard" and trailing:
-        notes.append(f"standard semantics distils the trailing {trailing} batches at the end of training")
-        full_steps, kd_events, trailing = total, events + 1, 0
-    elif trailing:
-        notes.append(f"the last {trailing} batches are never distilled")
-    first_events = [first + k * interval for k in range(min(events, 5))]
-    return SelfKDPlan(method, semantics, L, epochs, rate, interval, offset, epochs, kd_events, first_events,
-                      full_steps, total - events, trailing, notes)
-
+from ..plans.self_kd import SelfKDPlan, plan_self_kd
 
 MODEL = "model"
 
@@ -154,17 +89,16 @@ class SelfKD(Method):
     def run_iteration(self, it: Iteration, ctx: StepContext) -> None:
         if self.plan.interval == 0:
             self.kd_events += 1
-            self._full_step(ctx, *ctx.batch(it.indices, it.seed))
+            self._full_step(ctx, ctx.batch(it.indices, it.seed))
             return
         with record_function("fastkd.replay"):
             self.replay.append(it.indices, it.seed)
         if not self.plan.is_event(it.step):
-            self._deepest_step(ctx, *ctx.batch(it.indices, it.seed))
+            self._deepest_step(ctx, ctx.batch(it.indices, it.seed))
             return
         if self.reference:
-            x, _ = ctx.batch(it.indices, it.seed)
             with torch.no_grad():
-                ctx.learners[MODEL].forward(x)
+                ctx.learners[MODEL].forward(ctx.batch(it.indices, it.seed))
         self._distill(ctx)
 
     def finish(self, ctx: StepContext) -> None:
@@ -177,19 +111,19 @@ class SelfKD(Method):
         with record_function("fastkd.replay"):
             entries = self.replay.drain()
         for indices, seed in entries:
-            self._full_step(ctx, *ctx.batch(indices, seed))
+            self._full_step(ctx, ctx.batch(indices, seed))
 
     # ------------------------------------------------------------------------------------------ steps
-    def _deepest_step(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> None:
+    def _deepest_step(self, ctx: StepContext, batch: Batch) -> None:
         """CE of the deepest exit: from the full forward under `reference` (every BN sees the batch), from the
         deepest path alone under `standard`."""
         if self.reference:
-            ctx.train_step(MODEL, x, y, lambda out, labels: cross_entropy(out[0][0], labels), kind="deepest")
+            ctx.train_step(MODEL, batch, lambda out, labels: cross_entropy(out[0][0], labels), kind="deepest")
         else:
-            ctx.train_step(MODEL, x, y, lambda out, labels: cross_entropy(out[0], labels), kind="deepest",
+            ctx.train_step(MODEL, batch, lambda out, labels: cross_entropy(out[0], labels), kind="deepest",
                            via=self._forward_deepest)
 
-    def _full_step(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> None:
+    def _full_step(self, ctx: StepContext, batch: Batch) -> None:
         learner = ctx.learners[MODEL]
 
         def full_loss(outputs, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -203,7 +137,7 @@ class SelfKD(Method):
                      "feature": feature.detach()}
             return deepest_ce + shallow.total + self.kd.beta * feature, parts
 
-        ctx.train_step(MODEL, x, y, full_loss, kind="full")
+        ctx.train_step(MODEL, batch, full_loss, kind="full")
 
     def _feature_term(self, learner: Learner, features: list[torch.Tensor],
                       teacher_feature: torch.Tensor) -> torch.Tensor:
@@ -215,9 +149,9 @@ class SelfKD(Method):
         return sum(feature_loss(a, teacher_feature, self.feature_kind) for a in adapted)
 
     # -------------------------------------------------------------------------------------- evaluate
-    def eval_outputs(self, ctx: StepContext, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def eval_outputs(self, ctx: StepContext, batch: Batch) -> dict[str, torch.Tensor]:
         """Every exit (exit4 = deepest ... exit1 = layer1, the reference's acc_4..acc_1) and their mean."""
-        logits, _ = ctx.learners[MODEL].forward(x)
+        logits, _ = ctx.learners[MODEL].forward(batch)
         outputs = {f"exit{len(logits) - k}": z for k, z in enumerate(logits)}
         outputs["ensemble"] = sum(logits) / len(logits)
         return outputs

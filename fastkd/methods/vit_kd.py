@@ -7,8 +7,6 @@ Its plan (the replay arithmetic `fastkd plan` prints), its models, the AdamW par
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -19,86 +17,22 @@ from torch.profiler import record_function
 from ..config import ExperimentConfig, ViTConfig
 from ..config.methods import register_method
 from ..data.sampler import derive_seed
-from ..engine.method import Iteration, Method
+from ..engine.method import Iteration, Method, OptimizerGroup
 from ..engine.replay import ReplayLog
-from ..engine.steps import StepContext, decay_param_groups, set_optimizer
+from ..engine.steps import Batch, StepContext, decay_param_groups
 from ..errors import ConfigError
 from ..kernels import cross_entropy, kd_loss
+from ..kernels.global_batch import set_shard
 from ..models import create_model
 from ..models.vit import VIT_MODELS, DistilledDeiT
+from ..plans.vit_kd import ViTPlan, plan_vit
 from ..reference.keys import init_weights
 
-MODES = {"vit_base": "base", "vit_online_kd": "online", "vit_offline_kd": "offline", "vit_spaced_kd": "spaced"}
 NO_DECAY_NAMES = ("cls_token", "pos_embed", "dist_token")
 """Parameters the reference keeps out of weight decay by name (besides 1-D parameters and biases)."""
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 REPLAY_STREAM = 0x5BACE
 """Separates the seeds of the reference's independent replay loader from the sampler's (docs/semantics.md R21)."""
-
-
-@dataclass(frozen=True)
-class ViTPlan:
-    method: str
-    semantics: str
-    iters_per_epoch: int
-    """L: batches per epoch of the training loader (the reference drops the last partial batch: data.drop_last)."""
-    total_epochs: int
-    mode: str
-    """base | online | offline | spaced"""
-    interval: float
-    """s, in epochs (spaced only)."""
-    teacher_steps_per_replay: int
-    """S = ceil(L*s): teacher steps between replay events (0 unless spaced)."""
-    replay_steps_per_event: int
-    """Student steps per replay event: S, or S+1 under `reference` when L divides S (docs/semantics.md R22)."""
-    teacher_steps: int
-    student_steps: int
-    replay_events: int
-    trailing_teacher_steps: int
-    """Teacher steps after the last replay event that no replay follows (`standard` replays them at the end)."""
-    notes: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def replay_arithmetic(iters_per_epoch: int, interval: float, semantics: str) -> tuple[int, int]:
-    """(S, replay steps per event). The reference replays once its step counter reaches L*s, i.e. after
-    S = ceil(L*s) teacher steps, and then runs S//L + 1 loader passes that stop at S steps, except that each
-    remaining pass still takes one step: S+1 steps when L divides S."""
-    period = math.ceil(iters_per_epoch * interval)
-    extra = semantics == "reference" and period % iters_per_epoch == 0
-    return period, period + 1 if extra else period
-
-
-def plan_vit(method: str, semantics: str, iters_per_epoch: int, epochs: int, interval: float) -> ViTPlan:
-    mode, L = MODES[method], iters_per_epoch
-    total = L * epochs
-    notes: list[str] = []
-    if mode != "spaced":
-        teacher_steps = total if mode == "online" else 0
-        if mode == "offline":
-            notes.append("the teacher is frozen and loaded from vit.teacher_weights")
-        return ViTPlan(method, semantics, L, epochs, mode, interval, 0, 0, teacher_steps, total, 0, 0, notes)
-    period, per_event = replay_arithmetic(L, interval, semantics)
-    events, trailing = divmod(total, period)
-    if semantics == "reference":
-        student_steps = events * per_event
-        notes.append("replays draw fresh batches from an independent loader stream, not the teacher's batches "
-                     "(docs/semantics.md R21)")
-        if per_event > period:
-            notes.append(f"L = {L} divides S = {period}: the reference takes S+1 = {per_event} replay steps per "
-                         "event (docs/semantics.md R22)")
-        if trailing:
-            notes.append(f"the last {trailing} teacher steps are followed by no replay")
-    else:
-        student_steps = total
-        notes.append("replays the exact (indices, seed) batches the teacher saw")
-        if trailing:
-            notes.append(f"standard semantics replays the trailing {trailing} batches at the end of training")
-            events, trailing = events + 1, 0
-    return ViTPlan(method, semantics, L, epochs, mode, interval, period, per_event, total, student_steps, events,
-                   trailing, notes)
 
 
 StudentForward = Callable[[torch.Tensor], Any]
@@ -127,7 +61,6 @@ class ViTFamily(Method):
         self.reference = plan.semantics == "reference"
         self.vit: ViTConfig = cfg.vit
         self.optim = cfg.optim
-        self.epochs = cfg.train.epochs
         self.batch_size = cfg.data.batch_size
         self.seed = cfg.seed
         self.shuffle = cfg.data.shuffle
@@ -182,9 +115,20 @@ class ViTFamily(Method):
         """The pycls ViT data uses ImageNet statistics on every data set."""
         return IMAGENET_STATS
 
-    def attach(self, ctx: StepContext) -> None:
+    def optimizer_groups(self, models: dict[str, nn.Module]) -> list[OptimizerGroup]:
         """The AdamW parameter groups (no decay for 1-D params, biases, tokens and position embeddings), shared
         by teacher and student under `reference` (online, spaced), one per trained model otherwise."""
+        trained = [name for name, model in models.items() if any(p.requires_grad for p in model.parameters())]
+        if self.shared_optimizer:
+            trained.sort(key=lambda name: name != "teacher")  # the teacher steps every iteration: it leads the LR
+            return [OptimizerGroup(tuple(trained), decay_param_groups([models[name] for name in trained],
+                                                                      self.optim.weight_decay, NO_DECAY_NAMES))]
+        # The LR follows the epoch even when a spacing longer than an epoch leaves one without a student step.
+        return [OptimizerGroup((name,), decay_param_groups([models[name]], self.optim.weight_decay, NO_DECAY_NAMES),
+                               schedule_every_epoch=name == "student" and self.mode == "spaced")
+                for name in trained]
+
+    def attach(self, ctx: StepContext) -> None:
         self.train_size = ctx.train_size
         student = ctx.learners["student"]
         model = student.model
@@ -195,60 +139,46 @@ class ViTFamily(Method):
             self.heads = self.kd_forward = student.compiled(model.forward_heads)
         elif self.reference and self.mode != "base":
             self.kd_forward = lambda x: (model(x), model(x))  # the reference's second forward for KD logits
-        trained = [learner for learner in ctx.learners.values()
-                   if any(p.requires_grad for p in learner.model.parameters())]
-        if self.shared_optimizer:
-            # The teacher steps every iteration, so it leads the per-epoch schedule.
-            trained.sort(key=lambda learner: learner.name != "teacher")
-            groups = decay_param_groups([learner.model for learner in trained], self.optim.weight_decay,
-                                        NO_DECAY_NAMES)
-            set_optimizer(trained, groups, self.optim, self.epochs)
-            return
-        for learner in trained:
-            groups = decay_param_groups([learner.model], self.optim.weight_decay, NO_DECAY_NAMES)
-            set_optimizer([learner], groups, self.optim, self.epochs)
-        # The LR follows the epoch even when a spacing longer than an epoch leaves one without a student step.
-        student.schedule_every_epoch = self.mode == "spaced"
 
     def phase(self, epoch: int) -> str:
         return "student" if self.mode in ("base", "offline") else "both"
 
-    def eval_outputs(self, ctx: StepContext, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def eval_outputs(self, ctx: StepContext, batch: Batch) -> dict[str, torch.Tensor]:
         """The student (a distilled DeiT: the mean of its two heads, as its eval mode) and a trained teacher."""
         outputs = {}
         for name, learner in ctx.learners.items():
             if name == "teacher" and self.mode == "offline":
                 continue
             if name == "student" and self.heads is not None:
-                cls_logits, distill_logits = learner.forward(x, self.heads)
+                cls_logits, distill_logits = learner.forward(batch, self.heads)
                 outputs[name] = (cls_logits + distill_logits) / 2
             else:
-                outputs[name] = learner.forward(x)
+                outputs[name] = learner.forward(batch)
         return outputs
 
     # -------------------------------------------------------------------------------------- schedule
     def run_iteration(self, it: Iteration, ctx: StepContext) -> None:
-        x, y = ctx.batch(it.indices, it.seed)
+        batch = ctx.batch(it.indices, it.seed)
         if self.mode == "base":
-            ctx.train_step("student", x, y, cross_entropy)
+            ctx.train_step("student", batch, cross_entropy)
         elif self.mode == "offline":
             teacher = ctx.learners["teacher"]
-            targets = teacher.no_grad_forward(self._teacher_input(x), train_mode=self.reference)
-            self._student_step(ctx, x, y, targets)
+            targets = teacher.no_grad_forward(self._teacher_input(batch), train_mode=self.reference)
+            self._student_step(ctx, batch, targets)
         elif self.mode == "online":
-            self._online_step(ctx, x, y)
+            self._online_step(ctx, batch)
         else:
-            self._spaced_iteration(it, ctx, x, y)
+            self._spaced_iteration(it, ctx, batch)
 
     def finish(self, ctx: StepContext) -> None:
         """End of training: `standard` distils the trailing partial interval the reference leaves out."""
         if self.mode == "spaced" and not self.reference and len(self.replay):
             self._replay_logged(ctx)
 
-    def _online_step(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> None:
+    def _online_step(self, ctx: StepContext, batch: Batch) -> None:
         if not self.reference:
-            teacher_logits = ctx.train_step("teacher", x, y, cross_entropy).outputs.detach()
-            self._student_step(ctx, x, y, teacher_logits)
+            teacher_logits = ctx.train_step("teacher", batch, cross_entropy).outputs.detach()
+            self._student_step(ctx, batch, teacher_logits)
             return
         # reference: student forward, teacher forward, (1-w)(CE_s + CE_t) + w*KD, one step of the shared AdamW
         # (taken through the teacher, which leads the shared schedule).
@@ -261,25 +191,26 @@ class ViTFamily(Method):
             teacher_ce = cross_entropy(teacher_logits, labels)
             return student_loss + (1 - vit.logit_weight) * teacher_ce, {**parts, "teacher_ce": teacher_ce.detach()}
 
-        ctx.train_step("teacher", x, y, loss_fn, kind="student",
+        set_shard(ctx.learners["student"].model, batch.shard)  # it runs inside the teacher learner's forward
+        ctx.train_step("teacher", batch, loss_fn, kind="student",
                        via=lambda inputs: (student_forward(inputs), teacher_model(inputs)))
 
-    def _spaced_iteration(self, it: Iteration, ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> None:
+    def _spaced_iteration(self, it: Iteration, ctx: StepContext, batch: Batch) -> None:
         self.space_counter += 1
         if self.reference:
             # The wrapper's "both" forward runs the student first (its output only feeds the zero-weighted term,
             # but drop path draws and BN statistics move); the student term keeps zero (not None) gradients, so
             # the shared AdamW decays and moves the student on every teacher step.
-            ctx.learners["student"].no_grad_forward(x, train_mode=True)
+            ctx.learners["student"].no_grad_forward(batch, train_mode=True)
             params = self.student_params
-            ctx.train_step("teacher", x, y, lambda out, labels: cross_entropy(out, labels)
+            ctx.train_step("teacher", batch, lambda out, labels: cross_entropy(out, labels)
                            + 0.0 * torch.stack([p.sum() for p in params]).sum())
             if self.space_counter >= self.plan.teacher_steps_per_replay:
                 self._replay_fresh(ctx)
             return
         with record_function("fastkd.replay"):
             self.replay.append(it.indices, it.seed)
-        ctx.train_step("teacher", x, y, cross_entropy)
+        ctx.train_step("teacher", batch, cross_entropy)
         if self.space_counter >= self.plan.teacher_steps_per_replay:
             self._replay_logged(ctx)
 
@@ -295,8 +226,8 @@ class ViTFamily(Method):
             self.replay_passes += 1
             for j in range(L):
                 indices = order[j * self.batch_size:(j + 1) * self.batch_size]
-                x, y = ctx.batch(indices, derive_seed(self.seed, pass_index, j, REPLAY_STREAM))
-                self._student_step(ctx, x, y, teacher.no_grad_forward(self._teacher_input(x), train_mode=True),
+                batch = ctx.batch(indices, derive_seed(self.seed, pass_index, j, REPLAY_STREAM))
+                self._student_step(ctx, batch, teacher.no_grad_forward(self._teacher_input(batch), train_mode=True),
                                    zero_term=self.teacher_params)
                 taken += 1
                 if taken >= period:
@@ -320,19 +251,19 @@ class ViTFamily(Method):
         with record_function("fastkd.replay"):
             entries = self.replay.drain()
         for indices, seed in entries:
-            x, y = ctx.batch(indices, seed)
-            self._student_step(ctx, x, y, teacher.no_grad_forward(self._teacher_input(x), train_mode=False))
+            batch = ctx.batch(indices, seed)
+            self._student_step(ctx, batch, teacher.no_grad_forward(self._teacher_input(batch), train_mode=False))
         self.replay_steps += len(entries)
 
     # ------------------------------------------------------------------------------------------ steps
-    def _teacher_input(self, x: torch.Tensor) -> torch.Tensor:
+    def _teacher_input(self, batch: Batch) -> Batch:
         """The batch bilinearly resized to vit.teacher_img_size (a no-op at the student's size)."""
         size = self.vit.teacher_img_size
-        if size is None or tuple(x.shape[-2:]) == (size, size):
-            return x
-        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        if size is None or tuple(batch.x.shape[-2:]) == (size, size):
+            return batch
+        return batch._replace(x=F.interpolate(batch.x, size=(size, size), mode="bilinear", align_corners=False))
 
-    def _student_step(self, ctx: StepContext, x: torch.Tensor, y: torch.Tensor, teacher_logits: torch.Tensor,
+    def _student_step(self, ctx: StepContext, batch: Batch, teacher_logits: torch.Tensor,
                       zero_term: list[nn.Parameter] = ()) -> None:
         """A student KD step. `zero_term`: parameters that get 0 x their sum added to the loss, hence zero (not
         absent) gradients, so a shared AdamW moves them too (docs/semantics.md R26: the reference's replay step
@@ -345,7 +276,7 @@ class ViTFamily(Method):
                 loss = loss + 0.0 * torch.stack([p.sum() for p in zero_term]).sum()
             return loss, parts
 
-        ctx.train_step("student", x, y, loss_fn, via=self.kd_forward)
+        ctx.train_step("student", batch, loss_fn, via=self.kd_forward)
 
     @staticmethod
     def _student_loss(out: Any, labels: torch.Tensor, teacher_logits: torch.Tensor,

@@ -8,23 +8,20 @@ float64 keeps MaxDropout's threshold ``1 - p`` bit-identical to the reference, w
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
-import torch.nn as nn
 
-from ..kernels.global_batch import global_aminmax, global_rand_like
+from ..kernels.global_batch import GlobalBatchOp, Shard, global_aminmax, global_rand_like
 
 Rate = float | torch.Tensor
 
 
-def standard_dropout(x: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+def standard_dropout(x: torch.Tensor, rate: torch.Tensor, shard: Shard | None = None) -> torch.Tensor:
     """Inverted dropout: zero each element with probability ``rate``, scale the rest by 1/(1 - rate).
 
     ``rate`` is a 0-dim tensor, so this also works inside a compiled graph where the rate changes per step.
     At rate 0 the output equals ``x`` bit for bit; at rate 1 it is all zeros, as ``nn.Dropout(1.0)``.
     """
-    keep = global_rand_like(x, torch.float32) >= rate  # under torchrun: this rank's rows of the global draw
+    keep = global_rand_like(x, torch.float32, shard) >= rate  # under torchrun: this rank's rows of the global draw
     # rate == 1 would give 1/0; every element is dropped then, so any finite scale is right.
     scale = torch.where(rate < 1, 1 / (1 - rate), 0.0)
     return x * keep * scale
@@ -53,10 +50,11 @@ def check_rate(rate: float, what: str = "dropout rate") -> float:
     return float(rate)
 
 
-class RateDropout(nn.Module):
+class RateDropout(GlobalBatchOp):
     """Base of the dropout ops: holds the rate buffer and decides when the op is active.
 
-    Subclasses set ``op``, a function ``(x, rate) -> x`` applied when the op is active.
+    Subclasses implement ``drop(x, rate)``, applied when the op is active (under torchrun over the global batch
+    whose rows `shard` names).
 
     Args:
         rate: drop rate p in [0, 1]; with ``random_rate`` it is the upper bound of the per-call draw.
@@ -65,8 +63,6 @@ class RateDropout(nn.Module):
         active_at_eval: also drop in eval mode. The reference rebuilds its ops inside every forward, so they
             are always in training mode (docs/semantics.md R14); ``False`` is the standard behaviour.
     """
-
-    op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
     def __init__(self, rate: float = 0.3, *, random_rate: bool = False, active_at_eval: bool = False):
         super().__init__()
@@ -93,7 +89,10 @@ class RateDropout(nn.Module):
         rate = self.rate
         if self.random_rate:
             rate = rate * torch.rand((), device=rate.device, dtype=rate.dtype)
-        return self.op(x, rate)
+        return self.drop(x, rate)
+
+    def drop(self, x: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def extra_repr(self) -> str:
         return f"random_rate={self.random_rate}, active_at_eval={self.active_at_eval}"
@@ -102,13 +101,15 @@ class RateDropout(nn.Module):
 class StandardDropout(RateDropout):
     """Inverted dropout with a buffer-held rate (reference ``StandardDropout`` / ``SpacedDropout``)."""
 
-    op = staticmethod(standard_dropout)
+    def drop(self, x: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+        return standard_dropout(x, rate, self.shard)
 
 
 class MaxDropout(RateDropout):
     """Global min-max MaxDropout with a buffer-held rate (reference ``MaxDropout`` / ``MaxSpacedDropout``)."""
 
-    op = staticmethod(max_dropout)
+    def drop(self, x: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+        return max_dropout(x, rate)
 
 
 DROPOUT_OPS: dict[str, type[RateDropout]] = {"standard": StandardDropout, "max": MaxDropout}

@@ -18,11 +18,11 @@ import torch
 
 from fastkd import bench
 from fastkd.bench import reference_style as rs
+from fastkd.config import METHODS
 from fastkd.engine.trainer import Trainer
 from fastkd.kernels import FlatEMA, cross_entropy, kd_loss
-from fastkd.kernels.ema import EmaSchedule
-from fastkd.config import METHODS
 from fastkd.models import create_model, dropout_resnet, self_kd_resnet  # noqa: F401  (register their models)
+from fastkd.plans.ema import EmaSchedule
 
 N_TRAIN, BATCH = 40, 8  # L = 5 iterations per epoch
 CIFAR100_STATS = ((0.507, 0.487, 0.441), (0.267, 0.256, 0.276))

@@ -20,9 +20,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("fastkd.engine", "fastkd.reference.keys", "fastkd.reference.errors"),
     ("fastkd.models",),
     ("fastkd.kernels", "fastkd.pipelines", "fastkd.data"),
-    ("fastkd.config", "fastkd.errors", "fastkd"),
+    ("fastkd.config", "fastkd.plans", "fastkd.errors", "fastkd"),
 )
-"""cli -> runs/reproduce/bench/reference -> methods -> engine -> models -> kernels/pipelines/data -> config/errors.
+"""cli -> runs/reproduce/bench/reference -> methods -> engine -> models -> kernels/pipelines/data -> config/plans/errors.
 A module belongs to the layer of its longest listed prefix (`fastkd` itself: the package's version). The reference
 checkpoints' key maps sit with the engine's checkpoints: `init_from` and the ViT offline teacher load through them."""
 

@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 
 from fastkd.cli import main
-from fastkd.runs import train_and_report
 from fastkd.config import load_config
 from fastkd.engine import distributed
 from fastkd.engine.trainer import Trainer
-from fastkd.kernels import global_batch
+from fastkd.runs import train_and_report
 
 
 def inject_failure(rank: int, step: int) -> None:
@@ -48,12 +47,12 @@ def inject_nan_pixel(step: int) -> None:
     original = Trainer.batch
 
     def batch(self, indices, seed):
-        x, y = original(self, indices, seed)
-        rows = global_batch.batch_rows()
-        if self.global_step + 1 == step and (rows is None or rows[0].stop == rows[1]):
-            x = x.clone()
+        batch = original(self, indices, seed)
+        if self.global_step + 1 == step and (batch.rows is None or batch.rows.stop == batch.size):
+            x = batch.x.clone()
             x[-1] = float("nan")
-        return x, y
+            return batch._replace(x=x)
+        return batch
 
     Trainer.batch = batch
 

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 import pytest
 import torch.nn.functional as F
 from datasets_on_disk import write_cifar100
+
 from fastkd.cli import main as cli_main
 from fastkd.config import ConfigError, load_config, methods as method_table
 from fastkd.engine.checkpoint import load_checkpoint
@@ -51,9 +52,9 @@ class SpacedLabelSmoothing(Method):
                                         downsample_factor=cfg.model.student_downsample_factor)}
 
     def run_iteration(self, it, ctx):
-        x, y = ctx.batch(it.indices, it.seed)
+        batch = ctx.batch(it.indices, it.seed)
         smoothing = self.smoothing if it.step % self.plan.interval == 0 else 0.0
-        ctx.train_step("student", x, y, lambda out, labels: F.cross_entropy(out[1], labels, label_smoothing=smoothing))
+        ctx.train_step("student", batch, lambda out, labels: F.cross_entropy(out[1], labels, label_smoothing=smoothing))
         self.smoothed_steps += smoothing > 0
 
     def counters(self):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from fastkd.config import KDConfig
-from fastkd.engine.steps import feature_loss
+from fastkd.kernels import feature_loss
 from fastkd.methods.online_kd import Targets, student_kd_loss
 from fastkd.reference.compat import resolve
 

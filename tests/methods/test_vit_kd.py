@@ -428,8 +428,8 @@ def test_skip_undoes_a_shared_optimizer_step_for_teacher_and_student(tmp_path, m
     original = Trainer.batch
 
     def batch(self, indices, seed):
-        x, y = original(self, indices, seed)
-        return (x * float("nan"), y) if self.global_step + 1 == nan_step else (x, y)
+        batch = original(self, indices, seed)
+        return batch._replace(x=batch.x * float("nan")) if self.global_step + 1 == nan_step else batch
 
     monkeypatch.setattr(Trainer, "batch", batch)
     root = write_data(tmp_path)

@@ -10,10 +10,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
 
-from ...kernels.global_batch import draw_for_global_batch
+from ...kernels.global_batch import GlobalBatchOp, draw_for_global_batch
 
 
-class GlobalDropPath(DropPath):
+class GlobalDropPath(DropPath, GlobalBatchOp):
     """timm's DropPath with the per-sample keep mask drawn for the whole global batch and sliced under torchrun.
 
     timm draws the mask for the rank's rows only, so N ranks would drop other samples than one process. In one
@@ -26,7 +26,8 @@ class GlobalDropPath(DropPath):
             return x
         keep_prob = 1 - self.drop_prob
         tail = (1,) * (x.ndim - 1)
-        mask = draw_for_global_batch(x.shape[0], lambda rows: x.new_empty((rows, *tail)).bernoulli_(keep_prob))
+        mask = draw_for_global_batch(x.shape[0], lambda rows: x.new_empty((rows, *tail)).bernoulli_(keep_prob),
+                                     self.shard)
         if keep_prob > 0.0 and self.scale_by_keep:
             mask = mask / keep_prob
         return x * mask

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...methods.online_kd import OFFLINE_RATE
-from ..flags import (
-    ONLINE_KD_REFERENCE_NETS, ONLINE_KD_REFERENCE_VGG, ONLINE_KD_REGISTRY_NAMES, ONLINE_KD_SHUFFLENETS,
-    ONLINE_KD_STUDENT_OWN_NAMES, ONLINE_KD_VIT_DATASETS, REFERENCE_LR_DECAY_EPOCHS, no_effect,
-)
+from ...plans.online_kd import OFFLINE_RATE
+from ..flags import (ONLINE_KD_REFERENCE_NETS, ONLINE_KD_REFERENCE_VGG, ONLINE_KD_REGISTRY_NAMES, ONLINE_KD_SHUFFLENETS,
+                     ONLINE_KD_STUDENT_OWN_NAMES, ONLINE_KD_VIT_DATASETS, REFERENCE_LR_DECAY_EPOCHS, no_effect)
 from .common import Draft, cnn_dataset, crash, name_suffix, optim_section, optimizer_name
 
 FEATURE_LOSSES = {"dist": "dist", "L1": "l1", "L2": "mse", "SmoothL1": "smoothl1", "CE": "ce"}

@@ -1,0 +1,58 @@
+"""The online-KD family's plan (docs/semantics.md §5.1-5.2): how many teacher and student steps, replay events
+and never-distilled batches a run of no, online, spaced or offline KD takes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+OFFLINE_RATE = 50.0
+"""The reference switches to offline KD (teacher trained first) at -interval_rate >= 50."""
+
+
+@dataclass(frozen=True)
+class OnlineKDPlan:
+    method: str
+    semantics: str
+    iters_per_epoch: int
+    """L: batches per epoch (the last one may be short)."""
+    epochs: int
+    rate: float
+    mode: str
+    """no_kd | online | spaced | offline"""
+    interval: int
+    """I = int(L * rate) iterations between replay events (0 = online, the student steps with the teacher)."""
+    total_epochs: int
+    teacher_steps: int
+    student_steps: int
+    replay_events: int
+    never_distilled: int
+    """Batches the teacher saw that the student never replays (the reference drops the trailing partial interval)."""
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def plan_online_kd(method: str, semantics: str, iters_per_epoch: int, epochs: int, rate: float) -> OnlineKDPlan:
+    L, total = iters_per_epoch, iters_per_epoch * epochs
+    notes: list[str] = []
+    if method == "no_kd":
+        return OnlineKDPlan(method, semantics, L, epochs, rate, "no_kd", 0, epochs, 0, total, 0, 0, notes)
+    if method == "offline_kd" or (method == "spaced_online_kd" and rate >= OFFLINE_RATE):
+        if method != "offline_kd":
+            notes.append(f"interval {rate} >= {OFFLINE_RATE:g} means offline KD in the reference")
+        return OnlineKDPlan(method, semantics, L, epochs, rate, "offline", 0, 2 * epochs, total, total, 0, 0, notes)
+    interval = int(L * rate) if method == "spaced_online_kd" else 0
+    if method == "spaced_online_kd" and interval == 0:
+        notes.append(f"interval {rate} < 1/L = {1 / L:.4g} epochs gives I = 0: this is online KD "
+                     "(docs/semantics.md §5.1)")
+    if interval == 0:
+        return OnlineKDPlan(method, semantics, L, epochs, rate, "online", 0, epochs, total, total, 0, 0, notes)
+    events, trailing = divmod(total, interval)
+    if semantics == "standard" and trailing:
+        notes.append(f"standard semantics replays the trailing {trailing} batches at the end of training")
+        events, trailing = events + 1, 0
+    elif trailing:
+        notes.append(f"the last {trailing} batches are never distilled (docs/semantics.md R4)")
+    return OnlineKDPlan(method, semantics, L, epochs, rate, "spaced", interval, epochs, total, total - trailing,
+                        events, trailing, notes)
