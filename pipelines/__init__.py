@@ -108,19 +108,19 @@ def build_pipeline(
     raise ValueError(f"unknown pipeline backend {backend!r}; choose one of: auto, torch, dali")
 
 
-from .folder import FOLDER_RECIPES, FolderDataset, build_folder_pipeline, folder_reader_pipeline  # noqa: E402
+from .jpeg import JPEG_RECIPES, JpegRecipe, build_jpeg_pipeline, jpeg_recipes  # noqa: E402
 
 __all__ = [
     "BatchPipeline",
-    "FOLDER_RECIPES",
-    "FolderDataset",
+    "JPEG_RECIPES",
+    "JpegRecipe",
     "Recipe",
     "available_backends",
     "available_recipes",
-    "build_folder_pipeline",
+    "build_jpeg_pipeline",
     "build_pipeline",
     "dali_runs_whole",
     "deterministic_recipe",
-    "folder_reader_pipeline",
     "get_recipe",
+    "jpeg_recipes",
 ]

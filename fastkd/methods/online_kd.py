@@ -111,7 +111,8 @@ def _fits_images(model: nn.Module, cfg: ExperimentConfig, key: str) -> nn.Module
     """Refuse, before training, a fixed-size model (the small CIFAR ViT: a position embedding for 32x32 images)
     on a data set of another image side."""
     size = getattr(model, "image_size", None)
-    side = TINY_SIDE if cfg.data.dataset == "tiny_imagenet" else 32
+    side = {"tiny_imagenet": TINY_SIDE, "imagenet": cfg.data.image_size or 224,
+            "imagenet_100": cfg.data.image_size or 224}.get(cfg.data.dataset, 32)
     if size is not None and size != side:
         raise ConfigError(f"{key}: {getattr(cfg.model, key.split('.')[1])} takes {size}x{size} images and "
                           f"{cfg.data.dataset} has {side}x{side}; use a CNN (resnet18, mobilenetv2, ...) for it")
