@@ -42,7 +42,8 @@ class DataConfig(_Section):
     `imagenet-100/` (or that folder itself); unset = `$FASTKD_DATA`, else `./data`."""
     download: bool = False
     """Fetch the data set into the data root from its official archive (MD5-checked) when it is not there yet,
-    as the reference scripts do (`fastkd compat` sets it); `fastkd data fetch` does the same by hand."""
+    as the reference scripts do (`fastkd compat` sets it); `fastkd data fetch` does the same by hand. ImageNet
+    has no public archive and is never downloaded."""
     augment: Literal["default", "none"] = "default"
     """`default` = the method's reference recipe; `none` = normalize only (for exact comparisons)."""
     shuffle: bool = True

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .jpeg import BadFiles, JpegRecipe, OnBadFile, draw_jpeg_params, read_batch, test_geometry
+from .jpeg import BadFiles, JpegRecipe, OnBadFile, draw_jpeg_params, read_batch, output_geometry
 
 if TYPE_CHECKING:
     from fastkd.data.imagenet import FileDataset
@@ -81,7 +81,7 @@ class DaliJpegPipeline:
         paths = [self.dataset.files[i] for i in indices.tolist()]
         files = read_batch(paths, None, self.bad)  # every row's size fixes the draws
         params = draw_jpeg_params(self.recipe, files.sizes, seed)
-        resize_to, crop_start = test_geometry(self.recipe, files.sizes)
+        resize_to, crop_start = output_geometry(self.recipe, files.sizes)
         kept = [i for i in range(rows.start, rows.stop) if files.readable[i]]
         if not kept:
             raise DataError(f"every file of a batch was skipped as unreadable (e.g. {paths[rows.start]}); check the "

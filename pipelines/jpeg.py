@@ -121,7 +121,7 @@ def centre_start(side: int, crop: int) -> int:
     return int(round((side - crop) / 2.0))
 
 
-def test_geometry(recipe: JpegRecipe, sizes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def output_geometry(recipe: JpegRecipe, sizes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sample, the (height, width) the decoded box is resized to and the (top, left) of the final crop."""
     if recipe.train:
         return torch.full((len(sizes), 2), recipe.size), torch.zeros(len(sizes), 2, dtype=torch.int64)
@@ -264,7 +264,7 @@ class JpegTwin:
             except BadFile:
                 pass
         params = draw_jpeg_params(self.recipe, sizes, seed)
-        targets, starts = test_geometry(self.recipe, sizes)
+        targets, starts = output_geometry(self.recipe, sizes)
         readable = [i for i in range(rows.start, rows.stop) if own.readable[i - rows.start]]
         jobs = [(own.encoded[i - rows.start], paths[i], params.boxes[i].tolist(), bool(params.flips[i]),
                  targets[i].tolist(), starts[i].tolist()) for i in readable]

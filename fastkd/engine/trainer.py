@@ -73,9 +73,10 @@ class Trainer:
 
         d = cfg.data
         if d.download and d.dataset != "digits":
-            from ..data.fetch import fetch
+            from ..data.fetch import ARCHIVES, fetch
 
-            fetch(d.dataset, d.root)  # every rank may call it: they take turns on a lock, the first one downloads
+            if d.dataset in ARCHIVES:  # ImageNet has no public archive: its reader names where to get it
+                fetch(d.dataset, d.root)  # every rank may call it: they take turns on a lock, the first downloads
         self.train_set, self.test_set = load_dataset(d.dataset, d.root, test_fraction=d.test_fraction,
                                                      cache_dir=d.cache_dir, class_order=d.class_order)
         self.sampler = EpochSampler(len(self.train_set), d.batch_size, seed=cfg.seed, shuffle=d.shuffle,
@@ -449,6 +450,8 @@ class Trainer:
                "finished": self.epoch >= self.total_epochs and stopped is None, **self.method.counters()}
         if stopped is not None:
             out["stopped"] = stopped
+        if getattr(self.train_pipe, "skipped_files", 0):  # data.on_bad_file: skip
+            out["skipped_files"] = self.train_pipe.skipped_files
         for name in self.best:
             out[f"{name}_best_top1"] = self.best.get(name)
             out[f"{name}_final_top1"] = final.get(f"eval_{name}_top1")

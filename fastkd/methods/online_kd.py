@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 from torch.profiler import record_function
 
-from ..config import ExperimentConfig, KDConfig
+from ..config import DataConfig, ExperimentConfig, KDConfig
 from ..data.readers import TINY_SIDE
 from ..engine.replay import ReplayLog
 from ..engine.steps import StepContext, feature_loss
@@ -50,6 +50,29 @@ class OnlineKDPlan:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def _decimal_bytes(value: float) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if value >= size:
+            return f"{value / size:.2f} {unit}"
+    return f"{value:.0f} B"
+
+
+def replay_memory_note(interval: int, batch_size: int, side: int) -> str:
+    """The replay buffer at its peak (I full batches): the reference's host float32 copies of every image batch
+    plus its int64 labels, against fastkd's int32 indices and one seed per batch (docs/semantics.md §10)."""
+    reference = interval * batch_size * (3 * side * side * 4 + 8)
+    fastkd = interval * (batch_size * 4 + 8)
+    return (f"replay memory at its peak ({interval} batches of {batch_size} at {side}x{side}): reference "
+            f"{_decimal_bytes(reference)} of host float32 copies, fastkd {_decimal_bytes(fastkd)} of (indices, seed)")
+
+
+def image_side(data: DataConfig) -> int:
+    """The side of the images the models see."""
+    if data.dataset in ("imagenet", "imagenet_100"):
+        return data.image_size or 224
+    return TINY_SIDE if data.dataset == "tiny_imagenet" else 32
 
 
 def plan_online_kd(method: str, semantics: str, iters_per_epoch: int, epochs: int, rate: float) -> OnlineKDPlan:
@@ -111,8 +134,7 @@ def _fits_images(model: nn.Module, cfg: ExperimentConfig, key: str) -> nn.Module
     """Refuse, before training, a fixed-size model (the small CIFAR ViT: a position embedding for 32x32 images)
     on a data set of another image side."""
     size = getattr(model, "image_size", None)
-    side = {"tiny_imagenet": TINY_SIDE, "imagenet": cfg.data.image_size or 224,
-            "imagenet_100": cfg.data.image_size or 224}.get(cfg.data.dataset, 32)
+    side = image_side(cfg.data)
     if size is not None and size != side:
         raise ConfigError(f"{key}: {getattr(cfg.model, key.split('.')[1])} takes {size}x{size} images and "
                           f"{cfg.data.dataset} has {side}x{side}; use a CNN (resnet18, mobilenetv2, ...) for it")
@@ -146,8 +168,10 @@ class OnlineKDFamily(Method):
 
     @classmethod
     def from_config(cls, cfg: ExperimentConfig, iters_per_epoch: int) -> OnlineKDFamily:
-        return cls(plan_online_kd(cfg.method, cfg.semantics, iters_per_epoch, cfg.train.epochs, cfg.kd.interval),
-                   cfg.kd)
+        plan = plan_online_kd(cfg.method, cfg.semantics, iters_per_epoch, cfg.train.epochs, cfg.kd.interval)
+        if plan.mode == "spaced":
+            plan.notes.append(replay_memory_note(plan.interval, cfg.data.batch_size, image_side(cfg.data)))
+        return cls(plan, cfg.kd)
 
     @property
     def has_teacher(self) -> bool:

@@ -47,7 +47,7 @@ from .flags import (
     DROPOUT_FLAGS, DROPOUT_MODEL_TITLES, DROPOUT_MODELS, DROPOUT_REGISTRY_PREFIX, EMA_FLAGS,
     EMA_REFERENCE_NETS, FASTKD_FLAGS_HELP, ONLINE_KD_FLAGS, ONLINE_KD_REFERENCE_NETS, ONLINE_KD_REFERENCE_VGG,
     ONLINE_KD_REGISTRY_NAMES, ONLINE_KD_SHUFFLENETS, ONLINE_KD_STUDENT_OWN_NAMES, ONLINE_KD_VIT_DATASETS,
-    REFERENCE_GAMMA, REFERENCE_LR_DECAY_EPOCHS, REFERENCE_MILESTONES, REFERENCE_MOMENTUM, REFERENCE_WEIGHT_DECAY, SCRIPTS, SELF_KD_FLAGS, SELF_KD_REFERENCE_NETS,
+    IMAGENET_LR_DECAY_EPOCHS, IMAGENET_MILESTONES, REFERENCE_GAMMA, REFERENCE_LR_DECAY_EPOCHS, REFERENCE_MILESTONES, REFERENCE_MOMENTUM, REFERENCE_WEIGHT_DECAY, SCRIPTS, SELF_KD_FLAGS, SELF_KD_REFERENCE_NETS,
     SELF_KD_REGISTRY_PREFIX, UNSPACED_DROPOUT, Flag, no_effect,
 )
 from .keys import export_reference_checkpoint
@@ -219,14 +219,22 @@ def _unsupported(script: str, flag: str, value: Any, why: str) -> CompatError:
     return CompatError(f"{script}: {_shown(flag, value)}: fastkd cannot honour this ({why})")
 
 
-def _optim(name: str, lr: float, *, nesterov: bool = False, lr_decay: bool = False) -> dict[str, Any]:
+def _optim(name: str, lr: float, *, nesterov: bool = False, lr_decay: bool = False,
+           milestones: list[int] = REFERENCE_MILESTONES) -> dict[str, Any]:
     optim: dict[str, Any] = {"name": name, "lr": lr, "weight_decay": REFERENCE_WEIGHT_DECAY,
                              "schedule": "multistep" if lr_decay else "constant"}
     if name == "sgd":
         optim |= {"momentum": REFERENCE_MOMENTUM, "nesterov": nesterov}
     if lr_decay:
-        optim |= {"milestones": list(REFERENCE_MILESTONES), "gamma": REFERENCE_GAMMA}
+        optim |= {"milestones": list(milestones), "gamma": REFERENCE_GAMMA}
     return optim
+
+
+def _lr_decay_schedule(dataset: str) -> tuple[int, list[int]]:
+    """(epochs, milestones) of `-lr_decay` in the online-KD and EMA scripts (conf/global_settings.py)."""
+    if dataset == "imagenet":
+        return IMAGENET_LR_DECAY_EPOCHS, IMAGENET_MILESTONES
+    return REFERENCE_LR_DECAY_EPOCHS, REFERENCE_MILESTONES
 
 
 def _optimizer_name(script: str, value: str) -> str:
@@ -238,11 +246,13 @@ def _optimizer_name(script: str, value: str) -> str:
 
 def _cnn_dataset(script: str, value: str) -> str:
     """`-dataset` of the online-KD and EMA scripts: their loaders know cifar100, tiny_imagenet and imagenet."""
-    if value in ("cifar100", "tiny_imagenet"):
+    if value in ("cifar100", "tiny_imagenet", "imagenet"):
         return value
-    if value == "imagenet":
-        raise _unsupported(script, "-dataset", value, "fastkd's CNN data sets are cifar100 and tiny_imagenet")
-    raise _crash(script, "-dataset", value, "it has no data-loader branch for it", "use cifar100 or tiny_imagenet")
+    if value == "imagenet_100":
+        raise _crash(script, "-dataset", value, "utils.py's get_training_dataloader has no imagenet_100 branch, so "
+                     "it returns an unbound loader", "use imagenet, cifar100 or tiny_imagenet")
+    raise _crash(script, "-dataset", value, "it has no data-loader branch for it",
+                 "use cifar100, tiny_imagenet or imagenet")
 
 
 def _name_suffix(semantics: str) -> str:
@@ -282,6 +292,9 @@ def _online_kd_net(script: str, flag: str, value: str, teacher: str, dataset: st
                      "docs/semantics.md §9", f"use one of {usable}")
     if value not in ONLINE_KD_REFERENCE_NETS:
         raise _crash(script, flag, value, "models/nets.py has no branch for it", f"use one of {usable}")
+    if value == "vit" and dataset == "imagenet":
+        raise _unsupported(script, flag, value, "fastkd has no model of models/nets.py's ImageNet ViT (224 px, patch "
+                           f"16, width 3072, depth 12); use one of {usable}")
     if value == "vit" and dataset not in ONLINE_KD_VIT_DATASETS:
         raise _crash(script, flag, value, f"models/nets.py builds its ViT only for cifar100, none for {dataset}",
                      "use -dataset cifar100 or another network")
@@ -303,14 +316,16 @@ def _translate_online_kd(script: str, v: dict[str, Any], given: set[str], semant
         why = no_effect("only a resnet18 teacher is narrowed, docs/semantics.md §3.1")
         notes.append(f"-downsample_factor {v['downsample_factor']}: {why}")
     epochs, lr_decay = v["epoch"], False
+    decay_epochs, milestones = _lr_decay_schedule(dataset)
+    shown = ",".join(map(str, milestones))
     if v["lr_decay"]:
-        epochs = REFERENCE_LR_DECAY_EPOCHS
+        epochs = decay_epochs
         if semantics == "reference":
             notes.append(f"-lr_decay: reproduced literally: {epochs} epochs at a constant LR (the reference builds "
-                         "MultiStepLR([60,120,160], 0.2) but never steps it, docs/semantics.md R5)")
+                         f"MultiStepLR([{shown}], 0.2) but never steps it, docs/semantics.md R5)")
         else:
             lr_decay = True
-            notes.append(f"-lr_decay: {epochs} epochs with MultiStepLR([60,120,160], 0.2) stepped every epoch "
+            notes.append(f"-lr_decay: {epochs} epochs with MultiStepLR([{shown}], 0.2) stepped every epoch "
                          "(standard semantics; the reference never steps it)")
         if "epoch" in given:
             notes.append(f"-epoch {v['epoch']}: overridden by -lr_decay ({epochs} epochs), as in the reference")
@@ -322,7 +337,7 @@ def _translate_online_kd(script: str, v: dict[str, Any], given: set[str], semant
         "model": {"teacher": teacher, "student": student, "downsample_factor": v["downsample_factor"]},
         "kd": {"interval": rate, "temperature": v["temp"], "alpha": v["alpha"], "beta": v["beta"],
                "feature_loss": FEATURE_LOSSES[v["feature_loss"]]},
-        "optim": _optim(optimizer, v["lr"], lr_decay=lr_decay),
+        "optim": _optim(optimizer, v["lr"], lr_decay=lr_decay, milestones=milestones),
         "train": {"epochs": epochs},
     }
     return _Draft(raw, notes)
@@ -341,13 +356,14 @@ def _translate_ema(script: str, v: dict[str, Any], given: set[str], semantics: s
                            f"{_usable(EMA_REFERENCE_NETS)}")
     optimizer = _optimizer_name(script, v["optimizer"])
     lr_decay = False
+    milestones = _lr_decay_schedule(dataset)[1]
     if v["lr_decay"]:
         if semantics == "reference":
             notes.append("-lr_decay: " + no_effect("train_EMA.py never steps its scheduler and runs -epoch epochs"))
         else:
             lr_decay = True
-            notes.append("-lr_decay: MultiStepLR([60,120,160], 0.2) stepped every epoch (standard semantics; "
-                         "the reference never steps it)")
+            notes.append(f"-lr_decay: MultiStepLR([{','.join(map(str, milestones))}], 0.2) stepped every epoch "
+                         "(standard semantics; the reference never steps it)")
     interval = v["interval"]
     raw = {
         "name": f"ema_{dataset}_{v['net']}_spaced_{interval}_alpha_{v['alpha']}{_name_suffix(semantics)}",
@@ -355,7 +371,7 @@ def _translate_ema(script: str, v: dict[str, Any], given: set[str], semantics: s
         "data": {"dataset": dataset, "batch_size": v["b"], "eval_batch_size": v["b"]},
         "model": {"student": v["net"]},
         "ema": {"decay": v["alpha"], "interval": float(interval)},
-        "optim": _optim(optimizer, v["lr"], lr_decay=lr_decay),
+        "optim": _optim(optimizer, v["lr"], lr_decay=lr_decay, milestones=milestones),
         "train": {"epochs": v["epoch"]},
     }
     return _Draft(raw, notes)
