@@ -209,9 +209,10 @@ def read_batch(paths: list[str], pool: ThreadPoolExecutor | None, bad: BadFiles)
 
 
 class JpegTwin:
-    """The CPU backend: decode + crop + resize + flip per sample on ``workers`` threads (torchvision's decoders and
-    resize release the GIL), rotation and normalisation batched. ``prefetch(indices, seed)`` starts a batch in
-    the background so that decoding overlaps the training step; ``__call__`` then only collects it."""
+    """The CPU backend. Each sample's whole chain (decode, crop + resize, flip + rotation as one gather, and on a CPU
+    device the normalisation into its row of the batch) runs on one of ``workers`` threads: torchvision's decoder
+    and torch's ops release the GIL. ``prefetch(indices, seed)`` starts a batch in the background so that decoding
+    overlaps the training step; ``__call__`` then only collects it."""
 
     backend = "torch"
     takes_rows = True
@@ -221,9 +222,11 @@ class JpegTwin:
                  on_bad_file: OnBadFile = "error") -> None:
         self.dataset, self.recipe, self.device = dataset, recipe, device
         self.dtype, self.channels_last = dtype, channels_last
+        self.normalize_on_host = device.type == "cpu"
         stats_dtype = torch.float64 if dtype == torch.float64 else torch.float32
-        self.mean = torch.tensor(mean, dtype=stats_dtype).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, dtype=stats_dtype).view(1, 3, 1, 1)
+        side = recipe.size  # (S, S, 3) tables: ops.normalize's fast elementwise form
+        self.mean = torch.tensor(mean, dtype=stats_dtype).expand(side, side, 3).contiguous()
+        self.std = torch.tensor(std, dtype=stats_dtype).expand(side, side, 3).contiguous()
         self.bad = BadFiles(on_bad_file)
         self.prefetch_depth = prefetch
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="fastkd-decode") if workers > 0 else None
@@ -234,24 +237,41 @@ class JpegTwin:
     def skipped_files(self) -> int:
         return len(self.bad.skipped)
 
-    def _sample(self, data: np.ndarray, path: str, box: list[int], flip: bool, target: list[int],
-                start: list[int]) -> torch.Tensor | None:
+    def _geometry(self, image: torch.Tensor, box: list[int], target: list[int], start: list[int], flip: bool,
+                  angle: torch.Tensor | None) -> torch.Tensor:
+        """uint8 (S, S, 3): RandomResizedCrop or Resize + CenterCrop, then flip and rotation (nearest, fill 0),
+        the last two composed into one gather as the in-memory pipeline does (torch_ops.crop_flip_rotate)."""
+        top, left, height, width = box
+        image = TF.resized_crop(image, top, left, height, width, target, TF.InterpolationMode.BILINEAR,
+                                antialias=True)
+        size = self.recipe.size
+        if not self.recipe.train:
+            image = image[:, start[0]:start[0] + size, start[1]:start[1] + size]
+        pixels = ops.with_fill_pixels(image.permute(1, 2, 0), (0, 0))
+        return ops.crop_flip_rotate(pixels, (size, size), torch.zeros(1, dtype=torch.int64), None,
+                                    torch.tensor([flip]), angle, 0)[0]
+
+    def _sample(self, data: np.ndarray, path: str, box: list[int], target: list[int], start: list[int], flip: bool,
+                angle: torch.Tensor | None, out: torch.Tensor) -> bool:
+        """Write the sample into ``out`` (its batch row: uint8, or normalised on a CPU device); False if its file
+        was skipped."""
         try:
             image = decode_rgb(data, path)
         except BadFile as error:
             self.bad.handle(error)
-            return None
-        top, left, height, width = box
-        image = TF.resized_crop(image, top, left, height, width, target, TF.InterpolationMode.BILINEAR,
-                                antialias=True)
-        if not self.recipe.train:
-            image = image[:, start[0]:start[0] + self.recipe.size, start[1]:start[1] + self.recipe.size]
-        return TF.horizontal_flip(image) if flip else image
+            return False
+        pixels = self._geometry(image, box, target, start, flip, angle)
+        if self.normalize_on_host:  # ops.normalize's arithmetic, written into the row
+            out.copy_(pixels).mul_(1.0 / 255.0).sub_(self.mean).div_(self.std)
+        else:
+            out.copy_(pixels)
+        return True
 
     def host_batch(self, indices: torch.Tensor, seed: int,
                    rows: slice | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 (b, 3, S, S) images after the geometry, and the dataset positions of the rows kept (every row
-        but the skipped files); ``rows``: only this block of the batch, whose parameters are drawn whole."""
+        """(b, S, S, 3) images after the geometry (normalised on a CPU device, else uint8) and the dataset
+        positions of the rows kept (all but skipped files); ``rows``: only this block of the batch, whose
+        parameters are drawn whole."""
         indices = indices.to(torch.int64).cpu()
         rows = rows or slice(0, len(indices))
         paths = [self.dataset.files[i] for i in indices.tolist()]
@@ -266,30 +286,33 @@ class JpegTwin:
         params = draw_jpeg_params(self.recipe, sizes, seed)
         targets, starts = output_geometry(self.recipe, sizes)
         readable = [i for i in range(rows.start, rows.stop) if own.readable[i - rows.start]]
-        jobs = [(own.encoded[i - rows.start], paths[i], params.boxes[i].tolist(), bool(params.flips[i]),
-                 targets[i].tolist(), starts[i].tolist()) for i in readable]
-        images = list(self._pool.map(lambda job: self._sample(*job), jobs)) if self._pool else [
+        size = self.recipe.size
+        batch = torch.empty(len(readable), size, size, 3,
+                            dtype=self.mean.dtype if self.normalize_on_host else torch.uint8)
+        jobs = [(own.encoded[i - rows.start], paths[i], params.boxes[i].tolist(), targets[i].tolist(),
+                 starts[i].tolist(), bool(params.flips[i]), None if params.angles is None else params.angles[i:i + 1],
+                 batch[k]) for k, i in enumerate(readable)]
+        decoded = list(self._pool.map(lambda job: self._sample(*job), jobs)) if self._pool else [
             self._sample(*job) for job in jobs]
-        kept = [i for i, image in zip(readable, images) if image is not None]
-        if not kept:
+        if not any(decoded):
             raise DataError(f"every file of a batch was skipped as unreadable (e.g. {paths[rows.start]}); check the "
                             "data set (data.on_bad_file=skip)")
-        batch = torch.stack([image for image in images if image is not None])
-        if params.angles is not None:
-            batch = ops.rotate(batch, params.angles[kept], fill=0.0, mode="nearest")
+        if not all(decoded):
+            batch = batch[torch.tensor(decoded)]
+        kept = [i for i, ok in zip(readable, decoded) if ok]
         return batch, indices[kept]
 
     def _finish(self, batch: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = ops.to_device(batch, self.device)
-        normalized = batch.to(self.mean.dtype).mul_(1.0 / 255.0).sub_(self.mean.to(self.device))
-        normalized = normalized.div_(self.std.to(self.device)).to(self.dtype)
-        if self.channels_last:
-            normalized = normalized.contiguous(memory_format=torch.channels_last)
-        return normalized, self.dataset.labels[positions].to(self.device)
+        """(b, 3, S, S) images in ``dtype`` on the device (channels_last memory when asked) and their labels."""
+        if not self.normalize_on_host:
+            batch = ops.normalize(ops.to_device(batch, self.device), self.mean.to(self.device),
+                                  self.std.to(self.device))
+        images = batch.permute(0, 3, 1, 2).to(self.dtype)
+        return (images if self.channels_last else images.contiguous()), self.dataset.labels[positions].to(self.device)
 
     def _job(self, indices: torch.Tensor, seed: int, rows: slice | None):
         batch, positions = self.host_batch(indices, seed, rows)
-        return self._finish(batch, positions) if self.device.type == "cpu" else (batch.pin_memory(), positions)
+        return self._finish(batch, positions) if self.normalize_on_host else (batch.pin_memory(), positions)
 
     @staticmethod
     def _key(indices: torch.Tensor, seed: int, rows: slice | None) -> tuple:
@@ -307,17 +330,7 @@ class JpegTwin:
         """Normalised (b, 3, S, S) images in ``dtype`` and their labels; a pure function of (indices, seed)."""
         future = self._pending.pop(self._key(indices, seed, rows), None)
         result = future.result() if future is not None else self._job(indices, seed, rows)
-        if self.device.type == "cpu":
-            return result
-        return self._finish(*result)
-
-    def close(self) -> None:
-        for future in self._pending.values():
-            future.cancel()
-        self._pending.clear()
-        for pool in (self._background, self._pool):
-            if pool is not None:
-                pool.shutdown(wait=True)
+        return result if self.normalize_on_host else self._finish(*result)
 
 
 def build_jpeg_pipeline(
