@@ -1,25 +1,13 @@
-"""Typed experiment schema: one YAML file per experiment, `section.key=value` overrides, one-line errors.
-
-Run ``python -m fastkd.config [FILE] [key=value ...]`` to print the resolved config, ``--describe`` for every key.
-"""
+"""The typed experiment schema: one pydantic model per config section, each key with its bounds and description."""
 
 from __future__ import annotations
 
-import argparse
-import re
-import sys
-import types
-import typing
-from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-import annotated_types
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic.fields import FieldInfo
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .errors import ArgumentParser, ConfigError, FastkdError, UsageError
+from .methods import get_method, method_names
 
 MAX_SEED = 2**32 - 1
 """numpy's legacy seeding (used by the reference code paths) takes seeds in [0, 2**32 - 1]."""
@@ -301,22 +289,11 @@ class LogConfig(_Section):
 
     wandb: WandbConfig = WandbConfig()
 
-
-def __getattr__(name: str) -> Any:
-    """`METHODS`: the registered method names, read from `fastkd.methods.registry` on first use (importing the
-    method modules here would import torch and the models with the schema)."""
-    if name == "METHODS":
-        from .methods.registry import method_names
-
-        return method_names()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 class ExperimentConfig(_Section):
     name: str = "experiment"
     """Run folder name (a plain folder name: no '/', not starting with '.'); the run lives in `output_dir/name`."""
     method: str = "spaced_online_kd"
-    """A registered method (`fastkd.methods.registry`; the error for any other value lists them). The online-KD
+    """A method of the method table (`fastkd.config.methods`; the error for any other value lists them). The online-KD
     family uses `kd` (+ `model.teacher`); self KD uses `kd` (interval, temperature, alpha = the reference's
     loss_coefficient, beta = feature_loss_coefficient); EMA uses `ema`; dropout uses `dropout`."""
     semantics: Literal["reference", "standard"] = "reference"
@@ -340,8 +317,6 @@ class ExperimentConfig(_Section):
     @field_validator("method")
     @classmethod
     def _registered_method(cls, method: str) -> str:
-        from .methods.registry import method_names
-
         names = method_names()
         if method not in names:
             # Reported like a Literal choice: "method: 'x' is not allowed; choose one of 'no_kd', ... or '...'".
@@ -359,274 +334,11 @@ class ExperimentConfig(_Section):
         return name
 
     @model_validator(mode="after")
-    def _method_matches_interval(self) -> "ExperimentConfig":
-        if self.method == "spaced_online_kd" and self.kd.interval == 0:
-            raise ValueError("kd.interval: spaced_online_kd needs kd.interval > 0 (use method: online_kd for 0)")
-        if self.method == "spaced_self_kd" and self.kd.interval == 0:
-            raise ValueError("kd.interval: spaced_self_kd needs kd.interval > 0 (use method: self_kd for 0)")
-        if self.method == "spaced_dropout" and self.dropout.space == 0:
-            raise ValueError("dropout.space: spaced_dropout needs dropout.space > 0 (the reference divides by zero; "
-                             "use method: dropout for a constant rate)")
+    def _spacing_is_positive(self) -> "ExperimentConfig":
+        spec = get_method(self.method)
+        if spec.spacing is not None:
+            section, key = spec.spacing.split(".")
+            if getattr(getattr(self, section), key) == 0:
+                raise ValueError(f"{spec.spacing}: {self.method} needs {spec.spacing} > 0 (use method: "
+                                 f"{spec.unspaced} for 0)")
         return self
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys and keys that are not strings: YAML's silent last-one-wins would hide
-    a typo, and `1:` or `yes:` keys are never config names."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[str] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, str):
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} is not a name (keys are section or setting names; quote it if "
-                                f"it is meant as text)", key_node.start_mark)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key '{key}' (keep one)", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _parse_yaml(text: str) -> Any:
-    """YAML -> Python with `_StrictLoader`; a YAMLError becomes a one-line reason with its line number."""
-    try:
-        return yaml.load(text, Loader=_StrictLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        reason = ", ".join(part for part in (exc.context, exc.problem) if part)
-        hint = "; indent with spaces, YAML does not allow tabs" if "'\\t'" in (exc.problem or "") else ""
-        raise ValueError(f"{reason}{where}{hint}") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(str(exc).splitlines()[0]) from None
-
-
-def split_config_and_overrides(values: list[str]) -> tuple[str | None, list[str]]:
-    """The optional CONFIG path is the first positional that is not key=value; the rest are overrides."""
-    config = None
-    overrides = []
-    for value in values:
-        if "=" in value or config is not None:
-            overrides.append(value)
-        else:
-            config = value
-    return config, overrides
-
-
-def _override_key(text: str) -> list[str]:
-    return text.split("=", 1)[0].strip().split(".")
-
-
-def _parse_override(text: str) -> tuple[list[str], Any]:
-    if "=" not in text:
-        raise ConfigError(f"override {text!r}: expected key=value, e.g. train.epochs=10")
-    path, raw = _override_key(text), text.split("=", 1)[1]
-    if not all(part.strip() for part in path):
-        raise ConfigError(f"command line override {text!r}: the key has an empty part; write section.key=value, "
-                          "e.g. train.epochs=10")
-    try:
-        return path, _parse_yaml(raw) if raw.strip() else None
-    except ValueError as exc:
-        raise ConfigError(f"command line override {text!r}: the value is not valid YAML ({exc}); quote it or fix "
-                          "the brackets, e.g. optim.milestones=[60,120]") from None
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `a.b=value` strings (values parsed as YAML) onto a nested dict."""
-    for text in overrides:
-        path, value = _parse_override(text)
-        node = raw
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"command line override {text!r}: '{part}' is not a section")
-            node = child
-        node[path[-1]] = value
-    return raw
-
-
-_KEY_PREFIX = re.compile(r"Value error, ([a-z_]+(?:\.[a-z_]+)+): ")
-"""Cross-field checks (model validators) start their message with the dotted key they are about."""
-
-
-def _error_key(err: dict[str, Any]) -> list[str]:
-    """The key an error is about: the `key:` a cross-field check starts its message with, else its location."""
-    match = _KEY_PREFIX.match(err["msg"])
-    return match.group(1).split(".") if match else [str(p) for p in err["loc"]]
-
-
-def _source_of(key: list[str], file_source: str, overrides: list[str]) -> str:
-    """Where the bad value came from: the last command-line override that set the key (or a section around or
-    inside it), else the file."""
-    for text in reversed(overrides):
-        path = _override_key(text)
-        n = min(len(path), len(key))
-        if n and path[:n] == key[:n]:
-            return f"command line override {text!r}"
-    return file_source
-
-
-def _format_error(source: str, err: dict[str, Any]) -> str:
-    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    kind = err["type"]
-    value = err.get("input")
-    if kind == "extra_forbidden":
-        return f"{source}: unknown key '{key}' (check the spelling; `fastkd config --describe` lists every key)"
-    if kind == "literal_error":
-        allowed = err.get("ctx", {}).get("expected", "")
-        return f"{source}: {key}: {value!r} is not allowed; choose one of {allowed}"
-    msg = err["msg"].removeprefix("Value error, ")
-    if _KEY_PREFIX.match(err["msg"]):
-        return f"{source}: {msg}"
-    return f"{source}: {key}: {msg} (got {value!r})"
-
-
-def validate(raw: dict[str, Any], source: str = "config", overrides: list[str] = ()) -> ExperimentConfig:
-    """Validate a raw config; the error names `source`, or the command-line override that set the bad key."""
-    try:
-        return ExperimentConfig.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ConfigError(_format_error(_source_of(_error_key(err), source, list(overrides)), err)) from None
-
-
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> ExperimentConfig:
-    """Read a YAML experiment file (None = all defaults), apply overrides, validate."""
-    raw: dict[str, Any] = {}
-    source = "defaults"
-    if path is not None:
-        source = str(path)
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{path}: not a UTF-8 text file (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-                              "a config is a YAML text file saved as UTF-8") from None
-        try:
-            raw = _parse_yaml(text)
-        except ValueError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-        raw = {} if raw is None else raw
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a mapping of sections at the top level (e.g. 'train:'), "
-                              f"got a {type(raw).__name__}")
-    return validate(apply_overrides(raw, list(overrides)), source, list(overrides))
-
-
-def dump_config(cfg: ExperimentConfig) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
-
-
-# ------------------------------------------------------------------------------------------- describe
-def _type_name(annotation: Any) -> str:
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is Annotated:
-        return _type_name(args[0])
-    if origin is Literal:
-        return "choice"
-    if origin in (Union, types.UnionType):
-        return " or ".join("null" if a is type(None) else _type_name(a) for a in args)
-    if origin is tuple:
-        return "[" + ", ".join(_type_name(a) for a in args) + "]"
-    if origin is list:
-        return f"list of {_type_name(args[0])}"
-    return getattr(annotation, "__name__", str(annotation))
-
-
-def _bounds(metadata: list[Any]) -> list[str]:
-    symbols = {annotated_types.Gt: ("gt", ">"), annotated_types.Ge: ("ge", ">="), annotated_types.Lt: ("lt", "<"),
-               annotated_types.Le: ("le", "<=")}
-    out = []
-    for item in metadata:
-        for cls, (attr, symbol) in symbols.items():
-            if isinstance(item, cls):
-                bound = getattr(item, attr)
-                out.append(f"{symbol} {bound if isinstance(bound, int) else format(bound, 'g')}")
-        if isinstance(item, annotated_types.MinLen):
-            out.append("not empty")
-    return out
-
-
-def _allowed(annotation: Any, metadata: list[Any]) -> str:
-    """Human-readable allowed values: the choices of a Literal, bounds, finiteness of floats."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is Literal:
-        return ", ".join(str(a) for a in args)
-    if origin in (Union, types.UnionType):
-        return " or ".join(_allowed(a, metadata) if a is not type(None) else "null" for a in args)
-    if origin is tuple:
-        return "each " + _allowed(args[0], [])
-    if origin is list:
-        return "each " + _allowed(args[0], [])
-    if origin is Annotated:
-        return _allowed(args[0], [*args[1:], *metadata])
-    for item in metadata:
-        if isinstance(item, FieldInfo):
-            metadata = [*metadata, *item.metadata]
-    bounds = _bounds(metadata)
-    if annotation is float:
-        bounds.append("finite")
-    if annotation is bool:
-        bounds.append("true, false")
-    if annotation is str and not bounds:
-        bounds.append("any text")
-    return ", ".join(bounds) or "any"
-
-
-def describe(model: type[BaseModel] = None, prefix: str = "") -> list[str]:
-    """Two lines per key: `key  type  default  allowed`, then its one-line description."""
-    model = model or ExperimentConfig
-    lines = []
-    for name, field in model.model_fields.items():
-        key = prefix + name
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            lines += describe(field.annotation, key + ".")
-            continue
-        default = field.get_default(call_default_factory=True)
-        shown = yaml.safe_dump(default, default_flow_style=True).removesuffix("...\n").strip()
-        lines.append(f"{key}  ({_type_name(field.annotation)}, default {shown}, "
-                     f"allowed: {_allowed(field.annotation, field.metadata)})")
-        lines.append("    " + " ".join((field.description or "").split()))
-    return lines
-
-
-# ------------------------------------------------------------------------------------------------ main
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", nargs="*", metavar="[CONFIG] [key=value ...]",
-                        help="a YAML experiment file and/or section.key=value overrides")
-    parser.add_argument("--describe", action="store_true",
-                        help="print every key with its type, default, allowed values and description")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Print the resolved config, or with --describe the schema."""
-    if args.describe:
-        if args.config:
-            raise UsageError("--describe prints the schema of every config; leave out CONFIG and overrides")
-        print("\n".join(describe()))
-        return 0
-    path, overrides = split_config_and_overrides(args.config)
-    print(dump_config(load_config(path, overrides)), end="")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m fastkd.config",
-                            description="Print the resolved experiment config (file + overrides), or every key.")
-    add_arguments(parser)
-    try:
-        return run(parser.parse_intermixed_args(argv))
-    except FastkdError as exc:
-        print(f"fastkd: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
