@@ -331,38 +331,3 @@ class JpegTwin:
         future = self._pending.pop(self._key(indices, seed, rows), None)
         result = future.result() if future is not None else self._job(indices, seed, rows)
         return result if self.normalize_on_host else self._finish(*result)
-
-
-def build_jpeg_pipeline(
-    dataset: FileDataset,
-    recipe: JpegRecipe,
-    *,
-    mean: tuple[float, float, float],
-    std: tuple[float, float, float],
-    device: torch.device | str = "cpu",
-    backend: Literal["auto", "torch", "dali"] = "auto",
-    dtype: torch.dtype = torch.float32,
-    channels_last: bool = True,
-    workers: int = 4,
-    prefetch: int = 2,
-    on_bad_file: OnBadFile = "error",
-):
-    """``pipeline(indices, seed) -> (images, labels)`` over a file index. ``auto`` = DALI's GPU decoder on CUDA
-    when DALI is installed, else the CPU twin (faster than DALI's CPU decoder on a CPU, bench/README.md)."""
-    from . import DALI_INSTALL_HINT, dali_available
-
-    device = torch.device(device)
-    if backend == "auto":
-        backend = "dali" if device.type == "cuda" and dali_available() else "torch"
-    common = dict(mean=mean, std=std, device=device, dtype=dtype, channels_last=channels_last, workers=workers,
-                  prefetch=prefetch, on_bad_file=on_bad_file)
-    if backend == "torch":
-        return JpegTwin(dataset, recipe, **common)
-    if backend == "dali":
-        if not dali_available():
-            raise ImportError(DALI_INSTALL_HINT)
-        from .dali_jpeg import DaliJpegPipeline
-
-        return DaliJpegPipeline(dataset, recipe, **common)
-    raise ValueError(f"unknown pipeline backend {backend!r}; choose one of: auto, torch, dali")
-

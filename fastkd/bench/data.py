@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .presets import NUM_CLASSES
 
@@ -42,8 +43,6 @@ def write_imagenet_like(root: Path, classes: int, per_class: int, *, val_per_cla
     """An ImageNet folder layout (`train/<wnid>/*.JPEG`, `val/<wnid>/*.JPEG`) of JPEGs at ImageNet's typical size
     (500x375, quality 90: about 100 KB each, like the real files) with smooth colour fields plus noise; returns
     `root`."""
-    from PIL import Image
-
     rng = np.random.default_rng(seed)
     height, width = size
     for split, count in (("train", per_class), ("val", val_per_class)):

@@ -533,11 +533,10 @@ def train_size(name: str, test_fraction: float = 0.2) -> int:
     return STANDARD_TRAIN_SIZES[name]
 
 
-def load_dataset(name: str, root: str | None = None, *, test_fraction: float = 0.2,
+def load_arrays(name: str, root: str | None = None, *, test_fraction: float = 0.2,
                  cache_dir: str | None = None,
-                 class_order: TinyClassOrder = "wnids_file"):
-    """(train, test) for a configured data set name: ArrayDatasets, or FileDatasets (paths and labels, decoded per
-    batch) for ImageNet; ``class_order`` applies to Tiny-ImageNet only."""
+                 class_order: TinyClassOrder = "wnids_file") -> tuple[ArrayDataset, ArrayDataset]:
+    """(train, test) uint8 arrays of a data set held in memory; ``class_order`` applies to Tiny-ImageNet only."""
     if name == "digits":
         return load_digits(test_fraction)
     if name == "cifar10":
@@ -546,9 +545,5 @@ def load_dataset(name: str, root: str | None = None, *, test_fraction: float = 0
         return load_cifar(root, 100)
     if name == "tiny_imagenet":
         return load_tiny_imagenet(root, cache_dir, class_order)
-    if name in ("imagenet", "imagenet_100"):
-        from .imagenet import load_imagenet
-
-        return load_imagenet(name, root, cache_dir)
     raise DataError(f"unknown data set {name!r}; choose digits, cifar10, cifar100, tiny_imagenet, imagenet or "
                     "imagenet_100")

@@ -18,9 +18,8 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..config import ExperimentConfig, dump_config
-from ..data import ArrayDataset, EpochSampler, load_dataset
+from ..data import ArrayDataset, EpochSampler, FileDataset, load_dataset
 from ..data.fetch import ARCHIVES, fetch
-from ..data.imagenet import FileDataset
 from ..data.sampler import derive_seed
 from ..errors import ConfigError, NonFiniteLossError, RunInterrupted, first_line
 from ..pipelines import build_jpeg_pipeline, build_pipeline, deterministic_recipe, get_recipe, jpeg_recipes

@@ -15,10 +15,8 @@ from PIL import Image
 
 from fastkd.data.imagenet import load_imagenet
 from fastkd.errors import DataError
-from fastkd.pipelines import available_backends
-from fastkd.pipelines.jpeg import (
-    build_jpeg_pipeline, decode_rgb, draw_jpeg_params, jpeg_recipes, read_encoded, output_geometry,
-)
+from fastkd.pipelines import available_backends, build_jpeg_pipeline, jpeg_recipes
+from fastkd.pipelines.jpeg import decode_rgb, draw_jpeg_params, output_geometry, read_encoded
 from imagenet_on_disk import write_imagenet
 
 GREY_LEVELS = dict(mean=(0.0, 0.0, 0.0), std=(1 / 255, 1 / 255, 1 / 255))  # outputs are grey levels 0..255
