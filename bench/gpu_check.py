@@ -5,8 +5,8 @@
     python bench/gpu_check.py summary OUT --mode gpu|cpu-dry-run
 
 `summary` reads OUT/steps.jsonl (one line per step: name, budget_s, seconds, rc, timed_out, log),
-OUT/versions.json, OUT/pipelines.json, OUT/cuda-tests.xml (pytest's JUnit XML) and the bench's results.json / plan.json under
-OUT/bench; it prints the markdown and exits 1 when a correctness check failed (a failing or erroring CUDA test) or a
+OUT/versions.json, OUT/pipelines.json, OUT/cuda-tests.xml (pytest's JUnit XML) and the bench's results.json /
+plan.json under OUT/bench; it prints the markdown and exits 1 when a correctness check failed (a failing or erroring CUDA test) or a
 step did not finish, else 0.
 """
 

@@ -64,7 +64,8 @@ def find_imagenet(root: str | os.PathLike | None, dataset: str) -> Path:
     names = IMAGENET_FOLDERS[dataset]
     if not where.path.is_dir():
         state = "is a file, not a folder" if where.path.exists() else "no such folder"
-        raise DataError(f"{where}: {state}; point data.root at the folder that holds {names[0]}/ with {IMAGENET_LAYOUT}")
+        raise DataError(f"{where}: {state}; point data.root at the folder that holds {names[0]}/ with "
+                        f"{IMAGENET_LAYOUT}")
     if (where.path / "train").is_dir():
         return where.path
     for name in names:
