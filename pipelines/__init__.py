@@ -125,8 +125,8 @@ def build_jpeg_pipeline(
 ):
     """``pipeline(indices, seed) -> (images, labels)`` over a file index (fastkd.data.FileDataset: ImageNet).
 
-    ``auto`` = DALI's GPU decoder on CUDA when DALI is installed, else the CPU twin (jpeg.py; on a CPU it is not
-    slower than DALI's CPU decoder, bench/README.md). ``workers``: decoding threads; ``prefetch``: batches decoded
+    ``auto`` = DALI's GPU decoder on CUDA when DALI is installed, else the CPU twin (jpeg.py), whose pixels the
+    tests compare with torchvision's reference transforms (DALI's CPU decoder is faster on a CPU, bench/README.md). ``workers``: decoding threads; ``prefetch``: batches decoded
     ahead in the background (the twin); ``on_bad_file``: an unreadable image stops the run or is skipped.
     """
     device = torch.device(device)
