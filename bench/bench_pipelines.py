@@ -1,4 +1,5 @@
-"""Images/s of fastkd's batch pipelines against the reference's PIL DataLoader, on CIFAR-100-shaped data.
+"""Images/s of fastkd's batch pipelines against the reference's PIL DataLoader, on CIFAR-100-shaped data and on
+ImageNet-like JPEG files.
 
     OMP_NUM_THREADS=1 python -m pytest bench/bench_pipelines.py --benchmark-enable -p no:cacheprovider
 
@@ -8,6 +9,12 @@ a torchvision DataLoader with 4 worker processes applying the reference transfor
 torchvision's CIFAR-10 AutoAugment stands in for the reference's PIL port of the same policy table. fastkd's pipelines run in
 this process on the CPU: the torch backend on one thread, DALI CPU-only with two threads. Prints images/s and
 the speed-up over the PIL loader at the end.
+
+ImageNet rows (group ``imagenet``): 512 generated JPEGs of 500x375 at quality 90 (~100 KB, like ImageNet's), 4
+batches of 128 per round. The reference is its ImageNet loader: PIL open + convert("RGB") and RandomResizedCrop(224),
+flip, RandomRotation(15), ToTensor, Normalize in 4 DataLoader workers. fastkd: the JPEG twin (torchvision decode on
+``data.workers`` = 4 threads, the next batch prefetched while one is collected, as the trainer does) and DALI's CPU
+decoder with 4 threads.
 """
 
 from __future__ import annotations
@@ -19,9 +26,13 @@ import torchvision.transforms as T
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from fastkd.pipelines import available_backends, build_pipeline, get_recipe
+from fastkd.bench.data import write_imagenet_like
+from fastkd.data.imagenet import load_imagenet
+from fastkd.pipelines import available_backends, build_jpeg_pipeline, build_pipeline, get_recipe, jpeg_recipes
 
 NUM_IMAGES, BATCH, BATCHES_PER_ROUND = 50000, 128, 40
+JPEG_CLASSES, JPEG_PER_CLASS, JPEG_BATCHES_PER_ROUND = 4, 128, 4
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CIFAR100_MEAN, CIFAR100_STD = (0.507, 0.487, 0.441), (0.267, 0.256, 0.276)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 _images_per_second: dict[tuple[str, str], float] = {}
@@ -50,9 +61,9 @@ def report(request):
             reporter.write_line(line)
 
 
-def _record(benchmark, recipe: str, name: str) -> None:
+def _record(benchmark, recipe: str, name: str, batches: int = BATCHES_PER_ROUND) -> None:
     if benchmark.stats is not None:
-        _images_per_second[(recipe, name)] = BATCH * BATCHES_PER_ROUND / benchmark.stats.stats.median
+        _images_per_second[(recipe, name)] = BATCH * batches / benchmark.stats.stats.median
 
 
 # ---------------------------------------------------------------- the reference: PIL transforms in workers
@@ -133,3 +144,74 @@ def test_fastkd_pipeline(benchmark, cifar_like, recipe, backend):
     benchmark.group = recipe
     benchmark.pedantic(pull, rounds=3, iterations=1)
     _record(benchmark, recipe, f"fastkd_{backend}")
+
+
+# ---------------------------------------------------------------- ImageNet: JPEG files decoded per batch
+
+
+@pytest.fixture(scope="module")
+def imagenet_like(tmp_path_factory):
+    root = write_imagenet_like(tmp_path_factory.mktemp("imagenet"), JPEG_CLASSES, JPEG_PER_CLASS, val_per_class=1)
+    return load_imagenet("imagenet", str(root))[0]
+
+
+class _PilFiles(Dataset):
+    """torchvision's ImageFolder/ImageNet `__getitem__`: open the file with PIL, convert to RGB, transform."""
+
+    def __init__(self, files: list[str], labels: torch.Tensor, transform) -> None:
+        self.files, self.labels, self.transform = files, labels.tolist(), transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        with Image.open(self.files[i]) as image:
+            return self.transform(image.convert("RGB")), self.labels[i]
+
+
+IMAGENET_TRANSFORM = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.RandomRotation(15),
+                                T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def test_pil_dataloader_imagenet(benchmark, imagenet_like):
+    loader = DataLoader(_PilFiles(imagenet_like.files, imagenet_like.labels, IMAGENET_TRANSFORM), batch_size=BATCH,
+                        shuffle=True, num_workers=4, persistent_workers=True, prefetch_factor=2)
+
+    def batches():
+        while True:
+            yield from loader
+
+    stream = batches()
+    for _ in range(4):  # start the workers and fill their queues
+        next(stream)
+
+    def pull():
+        for _ in range(JPEG_BATCHES_PER_ROUND):
+            next(stream)
+
+    benchmark.group = "imagenet"
+    benchmark.pedantic(pull, rounds=3, iterations=1)
+    _record(benchmark, "imagenet", "pil_dataloader_4_workers", JPEG_BATCHES_PER_ROUND)
+
+
+@pytest.mark.parametrize("backend", ("torch", "dali"))
+def test_fastkd_jpeg_pipeline(benchmark, imagenet_like, backend):
+    if backend not in available_backends():
+        pytest.skip("NVIDIA DALI is not installed (pip install fastkd[dali])")
+    pipeline = build_jpeg_pipeline(imagenet_like, jpeg_recipes("imagenet")[0], mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                                   device="cpu", backend=backend, workers=4, prefetch=1)
+    order = torch.randperm(len(imagenet_like), generator=torch.Generator().manual_seed(0))
+    batches = [(order[i * BATCH:(i + 1) * BATCH], i) for i in range(JPEG_BATCHES_PER_ROUND)]
+    pipeline(*batches[0])  # build (DALI) and warm up
+    prefetch = getattr(pipeline, "prefetch", lambda *batch: None)
+
+    def pull():
+        prefetch(*batches[0])
+        for i, batch in enumerate(batches):
+            if i + 1 < len(batches):
+                prefetch(*batches[i + 1])
+            pipeline(*batch)
+
+    benchmark.group = "imagenet"
+    benchmark.pedantic(pull, rounds=3, iterations=1)
+    _record(benchmark, "imagenet", f"fastkd_{backend}", JPEG_BATCHES_PER_ROUND)

@@ -1,11 +1,12 @@
 """The Python half of bench/gpu_check.sh: the versions it prints, and its summary.json + summary.md.
 
     python bench/gpu_check.py versions OUT      # GPU, driver, torch/triton/DALI, where fastkd is imported from
+    python bench/gpu_check.py pipelines OUT     # ImageNet JPEGs: DALI (nvJPEG on a GPU) vs the CPU twin
     python bench/gpu_check.py summary OUT --mode gpu|cpu-dry-run
 
 `summary` reads OUT/steps.jsonl (one line per step: name, budget_s, seconds, rc, timed_out, log),
-OUT/versions.json, OUT/cuda-tests.xml (pytest's JUnit XML) and the bench's results.json / plan.json under
-OUT/bench; it prints the markdown and exits 1 when a correctness check failed (a failing or erroring CUDA test) or a
+OUT/versions.json, OUT/pipelines.json, OUT/cuda-tests.xml (pytest's JUnit XML) and the bench's results.json /
+plan.json under OUT/bench; it prints the markdown and exits 1 when a correctness check failed (a failing or erroring CUDA test) or a
 step did not finish, else 0.
 """
 
@@ -18,6 +19,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ElementTree
 from datetime import datetime, timezone
 from pathlib import Path
@@ -104,6 +106,57 @@ def projection_summary(folder: Path) -> dict[str, Any] | None:
     return {"preset": results["preset"], "date": results["date"], "runs": runs}
 
 
+PIPELINE_SIZES = {"cuda": (8, 128), "cpu": (2, 16)}
+"""(batches, batch size) timed per recipe and backend: the dry run on a CPU only checks the plumbing."""
+PIPELINE_BOUNDS = {"mean_abs": 1.0, "share_over_4": 0.01}
+"""DALI vs the CPU twin on the same crops, in grey levels: nvJPEG's IDCT and DALI's resize may move a level or two,
+nearest-neighbour rotation rounds some pixel centres the other way (docs/semantics.md R27)."""
+
+
+def pipelines(out: Path) -> dict[str, Any]:
+    """ImageNet-like JPEGs (500x375, quality 90) through the JPEG pipelines: DALI's decoder ("mixed" = nvJPEG on a
+    GPU, else libjpeg-turbo) against the CPU twin on the same (indices, seed), per recipe: the pixel differences
+    and images/s. Skipped, with the reason, without DALI."""
+    import tempfile
+
+    import torch
+
+    from fastkd.bench.data import write_imagenet_like
+    from fastkd.data.imagenet import load_imagenet
+    from fastkd.pipelines import available_backends, build_jpeg_pipeline, jpeg_recipes
+
+    if "dali" not in available_backends():
+        return {"status": "skipped", "reason": "NVIDIA DALI is not installed (pip install fastkd[dali])"}
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    grey = dict(mean=(0.0, 0.0, 0.0), std=(1 / 255, 1 / 255, 1 / 255), device=device, channels_last=False)
+    rows = []
+    count, size = PIPELINE_SIZES[device]
+    with tempfile.TemporaryDirectory() as scratch:
+        root = write_imagenet_like(Path(scratch), 8, count * size // 8, val_per_class=1)
+        dataset = load_imagenet("imagenet", str(root))[0]
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))
+        batches = [(order[i * size:(i + 1) * size], i) for i in range(count)]
+        train, test = jpeg_recipes("imagenet")
+        for recipe in (train, jpeg_recipes("imagenet_100")[0], test):
+            built = {backend: build_jpeg_pipeline(dataset, recipe, backend=backend, **grey)
+                     for backend in ("dali", "torch")}
+            diff = (built["dali"](*batches[0])[0].float() - built["torch"](*batches[0])[0].float()).abs()
+            row: dict[str, Any] = {"recipe": recipe.name, "max_abs": diff.max().item(),
+                                   "mean_abs": diff.mean().item(), "share_over_4": (diff > 4).float().mean().item()}
+            for backend, pipeline in built.items():
+                start = time.perf_counter()
+                for batch in batches:
+                    images = pipeline(*batch)[0]
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                row[f"{backend}_images_per_s"] = count * size / (time.perf_counter() - start)
+                del images
+            row["within_bounds"] = all(row[key] <= bound for key, bound in PIPELINE_BOUNDS.items())
+            rows.append(row)
+    ok = all(row["within_bounds"] for row in rows)
+    return {"status": "ok" if ok else "out of bounds", "device": device, "bounds": PIPELINE_BOUNDS, "rows": rows}
+
+
 def summarize(out: Path, mode: str) -> dict[str, Any]:
     steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines() if line.strip()] \
         if (out / "steps.jsonl").is_file() else []
@@ -124,6 +177,7 @@ def summarize(out: Path, mode: str) -> dict[str, Any]:
         "total_seconds": sum(s["seconds"] for s in steps), "budget_seconds": sum(s["budget_s"] for s in steps),
         "steps": steps, "versions": read_json(out / "versions.json"), "cuda_tests": tests,
         "bench": bench_summary(out / "bench"), "projection": projection_summary(out / "projection"),
+        "pipelines": read_json(out / "pipelines.json"),
     }
 
 
@@ -173,6 +227,15 @@ def markdown(summary: dict[str, Any]) -> str:
             if breakdown:
                 lines += ["", f"{run['key']}, fastkd, one profiled replay interval: "
                               + ", ".join(f"{part} {share:.1%}" for part, share in breakdown.items())]
+    jpeg = summary.get("pipelines")
+    if jpeg and jpeg["status"] == "skipped":
+        lines += ["", f"JPEG pipelines: skipped ({jpeg['reason']})."]
+    elif jpeg:
+        lines += ["", f"JPEG pipelines on {jpeg['device']} ({jpeg['status']}; DALI vs the CPU twin in grey levels, "
+                      f"bounds {jpeg['bounds']}):", "",
+                  "| recipe | DALI img/s | twin img/s | max / mean abs | share > 4 |", "|---|---|---|---|---|"]
+        lines += [f"| {r['recipe']} | {r['dali_images_per_s']:.0f} | {r['torch_images_per_s']:.0f} | "
+                  f"{r['max_abs']:.0f} / {r['mean_abs']:.3f} | {r['share_over_4']:.2%} |" for r in jpeg["rows"]]
     bench = summary["bench"]
     if bench and bench.get("plan"):
         plan = bench["plan"]
@@ -234,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("versions").add_argument("out", type=Path)
+    commands.add_parser("pipelines").add_argument("out", type=Path)
     summary_parser = commands.add_parser("summary")
     summary_parser.add_argument("out", type=Path)
     summary_parser.add_argument("--mode", choices=("gpu", "cpu-dry-run"), required=True)
@@ -243,6 +307,11 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "versions.json").write_text(json.dumps(found, indent=2))
         print("\n".join(f"{key}: {value}" for key, value in found.items()))
         return 0
+    if args.command == "pipelines":
+        result = pipelines(args.out)
+        (args.out / "pipelines.json").write_text(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2))
+        return 0 if result["status"] in ("ok", "skipped") else 1
     summary = summarize(args.out, args.mode)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     text = markdown(summary)

@@ -7,15 +7,16 @@
 #
 # Steps (each under its own timeout; budgets in bench/README.md): install the checkout (non-editable) into a fresh
 # venv that also sees PY's site-packages (so a machine's preinstalled torch/triton are reused, nothing is
-# downloaded); print GPU, driver, torch/triton/DALI versions; run the `cuda`-marked tests (tests/cuda); project the
+# downloaded); print GPU, driver, torch/triton/DALI versions; run the `cuda`-marked tests (tests/cuda); compare
+# DALI's GPU JPEG decode with the CPU twin on ImageNet-like files (`pipelines`; skipped without DALI); project the
 # paper's full runs (`fastkd bench --projection`); run `fastkd bench --preset gpu-quick`; write OUT/summary.json +
 # OUT/summary.md. Exit 0 when every check passed, 1 when a correctness check failed or a step did not finish, 2 on
 # a bad argument.
 #   --venv DIR           install into DIR (reused when it already holds a venv; default: a new one in a temp folder)
 #   --python PY          interpreter the venv is made from; its packages stay visible (default: python3)
 #   --wheels DIR         wheels to install offline first (e.g. pydantic, nvidia-dali-cuda130 on a machine without them)
-#   --steps LIST         which of cuda-tests,projection,bench to run (default: all three; install, versions and the
-#                        summary always run)
+#   --steps LIST         which of cuda-tests,pipelines,projection,bench to run (default: all four; install,
+#                        versions and the summary always run)
 #   --tests EXPR         only the CUDA tests pytest's -k EXPR selects (e.g. engine)
 #   --bench-methods LIST the bench rows to run (fastkd bench --methods; default: all)
 set -uo pipefail
@@ -26,7 +27,7 @@ MODE=gpu
 VENV=""
 BASE_PYTHON=python3
 WHEELS=""
-STEPS="cuda-tests,projection,bench"
+STEPS="cuda-tests,pipelines,projection,bench"
 TESTS=""
 BENCH_METHODS="all"
 
@@ -51,7 +52,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 for wanted in ${STEPS//,/ }; do
-    case "$wanted" in cuda-tests|projection|bench) ;; *) usage_error "--steps: unknown step '$wanted' (choose from cuda-tests, projection, bench)" ;; esac
+    case "$wanted" in cuda-tests|pipelines|projection|bench) ;; *) usage_error "--steps: unknown step '$wanted' (choose from cuda-tests, pipelines, projection, bench)" ;; esac
 done
 wants() { case ",$STEPS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 # absolute: the steps run from a scratch folder. (No realpath: a venv's python is a symlink that must stay one.)
@@ -68,7 +69,8 @@ fi
 
 mkdir -p "$OUT/logs" || { echo "bench/gpu_check.sh: error: cannot create OUT=$OUT" >&2; exit 1; }
 OUT="$(cd "$OUT" && pwd)"
-rm -f "$OUT/steps.jsonl" "$OUT/cuda-tests.xml" "$OUT/versions.json" "$OUT/summary.json" "$OUT/summary.md"
+rm -f "$OUT/steps.jsonl" "$OUT/cuda-tests.xml" "$OUT/versions.json" "$OUT/pipelines.json" "$OUT/summary.json" \
+    "$OUT/summary.md"
 rm -rf "$OUT/bench" "$OUT/projection" "$OUT/logs"/*
 SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/fastkd-gpu-check.XXXXXX")"
 trap 'rm -rf "$SCRATCH"' EXIT
@@ -128,6 +130,7 @@ elif [ "$MODE" = gpu ]; then
     step versions 15 "$PY" "$REPO/bench/gpu_check.py" versions "$OUT"
     ! wants cuda-tests || step cuda-tests 180 "$PY" -m pytest "$REPO/tests/cuda" -c "$REPO/pyproject.toml" \
         --rootdir "$REPO" -p no:cacheprovider -q -rs -m cuda "${TEST_FILTER[@]}" --junitxml "$OUT/cuda-tests.xml"
+    ! wants pipelines || step pipelines 90 "$PY" "$REPO/bench/gpu_check.py" pipelines "$OUT"
     ! wants projection || step projection 150 "$VENV/bin/fastkd" bench --preset gpu-quick --projection \
         --out "$OUT/projection"
     ! wants bench || step bench 150 "$VENV/bin/fastkd" bench --preset gpu-quick --methods "$BENCH_METHODS" \
@@ -136,6 +139,7 @@ else
     step versions 30 "$PY" "$REPO/bench/gpu_check.py" versions "$OUT"
     ! wants cuda-tests || step cuda-tests 120 "$PY" -m pytest "$REPO/tests/cuda" -c "$REPO/pyproject.toml" \
         --rootdir "$REPO" -p no:cacheprovider -q -rs -m cuda "${TEST_FILTER[@]}" --junitxml "$OUT/cuda-tests.xml"
+    ! wants pipelines || step pipelines 120 "$PY" "$REPO/bench/gpu_check.py" pipelines "$OUT"
     ! wants projection || step projection 120 "$VENV/bin/fastkd" bench --preset test --projection \
         --out "$OUT/projection"
     if wants bench; then

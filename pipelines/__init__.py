@@ -20,6 +20,7 @@ import torch
 
 from ..errors import FastkdError
 
+from .jpeg import JPEG_RECIPES, JpegRecipe, JpegTwin, OnBadFile, jpeg_recipes
 from .recipes import Recipe, available_recipes, deterministic_recipe, get_recipe
 from .torch_pipeline import TorchPipeline
 
@@ -140,19 +141,53 @@ def build_pipeline(
     raise ValueError(f"unknown pipeline backend {backend!r}; choose one of: auto, torch, dali")
 
 
-from .folder import FOLDER_RECIPES, FolderDataset, build_folder_pipeline, folder_reader_pipeline  # noqa: E402
+def build_jpeg_pipeline(
+    dataset,
+    recipe: JpegRecipe,
+    *,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+    device: torch.device | str = "cpu",
+    backend: Literal["auto", "torch", "dali"] = "auto",
+    dtype: torch.dtype = torch.float32,
+    channels_last: bool = True,
+    workers: int = 4,
+    prefetch: int = 2,
+    on_bad_file: OnBadFile = "error",
+):
+    """``pipeline(indices, seed) -> (images, labels)`` over a file index (fastkd.data.FileDataset: ImageNet).
+
+    ``auto`` = DALI's GPU decoder on CUDA when DALI is installed, else the CPU twin (jpeg.py), whose pixels the
+    tests compare with torchvision's reference transforms (DALI's CPU decoder is faster on a CPU, bench/README.md). ``workers``: decoding threads; ``prefetch``: batches decoded
+    ahead in the background (the twin); ``on_bad_file``: an unreadable image stops the run or is skipped.
+    """
+    device = torch.device(device)
+    if backend == "auto":
+        backend = "dali" if device.type == "cuda" and dali_available() else "torch"
+    common = dict(mean=mean, std=std, device=device, dtype=dtype, channels_last=channels_last, workers=workers,
+                  prefetch=prefetch, on_bad_file=on_bad_file)
+    if backend == "torch":
+        return JpegTwin(dataset, recipe, **common)
+    if backend == "dali":
+        if not dali_available():
+            raise ImportError(DALI_INSTALL_HINT)
+        from .dali_jpeg import DaliJpegPipeline
+
+        return DaliJpegPipeline(dataset, recipe, **common)
+    raise ValueError(f"unknown pipeline backend {backend!r}; choose one of: auto, torch, dali")
+
 
 __all__ = [
     "BatchPipeline",
-    "FOLDER_RECIPES",
-    "FolderDataset",
+    "JPEG_RECIPES",
+    "JpegRecipe",
     "Recipe",
     "available_backends",
     "available_recipes",
-    "build_folder_pipeline",
+    "build_jpeg_pipeline",
     "build_pipeline",
     "dali_runs_whole",
     "deterministic_recipe",
-    "folder_reader_pipeline",
     "get_recipe",
+    "jpeg_recipes",
 ]

@@ -129,6 +129,7 @@ class TorchPipeline:
     """``pipeline(indices, seed) -> (images, labels)`` on ``device``, with the data held there as uint8 NHWC."""
 
     backend = "torch"
+    takes_rows = True
 
     def __init__(
         self,

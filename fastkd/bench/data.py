@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .presets import NUM_CLASSES
 
@@ -34,4 +35,25 @@ def write_synthetic_cifar100(root: Path, train_images: int, test_images: int, se
     with open(folder / "meta", "wb") as fh:
         pickle.dump({"fine_label_names": [f"class_{i}" for i in range(NUM_CLASSES)],
                      "coarse_label_names": [f"superclass_{i}" for i in range(20)]}, fh, protocol=4)
+    return root
+
+
+def write_imagenet_like(root: Path, classes: int, per_class: int, *, val_per_class: int = 0, size=(375, 500),
+                        quality: int = 90, seed: int = 0) -> Path:
+    """An ImageNet folder layout (`train/<wnid>/*.JPEG`, `val/<wnid>/*.JPEG`) of JPEGs at ImageNet's typical size
+    (500x375, quality 90: about 100 KB each, like the real files) with smooth colour fields plus noise; returns
+    `root`."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+    for split, count in (("train", per_class), ("val", val_per_class)):
+        for c in range(classes if count else 0):
+            folder = root / split / f"n{c:08d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(count):
+                coarse = torch.from_numpy(rng.integers(0, 256, size=(1, 3, 6, 8)).astype(np.float32))
+                smooth = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear",
+                                                         align_corners=False)[0]
+                noise = torch.from_numpy(rng.normal(0.0, 10.0, size=(3, height, width)).astype(np.float32))
+                pixels = (smooth + noise).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+                Image.fromarray(pixels).save(folder / f"n{c:08d}_{k}.JPEG", quality=quality)
     return root

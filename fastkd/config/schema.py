@@ -22,14 +22,16 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    dataset: Literal["digits", "cifar10", "cifar100", "tiny_imagenet"] = "digits"
-    """Which data set; `digits` is scikit-learn's bundled set resized to 32x32 RGB (no download)."""
+    dataset: Literal["digits", "cifar10", "cifar100", "tiny_imagenet", "imagenet", "imagenet_100"] = "digits"
+    """Which data set; `digits` is scikit-learn's bundled set resized to 32x32 RGB (no download). `imagenet` and
+    `imagenet_100` are read as JPEG files and decoded per batch (docs/semantics.md R27)."""
     root: Optional[str] = None
-    """Folder holding `cifar-10-batches-py/`, `cifar-100-python/` or `tiny-imagenet-200/` (or that folder itself);
-    unset = `$FASTKD_DATA`, else `./data`."""
+    """Folder holding `cifar-10-batches-py/`, `cifar-100-python/`, `tiny-imagenet-200/`, `imagenet/` or
+    `imagenet-100/` (or that folder itself); unset = `$FASTKD_DATA`, else `./data`."""
     download: bool = False
     """Fetch the data set into the data root from its official archive (MD5-checked) when it is not there yet,
-    as the reference scripts do (`fastkd compat` sets it); `fastkd data fetch` does the same by hand."""
+    as the reference scripts do (`fastkd compat` sets it); `fastkd data fetch` does the same by hand. ImageNet
+    has no public archive and is never downloaded."""
     augment: Literal["default", "none"] = "default"
     """`default` = the method's reference recipe; `none` = normalize only (for exact comparisons)."""
     shuffle: bool = True
@@ -44,10 +46,17 @@ class DataConfig(_Section):
     test_fraction: float = Field(0.2, gt=0, lt=1)
     """Held-out share for `digits` (the other data sets ship their own test split)."""
     cache_dir: Optional[str] = None
-    """Where decoded Tiny-ImageNet arrays are cached (default: `<root>/.fastkd-cache`)."""
+    """Where decoded Tiny-ImageNet arrays and ImageNet file indexes are cached (default: `<data set>/.fastkd-cache`)."""
+    workers: int = Field(4, ge=0)
+    """ImageNet: decoding threads of the CPU pipeline (DALI's `num_threads`); 0 decodes on the calling thread."""
+    prefetch: int = Field(2, ge=0)
+    """ImageNet, CPU pipeline: training batches decoded ahead in the background while the step runs (0 = none)."""
+    on_bad_file: Literal["error", "skip"] = "error"
+    """ImageNet: an unreadable or undecodable image stops the run with one line naming it (`error`), or its row is
+    dropped from every batch that draws it, noted once per file (`skip`)."""
     image_size: Optional[int] = Field(None, ge=8)
-    """Side of the images the ViT recipes produce (crop/resize target); unset = the reference's 224. Smaller
-    values make cheap ViT runs (e.g. 32 on a CPU)."""
+    """Side of the images the ViT and ImageNet recipes produce (crop/resize target); unset = the reference's 224.
+    Smaller values make cheap runs (e.g. 32 on a CPU)."""
     drop_last: bool = False
     """Drop the last partial training batch, as the ViT reference's loader does (L = floor(N/B): 390 on CIFAR)."""
     class_order: Literal["wnids_file", "sorted"] = "wnids_file"

@@ -521,7 +521,9 @@ def load_digits(test_fraction: float = 0.2) -> tuple[ArrayDataset, ArrayDataset]
 
 
 DIGITS_SIZE = 1797
-STANDARD_TRAIN_SIZES = {"cifar10": 50000, "cifar100": 50000, "tiny_imagenet": 100000}
+STANDARD_TRAIN_SIZES = {"cifar10": 50000, "cifar100": 50000, "tiny_imagenet": 100000, "imagenet": 1_281_167,
+                        "imagenet_100": 126_689}
+"""Training images per data set (ImageNet-100: the CMC subset; data/imagenet.py reads the real count)."""
 
 
 def train_size(name: str, test_fraction: float = 0.2) -> int:
@@ -531,10 +533,10 @@ def train_size(name: str, test_fraction: float = 0.2) -> int:
     return STANDARD_TRAIN_SIZES[name]
 
 
-def load_dataset(name: str, root: str | None = None, *, test_fraction: float = 0.2,
+def load_arrays(name: str, root: str | None = None, *, test_fraction: float = 0.2,
                  cache_dir: str | None = None,
                  class_order: TinyClassOrder = "wnids_file") -> tuple[ArrayDataset, ArrayDataset]:
-    """(train, test) for a configured data set name; ``class_order`` applies to Tiny-ImageNet only."""
+    """(train, test) uint8 arrays of a data set held in memory; ``class_order`` applies to Tiny-ImageNet only."""
     if name == "digits":
         return load_digits(test_fraction)
     if name == "cifar10":
@@ -543,4 +545,5 @@ def load_dataset(name: str, root: str | None = None, *, test_fraction: float = 0
         return load_cifar(root, 100)
     if name == "tiny_imagenet":
         return load_tiny_imagenet(root, cache_dir, class_order)
-    raise DataError(f"unknown data set {name!r}; choose digits, cifar10, cifar100 or tiny_imagenet")
+    raise DataError(f"unknown data set {name!r}; choose digits, cifar10, cifar100, tiny_imagenet, imagenet or "
+                    "imagenet_100")

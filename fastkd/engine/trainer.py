@@ -18,11 +18,11 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..config import ExperimentConfig, dump_config
-from ..data import ArrayDataset, EpochSampler, load_dataset
-from ..data.fetch import fetch
+from ..data import ArrayDataset, EpochSampler, FileDataset, load_dataset
+from ..data.fetch import ARCHIVES, fetch
 from ..data.sampler import derive_seed
 from ..errors import ConfigError, NonFiniteLossError, RunInterrupted, first_line
-from ..pipelines import build_pipeline, deterministic_recipe, get_recipe
+from ..pipelines import build_jpeg_pipeline, build_pipeline, deterministic_recipe, get_recipe, jpeg_recipes
 from ..reference.keys import init_weights
 from . import distributed
 from .checkpoint import (CHECKPOINT_VERSION, RESUME_MAY_CHANGE, CheckpointError, check_run_checkpoint, copy_atomic,
@@ -49,8 +49,8 @@ class Trainer:
 
     cfg: ExperimentConfig
     runtime: Runtime
-    train_set: ArrayDataset
-    test_set: ArrayDataset
+    train_set: ArrayDataset | FileDataset
+    test_set: ArrayDataset | FileDataset
     sampler: EpochSampler
     method: Method
     learners: dict[str, Learner]
@@ -75,7 +75,8 @@ class Trainer:
 
         d = cfg.data
         if d.download and d.dataset != "digits":
-            fetch(d.dataset, d.root)  # every rank may call it: they take turns on a lock, the first one downloads
+            if d.dataset in ARCHIVES:  # ImageNet has no public archive: its reader names where to get it
+                fetch(d.dataset, d.root)  # every rank may call it: they take turns on a lock, the first downloads
         self.train_set, self.test_set = load_dataset(d.dataset, d.root, test_fraction=d.test_fraction,
                                                      cache_dir=d.cache_dir, class_order=d.class_order)
         self.sampler = EpochSampler(len(self.train_set), d.batch_size, seed=cfg.seed, shuffle=d.shuffle,
@@ -88,14 +89,7 @@ class Trainer:
             init_weights(cfg.init_from, models)
         self.runtime = resolve_channels_last(self.runtime, list(models.values()))
         cfg = self.cfg = _with_layout(cfg, self.runtime.channels_last)  # config.yaml and checkpoints keep the choice
-        mean, std = self.method.normalization(d.dataset) or (self.train_set.mean, self.train_set.std)
-        common = dict(mean=mean, std=std, device=self.runtime.device,
-                      backend=d.pipeline, dtype=self.runtime.input_dtype, channels_last=self.runtime.channels_last)
-        method_recipe = self.method.train_recipe(d.dataset)
-        test_recipe = get_recipe(deterministic_recipe(method_recipe), d.image_size)
-        train_recipe = test_recipe if d.augment == "none" else get_recipe(method_recipe, d.image_size)
-        self.train_pipe = build_pipeline(self.train_set.images, self.train_set.labels, train_recipe, **common)
-        self.test_pipe = build_pipeline(self.test_set.images, self.test_set.labels, test_recipe, **common)
+        self.train_pipe, self.test_pipe = self._build_pipelines()
         self.learners = {name: build_learner(name, m, cfg.optim, cfg.train.epochs, self.runtime)
                          for name, m in models.items()}
         for group in self.method.optimizer_groups({name: learner.model for name, learner in self.learners.items()}):
@@ -126,6 +120,42 @@ class Trainer:
             (run_dir / "config.yaml").write_text(dump_config(cfg))
         self.log: RunLog = build_run_log(cfg, run_dir, quiet=self.quiet,
                                          resumed_at=(self.epoch, self.global_step) if state is not None else None)
+
+    def _build_pipelines(self):
+        """(train, test) pipelines: over the in-memory uint8 split, or decoding JPEG files per batch (ImageNet,
+        whose recipe is the data set's own for every CNN method, docs/semantics.md R27)."""
+        d = self.cfg.data
+        mean, std = self.method.normalization(d.dataset) or (self.train_set.mean, self.train_set.std)
+        common = dict(mean=mean, std=std, device=self.runtime.device,
+                      backend=d.pipeline, dtype=self.runtime.input_dtype, channels_last=self.runtime.channels_last)
+        method_recipe = self.method.train_recipe(d.dataset)
+        if isinstance(self.train_set, FileDataset):
+            if method_recipe == "vit":
+                raise ConfigError(f"method: {self.cfg.method} on {d.dataset}: the ViT recipe (RandAugment, random "
+                                  "erasing) is not implemented for JPEG folders yet; use a CNN method")
+            train_recipe, test_recipe = jpeg_recipes(d.dataset, d.image_size, augment=d.augment != "none")
+            files = dict(workers=d.workers, on_bad_file=d.on_bad_file)
+            return (build_jpeg_pipeline(self.train_set, train_recipe, **common, **files, prefetch=d.prefetch),
+                    build_jpeg_pipeline(self.test_set, test_recipe, **common, **files, prefetch=0))
+        test_recipe = get_recipe(deterministic_recipe(method_recipe), d.image_size)
+        train_recipe = test_recipe if d.augment == "none" else get_recipe(method_recipe, d.image_size)
+        return (build_pipeline(self.train_set.images, self.train_set.labels, train_recipe, **common),
+                build_pipeline(self.test_set.images, self.test_set.labels, test_recipe, **common))
+
+    def _prefetch(self, epoch: int, i: int) -> None:
+        """Ask a pipeline that decodes in the background (JPEG files) for the next `data.prefetch` training
+        batches, so that their decoding overlaps this step."""
+        prefetch = getattr(self.train_pipe, "prefetch", None)
+        if prefetch is None:
+            return
+        L = len(self.sampler)
+        for ahead in range(1, self.cfg.data.prefetch + 1):
+            e, j = divmod(epoch * L + i + ahead, L)
+            if e >= self.total_epochs:
+                return
+            indices = self.sampler.batch(e, j)
+            prefetch(indices, self.sampler.batch_seed(e, j), distributed.shard_rows(len(indices))
+                     if distributed.is_active() else None)
 
     # ------------------------------------------------------------------------------- step primitives
     def batch(self, indices: torch.Tensor, seed: int) -> Batch:
@@ -202,6 +232,7 @@ class Trainer:
             bar = self._progress(L, start_batch)
             for i in range(start_batch, L):
                 indices = self.sampler.batch(self.epoch, i)
+                self._prefetch(self.epoch, i)
                 step = self.global_step + 1
                 self.method.run_iteration(_Iteration(self.epoch, step, indices, self.sampler.batch_seed(self.epoch, i)),
                                           self.context)
@@ -422,6 +453,8 @@ class Trainer:
                "finished": self.epoch >= self.total_epochs and stopped is None, **self.method.counters()}
         if stopped is not None:
             out["stopped"] = stopped
+        if getattr(self.train_pipe, "skipped_files", 0):  # data.on_bad_file: skip
+            out["skipped_files"] = self.train_pipe.skipped_files
         for name in self.best:
             out[f"{name}_best_top1"] = self.best.get(name)
             out[f"{name}_final_top1"] = final.get(f"eval_{name}_top1")
@@ -502,13 +535,13 @@ def _check_distributed(cfg: ExperimentConfig, train_size: int, test_size: int) -
 
 def sharded_batch(pipe, indices: torch.Tensor, seed: int) -> Batch:
     """This rank's rows of the global batch (indices, seed): the pixels one process gets for those rows. A
-    pipeline that takes `rows` draws the whole batch's parameters and builds only these rows; any other (DALI)
-    builds the whole batch and is sliced."""
+    pipeline that `takes_rows` draws the whole batch's parameters and builds only these rows; any other (DALI
+    over an in-memory split) builds the whole batch and is sliced."""
     total = len(indices)
     if not distributed.is_active():
         return Batch(*pipe(indices, seed), None, total)
     rows = distributed.shard_rows(total)
-    if getattr(pipe, "backend", None) == "torch":
+    if getattr(pipe, "takes_rows", False):
         return Batch(*pipe(indices, seed, rows), rows, total)
     x, y = pipe(indices, seed)
     return Batch(x[rows], y[rows], rows, total)

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 from torch.profiler import record_function
 
-from ..config import ExperimentConfig, KDConfig
+from ..config import DataConfig, ExperimentConfig, KDConfig
 from ..config.methods import register_method
 from ..data.readers import TINY_SIDE
 from ..engine.method import Iteration, Method
@@ -22,7 +22,15 @@ from ..engine.steps import Batch, StepContext
 from ..errors import ConfigError
 from ..kernels import cross_entropy, feature_loss, kd_loss
 from ..models import StudentNet, TeacherNet, create_model, width_divisor
-from ..plans.online_kd import OnlineKDPlan, plan_online_kd
+from ..plans.online_kd import OnlineKDPlan, plan_online_kd, replay_memory_note
+
+
+def image_side(data: DataConfig) -> int:
+    """The side of the images the models see."""
+    if data.dataset in ("imagenet", "imagenet_100"):
+        return data.image_size or 224
+    return TINY_SIDE if data.dataset == "tiny_imagenet" else 32
+
 
 class Targets(NamedTuple):
     """What a teacher hands the student: detached feature and logits."""
@@ -58,7 +66,7 @@ def _fits_images(model: nn.Module, cfg: ExperimentConfig, key: str) -> nn.Module
     """Refuse, before training, a fixed-size model (the small CIFAR ViT: a position embedding for 32x32 images)
     on a data set of another image side."""
     size = getattr(model, "image_size", None)
-    side = TINY_SIDE if cfg.data.dataset == "tiny_imagenet" else 32
+    side = image_side(cfg.data)
     if size is not None and size != side:
         raise ConfigError(f"{key}: {getattr(cfg.model, key.split('.')[1])} takes {size}x{size} images and "
                           f"{cfg.data.dataset} has {side}x{side}; use a CNN (resnet18, mobilenetv2, ...) for it")
@@ -91,8 +99,10 @@ class OnlineKDFamily(Method):
 
     @classmethod
     def from_config(cls, cfg: ExperimentConfig, iters_per_epoch: int) -> OnlineKDFamily:
-        return cls(plan_online_kd(cfg.method, cfg.semantics, iters_per_epoch, cfg.train.epochs, cfg.kd.interval),
-                   cfg.kd)
+        plan = plan_online_kd(cfg.method, cfg.semantics, iters_per_epoch, cfg.train.epochs, cfg.kd.interval)
+        if plan.mode == "spaced":
+            plan.notes.append(replay_memory_note(plan.interval, cfg.data.batch_size, image_side(cfg.data)))
+        return cls(plan, cfg.kd)
 
     @property
     def has_teacher(self) -> bool:

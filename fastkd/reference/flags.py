@@ -33,6 +33,9 @@ REFERENCE_GAMMA = 0.2
 REFERENCE_LR_DECAY_EPOCHS = 200
 """`conf/global_settings.py` EPOCH: what `-lr_decay` silently switches the online-KD run length to
 (docs/semantics.md R5)."""
+IMAGENET_MILESTONES = [20, 40, 60]
+IMAGENET_LR_DECAY_EPOCHS = 80
+"""`conf/global_settings.py` MILESTONES_IMAGENET and EPOCH_IMAGENET: `-lr_decay` with `-dataset imagenet`."""
 
 DEVICE_NOTE = "ignored: fastkd picks the device itself (train.device=auto; --set train.device=cpu forces the CPU)"
 GPU_IDS_NOTE = "ignored: fastkd trains on one device it picks itself (train.device); there is no DataParallel"

@@ -37,8 +37,8 @@ def test_dry_run_passes_and_writes_the_summary(dry_run):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mode"] == "cpu-dry-run" and summary["ok"] and summary["problems"] == []
     assert [(s["name"], s["status"]) for s in summary["steps"]] == [
-        ("install", "ok"), ("versions", "ok"), ("cuda-tests", "ok"), ("projection", "ok"), ("bench-plan", "ok"),
-        ("bench", "ok")]
+        ("install", "ok"), ("versions", "ok"), ("cuda-tests", "ok"), ("pipelines", "ok"), ("projection", "ok"),
+        ("bench-plan", "ok"), ("bench", "ok")]
     assert all(0 < s["seconds"] <= s["budget_s"] for s in summary["steps"])
 
     versions = summary["versions"]
@@ -50,6 +50,10 @@ def test_dry_run_passes_and_writes_the_summary(dry_run):
     assert tests["total"] >= 50 and tests["skipped"] == tests["total"] and tests["failed"] == tests["errors"] == 0
     (reason,) = tests["skip_reasons"]
     assert reason.startswith("no CUDA device visible") and "bench/gpu_check.sh" in reason
+
+    jpeg = summary["pipelines"]  # DALI's CPU decoder vs the twin here; skipped where DALI is not installed
+    assert jpeg["status"] == "skipped" if importlib.util.find_spec("nvidia.dali") is None else \
+        [row["recipe"] for row in jpeg["rows"]] == ["imagenet_train", "imagenet_100_train", "imagenet_test"]
 
     bench = summary["bench"]
     assert bench["plan"]["preset"] == "gpu-quick" and len(bench["plan"]["methods"]) == 6  # 5 CNN rows + vit

@@ -125,6 +125,24 @@ def test_lr_decay_is_reproduced_literally_or_fixed_under_standard():
     assert any("-lr_decay: no effect in the reference" in n for n in ema.notes)
 
 
+def test_imagenet_runs_the_reference_schedule_and_plans_its_replay_memory():
+    """`-lr_decay` on ImageNet: 80 epochs, milestones [20, 40, 60] (conf/global_settings.py); never stepped by the
+    online-KD script (R5), stepped under standard semantics."""
+    argv = [*ONLINE, "-dataset", "imagenet", "-lr_decay", "-interval_rate", "1.5"]
+    reference = resolve("train_space", argv)
+    cfg = reference.config
+    assert (cfg.data.dataset, cfg.train.epochs, cfg.optim.schedule) == ("imagenet", 80, "constant")
+    assert any("80 epochs at a constant LR" in note and "[20,40,60]" in note for note in reference.notes)
+    standard = resolve("train_space", [*argv, "--semantics", "standard"]).config
+    assert (standard.train.epochs, standard.optim.schedule, standard.optim.milestones) == (80, "multistep",
+                                                                                            [20, 40, 60])
+    ema = resolve("ema", ["-net", "resnet18", "-dataset", "imagenet", "-lr_decay", "--semantics", "standard"])
+    assert (ema.config.train.epochs, ema.config.optim.milestones) == (80, [20, 40, 60])
+    plan = runs.build_plan(cfg)
+    assert (plan.iters_per_epoch, plan.interval) == (10010, 15015)
+    assert any("reference 1.16 TB of host float32 copies, fastkd 7.81 MB" in note for note in plan.notes)
+
+
 def test_online_kd_flag_mapping():
     cfg = resolve("train_space", ["-net_teacher", "resnet50", "-net_student", "resnet18", "-b", "64", "-temp", "4",
                                   "-alpha", "0.5", "-beta", "0.1", "-feature_loss", "L2", "-optimizer", "Adam",

@@ -31,10 +31,8 @@ OPTIONAL_PACKAGES = {"wandb", "tensorboard", "torch.utils.tensorboard", "nvidia"
 """Imported inside the function that needs them: packages a run may lack, scikit-learn (only the `digits` data set
 needs it; a slow import) and matplotlib (its Agg backend is chosen before pyplot is imported)."""
 
-NOT_YET_ONE_WAY = {"fastkd.pipelines.folder"}
-"""The image-folder reader, replaced by the ImageNet pipelines (its own issue); remove it here with it."""
-
-OPTIONAL_MODULES = {"fastkd.kernels._ema_triton", "fastkd.kernels._kd_triton", "fastkd.pipelines.dali_pipeline"}
+OPTIONAL_MODULES = {"fastkd.kernels._ema_triton", "fastkd.kernels._kd_triton", "fastkd.pipelines.dali_pipeline",
+                    "fastkd.pipelines.dali_jpeg"}
 """fastkd modules that need an optional package (Triton, DALI) at import: imported where they are used."""
 
 LAZY_LOADERS = {"fastkd.cli", "fastkd.__main__"}
@@ -187,7 +185,7 @@ def function_level_imports() -> list[str]:
             continue
         internal = internal_module(imp.target, known)
         optional = any(imp.target == p or imp.target.startswith(p + ".") for p in OPTIONAL_PACKAGES)
-        if internal in OPTIONAL_MODULES or (internal is None and optional) or imp.source in NOT_YET_ONE_WAY:
+        if internal in OPTIONAL_MODULES or (internal is None and optional):
             continue
         bad.append(f"{imp.source}:{imp.line} imports {imp.target} inside a function")
     return bad

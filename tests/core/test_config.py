@@ -52,7 +52,8 @@ def test_bad_values_name_file_and_key(tmp_path, text, overrides, expected):
 
 
 def test_literal_error_lists_allowed_values(tmp_path):
-    with pytest.raises(ConfigError, match="'digits', 'cifar10', 'cifar100' or 'tiny_imagenet'"):
+    allowed = "'digits', 'cifar10', 'cifar100', 'tiny_imagenet', 'imagenet' or 'imagenet_100'"
+    with pytest.raises(ConfigError, match=allowed):
         load_config(write(tmp_path, "data:\n  dataset: imagenet21k\n"))
 
 
@@ -133,7 +134,8 @@ def test_describe_lists_every_key_with_type_default_allowed_and_description():
     assert all(desc.startswith("    ") and desc.strip() for desc in lines[1::2]), "a key has no description"
     text = "\n".join(lines)
     assert "optim.lr  (float, default 0.01, allowed: > 0, finite)" in text
-    assert "data.dataset  (choice, default digits, allowed: digits, cifar10, cifar100, tiny_imagenet)" in text
+    assert ("data.dataset  (choice, default digits, allowed: digits, cifar10, cifar100, tiny_imagenet, imagenet, "
+            "imagenet_100)") in text
     assert "train.max_steps  (int or null, default null, allowed: >= 1 or null)" in text
 
 

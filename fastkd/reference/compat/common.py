@@ -8,7 +8,8 @@ from typing import Any
 
 from ...models import is_model
 from ..errors import CompatError
-from ..flags import REFERENCE_GAMMA, REFERENCE_MILESTONES, REFERENCE_MOMENTUM, REFERENCE_WEIGHT_DECAY
+from ..flags import (IMAGENET_LR_DECAY_EPOCHS, IMAGENET_MILESTONES, REFERENCE_GAMMA, REFERENCE_LR_DECAY_EPOCHS,
+                     REFERENCE_MILESTONES, REFERENCE_MOMENTUM, REFERENCE_WEIGHT_DECAY)
 
 @dataclass
 class Draft:
@@ -30,14 +31,22 @@ def unsupported(script: str, flag: str, value: Any, why: str) -> CompatError:
     return CompatError(f"{script}: {_shown(flag, value)}: fastkd cannot honour this ({why})")
 
 
-def optim_section(name: str, lr: float, *, nesterov: bool = False, lr_decay: bool = False) -> dict[str, Any]:
+def optim_section(name: str, lr: float, *, nesterov: bool = False, lr_decay: bool = False,
+                  milestones: list[int] = REFERENCE_MILESTONES) -> dict[str, Any]:
     optim: dict[str, Any] = {"name": name, "lr": lr, "weight_decay": REFERENCE_WEIGHT_DECAY,
                              "schedule": "multistep" if lr_decay else "constant"}
     if name == "sgd":
         optim |= {"momentum": REFERENCE_MOMENTUM, "nesterov": nesterov}
     if lr_decay:
-        optim |= {"milestones": list(REFERENCE_MILESTONES), "gamma": REFERENCE_GAMMA}
+        optim |= {"milestones": list(milestones), "gamma": REFERENCE_GAMMA}
     return optim
+
+
+def lr_decay_schedule(dataset: str) -> tuple[int, list[int]]:
+    """(epochs, milestones) of `-lr_decay` in the online-KD and EMA scripts (conf/global_settings.py)."""
+    if dataset == "imagenet":
+        return IMAGENET_LR_DECAY_EPOCHS, IMAGENET_MILESTONES
+    return REFERENCE_LR_DECAY_EPOCHS, REFERENCE_MILESTONES
 
 
 def optimizer_name(script: str, value: str) -> str:
@@ -49,11 +58,13 @@ def optimizer_name(script: str, value: str) -> str:
 
 def cnn_dataset(script: str, value: str) -> str:
     """`-dataset` of the online-KD and EMA scripts: their loaders know cifar100, tiny_imagenet and imagenet."""
-    if value in ("cifar100", "tiny_imagenet"):
+    if value in ("cifar100", "tiny_imagenet", "imagenet"):
         return value
-    if value == "imagenet":
-        raise unsupported(script, "-dataset", value, "fastkd's CNN data sets are cifar100 and tiny_imagenet")
-    raise crash(script, "-dataset", value, "it has no data-loader branch for it", "use cifar100 or tiny_imagenet")
+    if value == "imagenet_100":
+        raise crash(script, "-dataset", value, "utils.py's get_training_dataloader has no imagenet_100 branch, so "
+                    "it returns an unbound loader", "use imagenet, cifar100 or tiny_imagenet")
+    raise crash(script, "-dataset", value, "it has no data-loader branch for it",
+                "use cifar100, tiny_imagenet or imagenet")
 
 
 def name_suffix(semantics: str) -> str:

@@ -6,7 +6,8 @@ from typing import Any
 
 from ...models import is_model
 from ..flags import EMA_REFERENCE_NETS, no_effect
-from .common import Draft, cnn_dataset, crash, name_suffix, optim_section, optimizer_name, unsupported, usable_names
+from .common import (Draft, cnn_dataset, crash, lr_decay_schedule, name_suffix, optim_section, optimizer_name,
+                     unsupported, usable_names)
 
 def translate_ema(script: str, v: dict[str, Any], given: set[str], semantics: str) -> Draft:
     notes: list[str] = []
@@ -20,13 +21,14 @@ def translate_ema(script: str, v: dict[str, Any], given: set[str], semantics: st
                            f"{usable_names(EMA_REFERENCE_NETS)}")
     optimizer = optimizer_name(script, v["optimizer"])
     lr_decay = False
+    milestones = lr_decay_schedule(dataset)[1]
     if v["lr_decay"]:
         if semantics == "reference":
             notes.append("-lr_decay: " + no_effect("train_EMA.py never steps its scheduler and runs -epoch epochs"))
         else:
             lr_decay = True
-            notes.append("-lr_decay: MultiStepLR([60,120,160], 0.2) stepped every epoch (standard semantics; "
-                         "the reference never steps it)")
+            notes.append(f"-lr_decay: MultiStepLR([{','.join(map(str, milestones))}], 0.2) stepped every epoch "
+                         "(standard semantics; the reference never steps it)")
     interval = v["interval"]
     raw = {
         "name": f"ema_{dataset}_{v['net']}_spaced_{interval}_alpha_{v['alpha']}{name_suffix(semantics)}",
@@ -34,7 +36,7 @@ def translate_ema(script: str, v: dict[str, Any], given: set[str], semantics: st
         "data": {"dataset": dataset, "batch_size": v["b"], "eval_batch_size": v["b"]},
         "model": {"student": v["net"]},
         "ema": {"decay": v["alpha"], "interval": float(interval)},
-        "optim": optim_section(optimizer, v["lr"], lr_decay=lr_decay),
+        "optim": optim_section(optimizer, v["lr"], lr_decay=lr_decay, milestones=milestones),
         "train": {"epochs": v["epoch"]},
     }
     return Draft(raw, notes)

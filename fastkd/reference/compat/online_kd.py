@@ -6,8 +6,9 @@ from typing import Any
 
 from ...plans.online_kd import OFFLINE_RATE
 from ..flags import (ONLINE_KD_REFERENCE_NETS, ONLINE_KD_REFERENCE_VGG, ONLINE_KD_REGISTRY_NAMES, ONLINE_KD_SHUFFLENETS,
-                     ONLINE_KD_STUDENT_OWN_NAMES, ONLINE_KD_VIT_DATASETS, REFERENCE_LR_DECAY_EPOCHS, no_effect)
-from .common import Draft, cnn_dataset, crash, name_suffix, optim_section, optimizer_name
+                     ONLINE_KD_STUDENT_OWN_NAMES, ONLINE_KD_VIT_DATASETS, no_effect)
+from .common import (Draft, cnn_dataset, crash, lr_decay_schedule, name_suffix, optim_section, optimizer_name,
+                     unsupported)
 
 FEATURE_LOSSES = {"dist": "dist", "L1": "l1", "L2": "mse", "SmoothL1": "smoothl1", "CE": "ce"}
 
@@ -36,6 +37,9 @@ def _online_kd_net(script: str, flag: str, value: str, teacher: str, dataset: st
                      "docs/semantics.md §9", f"use one of {usable}")
     if value not in ONLINE_KD_REFERENCE_NETS:
         raise crash(script, flag, value, "models/nets.py has no branch for it", f"use one of {usable}")
+    if value == "vit" and dataset == "imagenet":
+        raise unsupported(script, flag, value, "fastkd has no model of models/nets.py's ImageNet ViT (224 px, patch "
+                          f"16, width 3072, depth 12); use one of {usable}")
     if value == "vit" and dataset not in ONLINE_KD_VIT_DATASETS:
         raise crash(script, flag, value, f"models/nets.py builds its ViT only for cifar100, none for {dataset}",
                      "use -dataset cifar100 or another network")
@@ -57,14 +61,16 @@ def translate_online_kd(script: str, v: dict[str, Any], given: set[str], semanti
         why = no_effect("only a resnet18 teacher is narrowed, docs/semantics.md §3.1")
         notes.append(f"-downsample_factor {v['downsample_factor']}: {why}")
     epochs, lr_decay = v["epoch"], False
+    decay_epochs, milestones = lr_decay_schedule(dataset)
+    shown = ",".join(map(str, milestones))
     if v["lr_decay"]:
-        epochs = REFERENCE_LR_DECAY_EPOCHS
+        epochs = decay_epochs
         if semantics == "reference":
             notes.append(f"-lr_decay: reproduced literally: {epochs} epochs at a constant LR (the reference builds "
-                         "MultiStepLR([60,120,160], 0.2) but never steps it, docs/semantics.md R5)")
+                         f"MultiStepLR([{shown}], 0.2) but never steps it, docs/semantics.md R5)")
         else:
             lr_decay = True
-            notes.append(f"-lr_decay: {epochs} epochs with MultiStepLR([60,120,160], 0.2) stepped every epoch "
+            notes.append(f"-lr_decay: {epochs} epochs with MultiStepLR([{shown}], 0.2) stepped every epoch "
                          "(standard semantics; the reference never steps it)")
         if "epoch" in given:
             notes.append(f"-epoch {v['epoch']}: overridden by -lr_decay ({epochs} epochs), as in the reference")
@@ -76,7 +82,7 @@ def translate_online_kd(script: str, v: dict[str, Any], given: set[str], semanti
         "model": {"teacher": teacher, "student": student, "downsample_factor": v["downsample_factor"]},
         "kd": {"interval": rate, "temperature": v["temp"], "alpha": v["alpha"], "beta": v["beta"],
                "feature_loss": FEATURE_LOSSES[v["feature_loss"]]},
-        "optim": optim_section(optimizer, v["lr"], lr_decay=lr_decay),
+        "optim": optim_section(optimizer, v["lr"], lr_decay=lr_decay, milestones=milestones),
         "train": {"epochs": epochs},
     }
     return Draft(raw, notes)
