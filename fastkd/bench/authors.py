@@ -75,10 +75,12 @@ VIT_CONFIG = "vit/configs/deit/deit-ti_c100_space_1_0.yaml"
 
 
 def _vit_flags(scale: AuthorsScale, clone: Path, data: Path) -> list[str]:
+    """PREC_TIME.NUM_ITER 0: pycls otherwise times 30 forward, 30 training and 30 loader iterations before it
+    trains (a one-off start-up pass outside training, which fastkd compat ignores)."""
     size = str(scale.vit_image_size)
     return ["--mode", "train", "--cfg", str(clone / VIT_CONFIG), "NUM_GPUS", "1",
             "TRAIN.BATCH_SIZE", str(scale.batch_size), "MODEL.IMG_SIZE", size, "DISTILLATION.TEACHER_IMG_SIZE", size,
-            "DISTILLATION.SPACE_INTERVAL", str(scale.interval)]
+            "DISTILLATION.SPACE_INTERVAL", str(scale.interval), "PREC_TIME.NUM_ITER", "0"]
 
 
 SPACED_KD, SPACING_GENERALIZATION = "SunGL001/Spaced-KD", "SunGL001/spacing_generalization"

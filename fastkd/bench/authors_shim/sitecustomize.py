@@ -13,9 +13,13 @@ PYTHONDONTWRITEBYTECODE keeps bytecode out of the clone):
    they are used: torchvision dataset roots, `open`, `os.makedirs`, `os.path.exists`, `glob.glob` and `torch.save`.
 3. With FASTKD_SHIM_SYNTHETIC_DATA=1, torchvision's CIFAR MD5 checks accept files that exist: synthetic pickles in
    the real layout can never match the real files' checksums, and `download=True` would try the network.
-4. Without a CUDA device, `.cuda()` of modules and tensors returns them on the CPU and `torch.cuda.current_device()`
-   returns 0: the scripts call them unconditionally (self KD even after choosing the CPU itself).
-5. The iteration cap and timestamps: each request of a batch from the training loader (the first DataLoader the
+4. Without a CUDA device, `.cuda()` of modules and tensors returns them on the CPU, `torch.cuda.current_device()`
+   returns 0 and `torch.cuda.synchronize()` does nothing: the scripts call them unconditionally (self KD even after
+   choosing the CPU itself).
+5. `PIL.ImageOps.posterize` with 0 bits returns the black image older Pillow returned: the ViT row's timm
+   RandAugment (`rand-m9-mstd0.5-inc1`) asks for 0 bits at magnitude 10, which newer Pillow (13 here) refuses with a
+   ValueError that kills a DataLoader worker, so the unmodified pycls run would crash at random there.
+6. The iteration cap and timestamps: each request of a batch from the training loader (the first DataLoader the
    script iterates; on the fastkd side `EpochSampler.batch`) is timestamped; request k + 1 marks the end of
    iteration k. After FASTKD_SHIM_ITERATIONS iterations the shim synchronises the device, writes the timestamps,
    the peak host RSS and the device peak to FASTKD_SHIM_OUT (JSON) and ends the process with SystemExit(0), before
@@ -111,6 +115,18 @@ def _install_torch() -> None:
 
         tv_cifar.check_integrity = lambda path, md5=None: os.path.isfile(path)  # the data and meta files' checks
     _install_cpu_cuda(torch)
+    _install_posterize_zero_bits()
+
+
+def _install_posterize_zero_bits() -> None:
+    from PIL import Image, ImageOps
+
+    posterize = ImageOps.posterize
+
+    def any_bits(image: Image.Image, bits: int) -> Image.Image:
+        return image.point(lambda _: 0) if bits <= 0 else posterize(image, bits)
+
+    ImageOps.posterize = any_bits
 
 
 def _wrap_first_arg_at(owner, name: str, index: int) -> None:
@@ -128,7 +144,8 @@ def _wrap_first_arg_at(owner, name: str, index: int) -> None:
 def _install_cpu_cuda(torch) -> None:
     """`.cuda()` -> the CPU when no CUDA device is visible (checked at the first call, after the script has set
     CUDA_VISIBLE_DEVICES itself)."""
-    module_cuda, tensor_cuda, current_device = torch.nn.Module.cuda, torch.Tensor.cuda, torch.cuda.current_device
+    module_cuda, tensor_cuda = torch.nn.Module.cuda, torch.Tensor.cuda
+    current_device, synchronize = torch.cuda.current_device, torch.cuda.synchronize
 
     def module_to_cuda(self, *args, **kwargs):
         return module_cuda(self, *args, **kwargs) if torch.cuda.is_available() else self
@@ -139,7 +156,12 @@ def _install_cpu_cuda(torch) -> None:
     def device_index() -> int:
         return current_device() if torch.cuda.is_available() else 0
 
+    def wait(*args, **kwargs) -> None:
+        if torch.cuda.is_available():
+            synchronize(*args, **kwargs)
+
     torch.nn.Module.cuda = module_to_cuda
+    torch.cuda.synchronize = wait
     torch.Tensor.cuda = tensor_to_cuda
     torch.cuda.current_device = device_index
 
