@@ -217,6 +217,11 @@ def side_commands(method: str, scale: AuthorsScale, clone: Path, data_root: Path
     return commands
 
 
+def _shown(command: list[str]) -> list[str]:
+    """A side's command line as a user types it (`python SCRIPT ...`, `fastkd compat ...`)."""
+    return ["fastkd", *command[3:]] if command[1:3] == ["-m", "fastkd"] else ["python", *command[1:]]
+
+
 def _spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
@@ -251,7 +256,7 @@ def bench_authors_row(method: BenchMethod, scale: AuthorsScale, clone: Clone, ro
     return {
         "method": method.name, "status": "ok", "script": script.path, "repository": script.repository,
         "clone": {"path": str(clone.path), "commit": clone.commit, "dirty": clone.dirty},
-        "commands": {side: command[1:] for side, command in commands.items()},
+        "commands": {side: _shown(command) for side, command in commands.items()},
         "batch_size": scale.batch_size, "train_images": scale.train_images, "interval": scale.interval,
         "iterations": scale.iterations, "warmup_iterations": scale.warmup_iterations, "sides": sides,
         "speedup": {side: {"per_round": values, **_spread(values)} for side, values in ratios.items()},

@@ -127,7 +127,7 @@ PRESETS: dict[str, Preset] = {
         test_images=100, matmul_size=2048, ceiling_steps=4,
         # L = 10, I = 4: iterations 5-8 hold one replay; full-width nets (what the scripts build) at batch 16
         authors=AuthorsScale(batch_size=16, train_images=160, test_images=16, interval=0.4, warmup_iterations=4,
-                             iterations=8, rounds=2, warmup_rounds=1, vit_image_size=32),
+                             iterations=8, rounds=3, warmup_rounds=1, vit_image_size=32),
     ),
     "gpu": Preset(
         name="gpu",
