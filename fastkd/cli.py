@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import config as config_command
+from .config import command as config_command
 from .config import ExperimentConfig, apply_overrides, load_config, split_config_and_overrides, validate
 from .data.readers import DATASET_FOLDERS
 from .engine import distributed
