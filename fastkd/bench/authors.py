@@ -107,7 +107,10 @@ class Clone:
 
 
 def _git(path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, timeout=30)
+    try:
+        return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, timeout=30)
+    except OSError as exc:
+        raise BenchOptionError(f"--reference-repo needs git to read the clone's commit ({exc.strerror}: git)") from None
 
 
 def read_clone(directory: str) -> Clone:
