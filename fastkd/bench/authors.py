@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..engine.distributed import cpu_threads_per_process, standalone_launch
 from .charts import write_authors_chart
 from .data import write_synthetic_cifar100
 from .presets import AuthorsScale, BenchMethod, BenchOptionError, Preset
@@ -164,9 +165,10 @@ class AuthorsRunError(RuntimeError):
     """A side's subprocess failed; the message is one line (the row records it, the other rows still run)."""
 
 
-def run_side(command: list[str], *, side: str, workdir: Path, data_root: Path, scale: AuthorsScale,
+def run_side(command: SideCommand, *, side: str, workdir: Path, data_root: Path, scale: AuthorsScale,
              synthetic_data: bool) -> SideRun:
-    """Run `command` in the fresh folder `workdir` under the shim; parse what the shim wrote."""
+    """Run `command` in the fresh folder `workdir` under the shim; parse what the shim wrote (rank 0's, under
+    torchrun)."""
     workdir.mkdir(parents=True)
     if side == "reference":
         (workdir / "data").symlink_to(data_root, target_is_directory=True)  # pycls reads ./data (its _DATA_DIR)
@@ -182,11 +184,12 @@ def run_side(command: list[str], *, side: str, workdir: Path, data_root: Path, s
         "FASTKD_SHIM_DATA_ROOT": str(data_root), "FASTKD_SHIM_SCRATCH": str(workdir),
         "FASTKD_SHIM_SYNTHETIC_DATA": "1" if synthetic_data else "0",
     })
+    env.update(command.env)
     env.pop("WANDB_MODE", None)
     with open(workdir / "stdout.log", "w") as stdout, open(workdir / "stderr.log", "w") as stderr:
         launched = time.monotonic()
         try:
-            result = subprocess.run(command, cwd=workdir, env=env, stdout=stdout, stderr=stderr,
+            result = subprocess.run(command.argv, cwd=workdir, env=env, stdout=stdout, stderr=stderr,
                                     stdin=subprocess.DEVNULL, timeout=SIDE_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             raise AuthorsRunError(f"{side}: no result within {SIDE_TIMEOUT_S} s (logs: {workdir})") from None
@@ -205,24 +208,38 @@ def run_side(command: list[str], *, side: str, workdir: Path, data_root: Path, s
                    host_rss_peak_mb=shim["host_rss_peak_mb"], device_peak_mb=shim["device_peak_mb"])
 
 
+@dataclass(frozen=True)
+class SideCommand:
+    argv: list[str]
+    env: dict[str, str]
+    """Set on top of the bench's environment (OMP_NUM_THREADS of processes that share the CPU's cores)."""
+
+
 def side_commands(method: str, scale: AuthorsScale, clone: Path, data_root: Path, like_for_like: bool,
-                  ) -> dict[str, list[str]]:
-    """The command line of each side: the authors' script, `fastkd compat` with the same flags (and in fp32
-    without compile under --like-for-like)."""
+                  nprocs: tuple[int, ...] = (1,)) -> dict[str, SideCommand]:
+    """The command line of each side: the authors' script, `fastkd compat` with the same flags (in fp32 without
+    compile under --like-for-like; under torchrun for each `--nproc` N > 1, the same global batch)."""
     script = AUTHORS_SCRIPTS[method]
     flags = script.flags(scale, clone, data_root)
-    fastkd = [sys.executable, "-m", "fastkd", "compat", script.compat, *flags, "--data-root", str(data_root),
-              "--quiet"]
-    commands = {"reference": [sys.executable, str(clone / script.path), *flags],
-                "fastkd": fastkd}
+    compat = ["-m", "fastkd", "compat", script.compat, *flags, "--data-root", str(data_root), "--quiet"]
+    commands = {"reference": SideCommand([sys.executable, str(clone / script.path), *flags], {}),
+                "fastkd": SideCommand([sys.executable, *compat], {})}
     if like_for_like:
-        commands["fastkd_fp32"] = fastkd + ["--set", *LIKE_FOR_LIKE_SET]
+        commands["fastkd_fp32"] = SideCommand([sys.executable, *compat, "--set", *LIKE_FOR_LIKE_SET], {})
+    for n in nprocs:
+        if n > 1:
+            threads = {} if torch.cuda.is_available() else {"OMP_NUM_THREADS": str(cpu_threads_per_process(n))}
+            commands[f"fastkd_nproc{n}"] = SideCommand([*standalone_launch(n), *compat], threads)
     return commands
 
 
 def _shown(command: list[str]) -> list[str]:
-    """A side's command line as a user types it (`python SCRIPT ...`, `fastkd compat ...`)."""
-    return ["fastkd", *command[3:]] if command[1:3] == ["-m", "fastkd"] else ["python", *command[1:]]
+    """A side's command line as a user types it (`python SCRIPT ...`, `fastkd compat ...`, `torchrun ...`)."""
+    if command[1:3] == ["-m", "fastkd"]:
+        return ["fastkd", *command[3:]]
+    if command[1:3] == ["-m", "torch.distributed.run"]:
+        return ["torchrun", *command[3:]]
+    return ["python", *command[1:]]
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -230,12 +247,14 @@ def _spread(values: list[float]) -> dict[str, float]:
 
 
 def bench_authors_row(method: BenchMethod, scale: AuthorsScale, clone: Clone, rounds: int, warmup_rounds: int,
-                      workdir: Path, like_for_like: bool, progress: Callable[[str], None]) -> dict[str, Any]:
-    """Warm-up rounds, then `rounds` interleaved rounds (reference, fastkd[, fastkd fp32]) of one row."""
+                      workdir: Path, like_for_like: bool, nprocs: tuple[int, ...],
+                      progress: Callable[[str], None]) -> dict[str, Any]:
+    """Warm-up rounds, then `rounds` interleaved rounds (reference, fastkd[, fastkd fp32][, fastkd under torchrun])
+    of one row."""
     data_root = workdir / f"data-{scale.train_images}"
     if not data_root.exists():
         write_synthetic_cifar100(data_root, scale.train_images, scale.test_images)
-    commands = side_commands(method.name, scale, clone.path, data_root, like_for_like)
+    commands = side_commands(method.name, scale, clone.path, data_root, like_for_like, nprocs)
     runs: dict[str, list[SideRun]] = {side: [] for side in commands}
     for r in range(warmup_rounds + rounds):
         label = f"warm-up {r + 1}" if r < warmup_rounds else f"round {r - warmup_rounds + 1}/{rounds}"
@@ -259,7 +278,7 @@ def bench_authors_row(method: BenchMethod, scale: AuthorsScale, clone: Clone, ro
     return {
         "method": method.name, "status": "ok", "script": script.path, "repository": script.repository,
         "clone": {"path": str(clone.path), "commit": clone.commit, "dirty": clone.dirty},
-        "commands": {side: _shown(command) for side, command in commands.items()},
+        "commands": {side: _shown(command.argv) for side, command in commands.items()},
         "batch_size": scale.batch_size, "train_images": scale.train_images, "interval": scale.interval,
         "iterations": scale.iterations, "warmup_iterations": scale.warmup_iterations, "sides": sides,
         "speedup": {side: {"per_round": values, **_spread(values)} for side, values in ratios.items()},
@@ -268,7 +287,7 @@ def bench_authors_row(method: BenchMethod, scale: AuthorsScale, clone: Clone, ro
 
 # ================================================================================================ the suite
 def run_authors(preset: Preset, methods: list[BenchMethod], directories: list[str], rounds: int | None, out: Path,
-                like_for_like: bool, write: Callable[..., str]) -> int:
+                like_for_like: bool, nprocs: list[int] | None, write: Callable[..., str]) -> int:
     """The `--reference-repo` report: one row per method; 0, or 1 when a row failed (it says why)."""
     from tqdm.auto import tqdm
 
@@ -281,6 +300,7 @@ def run_authors(preset: Preset, methods: list[BenchMethod], directories: list[st
     results: dict[str, Any] = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "preset": {"name": preset.name},
         "rounds": rounds, "warmup_rounds": scale.warmup_rounds, "like_for_like": like_for_like,
+        "nprocs": nprocs or [1],
         "machine": machine_description(torch.device(preset.device)),
         "clones": [{"path": str(c.path), "commit": c.commit, "dirty": c.dirty} for c in clones], "authors": [],
     }
@@ -290,7 +310,8 @@ def run_authors(preset: Preset, methods: list[BenchMethod], directories: list[st
         for method in methods:
             try:
                 row = bench_authors_row(method, scale, assigned[method.name], rounds, scale.warmup_rounds, Path(tmp),
-                                        like_for_like, lambda text: bar.set_postfix_str(text, refresh=True))
+                                        like_for_like, tuple(nprocs or [1]),
+                                        lambda text: bar.set_postfix_str(text, refresh=True))
             except AuthorsRunError as exc:  # one broken row must not lose the others; the row records why
                 failed = True
                 clone = assigned[method.name]

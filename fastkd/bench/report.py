@@ -146,12 +146,17 @@ def kernel_lines(kernels: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-SIDE_TITLES = {"reference": "authors' script", "fastkd": "fastkd compat", "fastkd_fp32": "fastkd compat, fp32, no compile"}
+def side_title(side: str) -> str:
+    """How the `--reference-repo` report names a side (`fastkd_nproc2`: fastkd under torchrun, 2 processes)."""
+    titles = {"reference": "authors' script", "fastkd": "fastkd compat", "fastkd_fp32": "fastkd compat, fp32, no compile"}
+    return titles.get(side) or f"fastkd compat, {side.removeprefix('fastkd_nproc')} processes"
 
 
 def authors_markdown(results: dict[str, Any]) -> str:
-    """The `--reference-repo` report: per row the authors' script and `fastkd compat` with the same flags."""
-    like = results["like_for_like"]
+    """The `--reference-repo` report: per row the authors' script and `fastkd compat` with the same flags (and the
+    extra fastkd sides of --like-for-like / --nproc)."""
+    rows = results["authors"]
+    extra = next((list(r["sides"])[2:] for r in rows if r["status"] == "ok"), [])
     lines = [
         f"# fastkd bench --reference-repo — preset `{results['preset']['name']}`, {results['date']}", "",
         machine_line(results["machine"]), "",
@@ -164,14 +169,15 @@ def authors_markdown(results: dict[str, Any]) -> str:
         "models included); speed-up = fastkd / authors, median of the per-round ratios (min–max); peak RSS of the "
         "main process (DataLoader workers not included).", "",
         "| method | script (commit) | batch, N (timed) | authors img/s | fastkd img/s | speed-up (min–max) "
-        + ("| fastkd fp32 img/s | speed-up fp32 " if like else "")
+        + "".join(f"| {side_title(side)} img/s | speed-up " for side in extra)
         + "| first N: authors / fastkd | peak RSS authors / fastkd | device peak authors / fastkd |",
-        "|---|---|---|---|---|---|" + ("---|---|" if like else "") + "---|---|---|",
+        "|---|---|---|---|---|---|" + "---|---|" * len(extra) + "---|---|---|",
     ]
-    for row in results["authors"]:
+    for row in rows:
         where = f"`{row['script']}` ({row['clone']['commit'][:7]})"
         if row["status"] != "ok":
-            lines.append(f"| {row['method']} | {where} | {row['status']}: {row['reason']} |" + " |" * (7 if like else 5))
+            lines.append(f"| {row['method']} | {where} | {row['status']}: {row['reason']} |"
+                         + " |" * (5 + 2 * len(extra)))
             continue
         sides, speed = row["sides"], row["speedup"]
         ref, fast = sides["reference"], sides["fastkd"]
@@ -184,7 +190,7 @@ def authors_markdown(results: dict[str, Any]) -> str:
             f"| {row['method']} | {where} | {row['batch_size']}, {row['iterations']} "
             f"({row['iterations'] - row['warmup_iterations']}) | {ref['median_images_per_s']:.1f} "
             f"| {fast['median_images_per_s']:.1f} | {ratio('fastkd')} "
-            + (f"| {sides['fastkd_fp32']['median_images_per_s']:.1f} | {ratio('fastkd_fp32')} " if like else "")
+            + "".join(f"| {sides[side]['median_images_per_s']:.1f} | {ratio(side)} " for side in extra)
             + f"| {ref['median_first_n_seconds']:.1f} s / {fast['median_first_n_seconds']:.1f} s "
             f"| {_fmt_mb(ref['host_rss_peak_mb'])} / {_fmt_mb(fast['host_rss_peak_mb'])} "
             f"| {_fmt_mb(ref['device_peak_mb'])} / {_fmt_mb(fast['device_peak_mb'])} |")

@@ -283,7 +283,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead of the reference-style loops: the authors' own scripts, run unmodified from "
                              "your clone(s) of SunGL001/Spaced-KD and SunGL001/spacing_generalization (give both: "
                              "--reference-repo A --reference-repo B), each against `fastkd compat` with the same "
-                             "flags (bench/README.md)")
+                             "flags (bench/README.md); with --nproc also fastkd under torchrun at each N > 1")
     parser.add_argument("--like-for-like", action="store_true",
                         help="with --reference-repo: also run fastkd in fp32 without torch.compile, to separate "
                              "engine gains from precision gains")
@@ -329,10 +329,10 @@ def run(args: argparse.Namespace) -> int:
         raise BenchOptionError("--like-for-like compares fastkd's fp32 run with the authors' scripts; it needs "
                                "--reference-repo")
     if args.reference_repo:
-        if args.projection or nprocs is not None or args.plan:
-            raise BenchOptionError("--reference-repo is not supported with --projection, --nproc or --plan; run "
-                                   "it on its own")
-        return run_authors(preset, methods, args.reference_repo, args.rounds, out, args.like_for_like,
+        if args.projection or args.plan:
+            raise BenchOptionError("--reference-repo is not supported with --projection or --plan; run it on its "
+                                   "own")
+        return run_authors(preset, methods, args.reference_repo, args.rounds, out, args.like_for_like, nprocs,
                            _write_results)
     if args.plan:
         return _print_plan(preset, methods, rounds, out, nprocs)

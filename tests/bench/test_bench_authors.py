@@ -33,9 +33,11 @@ def clones(tmp_path_factory) -> dict[str, tuple[Path, str]]:
 
 @pytest.fixture(scope="module")
 def report(clones, tmp_path_factory):
-    """Two rows, one per clone, with --like-for-like: reference, fastkd, fastkd fp32 per round."""
+    """Two rows, one per clone, with --like-for-like and --nproc 2: reference, fastkd, fastkd fp32 and fastkd under
+    torchrun with 2 processes, per round."""
     out = tmp_path_factory.mktemp("report")
     code = runner.main(["--preset", "test", "--methods", "spaced_online_kd,spaced_dropout", "--like-for-like",
+                        "--nproc", "2",
                         "--reference-repo", str(clones["kd"][0]), "--reference-repo", str(clones["sg"][0]),
                         "--out", str(out)])
     return code, out, json.loads((out / "results.json").read_text())
@@ -50,7 +52,7 @@ def test_rows_carry_the_commit_the_ratio_and_the_timings(report, clones):
     assert rows["spaced_dropout"]["clone"]["commit"] == clones["sg"][1]
     for row in rows.values():
         assert row["status"] == "ok", row
-        assert set(row["sides"]) == {"reference", "fastkd", "fastkd_fp32"}
+        assert list(row["sides"]) == ["reference", "fastkd", "fastkd_fp32", "fastkd_nproc2"]
         for side in row["sides"].values():
             assert len(side["images_per_s"]) == results["rounds"] == SCALE.rounds
             assert side["median_images_per_s"] > 0 and side["host_rss_peak_mb"] > 0
@@ -58,7 +60,7 @@ def test_rows_carry_the_commit_the_ratio_and_the_timings(report, clones):
             assert [len(run) for run in side["iteration_seconds"]] == [SCALE.iterations] * SCALE.rounds
             assert side["median_first_n_seconds"] >= sum(side["iteration_seconds"][0][1:])
         ref = row["sides"]["reference"]["images_per_s"]
-        for side in ("fastkd", "fastkd_fp32"):
+        for side in ("fastkd", "fastkd_fp32", "fastkd_nproc2"):
             assert row["speedup"][side]["per_round"] == pytest.approx(
                 [f / r for f, r in zip(row["sides"][side]["images_per_s"], ref)])
         # both sides ran the same flags: the script's, then fastkd compat's own (--data-root ...)
@@ -68,8 +70,11 @@ def test_rows_carry_the_commit_the_ratio_and_the_timings(report, clones):
         flags = reference[2:]
         assert fastkd[:3 + len(flags)] == ["fastkd", "compat", script.compat, *flags]
         assert "train.amp=off" in row["commands"]["fastkd_fp32"]
+        assert row["commands"]["fastkd_nproc2"][:5] == ["torchrun", "--standalone", "--nproc_per_node=2", "-m",
+                                                        "fastkd"]
     markdown = (out / "results.md").read_text()
-    assert clones["kd"][1][:7] in markdown and "speed-up fp32" in markdown
+    assert clones["kd"][1][:7] in markdown
+    assert "| fastkd compat, fp32, no compile img/s | speed-up | fastkd compat, 2 processes img/s |" in markdown
     assert (out / "authors.png").stat().st_size > 0
 
 
@@ -131,8 +136,8 @@ def test_a_flag_the_clone_does_not_take_fails_its_row_in_one_line(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--like-for-like"], "--like-for-like compares fastkd's fp32 run with the authors' scripts; it needs "
                           "--reference-repo"),
-    (["--reference-repo", ".", "--nproc", "2"], "--reference-repo is not supported with --projection, --nproc or "
-                                                "--plan; run it on its own"),
+    (["--reference-repo", ".", "--projection"], "--reference-repo is not supported with --projection or --plan; run "
+                                                "it on its own"),
 ])
 def test_unsupported_combinations_are_one_line(argv, message, capsys):
     assert runner.main(["--preset", "test", *argv]) == 2

@@ -22,8 +22,8 @@ PYTHONDONTWRITEBYTECODE keeps bytecode out of the clone):
 6. The iteration cap and timestamps: each request of a batch from the training loader (the first DataLoader the
    script iterates; on the fastkd side `EpochSampler.batch`) is timestamped; request k + 1 marks the end of
    iteration k. After FASTKD_SHIM_ITERATIONS iterations the shim synchronises the device, writes the timestamps,
-   the peak host RSS and the device peak to FASTKD_SHIM_OUT (JSON) and ends the process with SystemExit(0), before
-   the epoch's evaluation. The device is synchronised at the stamps that bound the timed window.
+   the peak host RSS and the device peak to FASTKD_SHIM_OUT (JSON; under torchrun rank 0 writes, every rank stops)
+   and ends the process with SystemExit(0), before the epoch's evaluation. The device is synchronised at the stamps that bound the timed window.
 """
 
 from __future__ import annotations
@@ -195,8 +195,10 @@ class _Clock:
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             device_peak = torch.cuda.max_memory_allocated() / 2 ** 20
         rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-        with open(self.out, "w") as fh:
-            json.dump({"stamps": self.stamps, "host_rss_peak_mb": rss_kb / 1024, "device_peak_mb": device_peak}, fh)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops here; rank 0 reports
+            with open(self.out, "w") as fh:
+                json.dump({"stamps": self.stamps, "host_rss_peak_mb": rss_kb / 1024, "device_peak_mb": device_peak},
+                          fh)
         sys.stdout.flush()
         raise SystemExit(0)
 
