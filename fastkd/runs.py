@@ -9,14 +9,17 @@ import json
 from importlib import resources
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
 from .config import ExperimentConfig
 from .data import train_size
+from .engine.trainer import Trainer
+from .methods import build_method
 
 
 def train_and_report(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, quiet: bool, label: str) -> int:
     """Build the trainer, say what runs where, train, print the results table."""
-    from .engine.trainer import Trainer
-
     trainer = Trainer(cfg, run_dir, resume=resume, quiet=quiet)
     quiet = trainer.quiet  # every rank but rank 0 is quiet under torchrun
     if not quiet:
@@ -30,9 +33,6 @@ def train_and_report(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, quie
 
 def print_summary(rows: list[tuple[str, dict]]) -> None:
     """Best and final test top-1 of every evaluated output (teacher, student, EMA, exits...) of each run."""
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title="fastkd results: test top-1 accuracy")
     for col in ("run", "model", "best", "final", "epochs"):
         table.add_column(col)
@@ -52,8 +52,6 @@ def _pct(value: float | None) -> str:
 
 
 def build_plan(cfg: ExperimentConfig):
-    from .methods import build_method
-
     n = train_size(cfg.data.dataset, cfg.data.test_fraction)
     batches = n // cfg.data.batch_size if cfg.data.drop_last else -(-n // cfg.data.batch_size)
     return build_method(cfg, batches).plan
@@ -64,8 +62,6 @@ def print_plan(plan, as_json: bool) -> None:
     if as_json:
         print(json.dumps(plan.as_dict(), indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
 
     table = Table(title=f"fastkd plan: {plan.method} ({plan.semantics})", show_header=False)
     for key, value in plan.as_dict().items():

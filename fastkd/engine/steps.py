@@ -12,10 +12,11 @@ from typing import Any, Callable, NamedTuple, Protocol, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.scheduler import CosineLRScheduler
 from torch.profiler import record_function
 
 from ..config import OptimConfig
-from ..kernels import cross_entropy
+from ..kernels import cross_entropy, global_batch
 from . import distributed
 from .nonfinite import SkipNonFinite
 from .runtime import Runtime
@@ -68,8 +69,6 @@ class EpochWarmupCosine:
     epoch 0 is set at construction; `step()` moves to the next epoch."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, cfg: OptimConfig, epochs: int):
-        from timm.scheduler import CosineLRScheduler
-
         self.epoch = 0
         self.timm = CosineLRScheduler(optimizer, t_initial=epochs, lr_min=cfg.min_lr, warmup_t=cfg.warmup_epochs,
                                       warmup_lr_init=cfg.warmup_factor * cfg.lr)
@@ -288,8 +287,8 @@ def train_step(learner: Learner, x: torch.Tensor, y: torch.Tensor, loss_fn: Loss
     with record_function("fastkd.loss"):
         value = loss_fn(outputs, y)
     loss, parts = value if isinstance(value, tuple) else (value, {})
-    share = distributed.batch_share()
-    if share is not None:  # this rank's part of the global loss (engine/distributed.py)
+    share = global_batch.batch_share()
+    if share is not None:  # this rank's part of the global loss (kernels/global_batch.py)
         loss, parts = loss * share, {name: part * share for name, part in parts.items()}
     learner.step(loss)
     record(kind or learner.name, lr, loss=loss, **parts)

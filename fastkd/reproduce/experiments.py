@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import yaml
 
+from ..config.methods import get_method
 from ..reference.compat import resolve
 from ..reference.run_net import paper_reference_values, reference_file, render_paper_config
 
@@ -189,25 +190,19 @@ def experiments(families: tuple[str, ...] | None = None) -> list[Experiment]:
     return [e for name, spec in FAMILIES.items() if families is None or name in families for e in spec.build()]
 
 
-# Sections each method family reads (the others keep their defaults and are left out of the files).
-_FAMILY_SECTION = {"no_kd": "kd", "online_kd": "kd", "spaced_online_kd": "kd", "offline_kd": "kd", "self_kd": "kd",
-                   "spaced_self_kd": "kd", "ema": "ema", "spaced_ema": "ema", "dropout": "dropout",
-                   "spaced_dropout": "dropout"}
 _OPTIM_KEYS = ("name", "lr", "momentum", "nesterov", "weight_decay", "schedule")
 
 
 def experiment_dict(cfg) -> dict[str, Any]:
     """The keys that describe an experiment, in reading order."""
     full = cfg.model_dump(mode="json")
-    two_nets = cfg.method in ("online_kd", "spaced_online_kd", "offline_kd")
-    model_keys = ("teacher", "student", "downsample_factor") if two_nets else ("student",)
+    spec = get_method(cfg.method)
     optim_keys = _OPTIM_KEYS + (("milestones", "gamma") if cfg.optim.schedule == "multistep" else ())
-    section = _FAMILY_SECTION[cfg.method]
     return {
         "name": cfg.name, "method": cfg.method, "semantics": cfg.semantics, "seed": cfg.seed,
         "data": {k: full["data"][k] for k in ("dataset", "root", "batch_size", "eval_batch_size")},
-        "model": {k: full["model"][k] for k in model_keys},
-        section: full[section],
+        "model": {k: full["model"][k] for k in spec.model_keys},
+        spec.section: full[spec.section],
         "optim": {k: full["optim"][k] for k in optim_keys},
         "train": {"epochs": cfg.train.epochs},
     }
