@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from tqdm.auto import tqdm
 
 from ..engine.distributed import cpu_threads_per_process, standalone_launch
 from .charts import write_authors_chart
@@ -289,8 +290,6 @@ def bench_authors_row(method: BenchMethod, scale: AuthorsScale, clone: Clone, ro
 def run_authors(preset: Preset, methods: list[BenchMethod], directories: list[str], rounds: int | None, out: Path,
                 like_for_like: bool, nprocs: list[int] | None, write: Callable[..., str]) -> int:
     """The `--reference-repo` report: one row per method; 0, or 1 when a row failed (it says why)."""
-    from tqdm.auto import tqdm
-
     if preset.authors is None:
         raise BenchOptionError(f"--preset {preset.name} has no sizes for --reference-repo")
     scale = preset.authors

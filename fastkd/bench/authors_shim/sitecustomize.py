@@ -32,11 +32,25 @@ import builtins
 import glob
 import json
 import os
+import resource
 import sys
 import time
 import types
 
 _OUT = os.environ.get("FASTKD_SHIM_OUT")
+_SIDE = os.environ.get("FASTKD_SHIM_SIDE")
+# The heavy imports happen only in the bench's subprocesses, and only what each side patches (at module level, so
+# a process that merely has this folder on its path pays nothing).
+if _OUT and _SIDE == "fastkd":
+    import torch
+
+    from fastkd.data.sampler import EpochSampler
+elif _OUT:
+    import torch
+    import torchvision.datasets as tv_datasets
+    import torchvision.datasets.cifar as tv_cifar
+    from PIL import Image, ImageOps
+    from torch.utils.data import dataloader
 
 
 def _redirect_table() -> list[tuple[str, str]]:
@@ -100,9 +114,6 @@ def _install_wandb() -> None:
 
 
 def _install_torch() -> None:
-    import torch
-    import torchvision.datasets as tv_datasets
-
     _wrap_first_arg_at(torch, "save", 1)
     vision_init = tv_datasets.VisionDataset.__init__
 
@@ -111,16 +122,12 @@ def _install_torch() -> None:
 
     tv_datasets.VisionDataset.__init__ = dataset_init
     if os.environ.get("FASTKD_SHIM_SYNTHETIC_DATA") == "1":
-        import torchvision.datasets.cifar as tv_cifar
-
         tv_cifar.check_integrity = lambda path, md5=None: os.path.isfile(path)  # the data and meta files' checks
-    _install_cpu_cuda(torch)
+    _install_cpu_cuda()
     _install_posterize_zero_bits()
 
 
 def _install_posterize_zero_bits() -> None:
-    from PIL import Image, ImageOps
-
     posterize = ImageOps.posterize
 
     def any_bits(image: Image.Image, bits: int) -> Image.Image:
@@ -141,7 +148,7 @@ def _wrap_first_arg_at(owner, name: str, index: int) -> None:
     setattr(owner, name, wrapper)
 
 
-def _install_cpu_cuda(torch) -> None:
+def _install_cpu_cuda() -> None:
     """`.cuda()` -> the CPU when no CUDA device is visible (checked at the first call, after the script has set
     CUDA_VISIBLE_DEVICES itself)."""
     module_cuda, tensor_cuda = torch.nn.Module.cuda, torch.Tensor.cuda
@@ -187,10 +194,6 @@ class _Clock:
             self._finish()
 
     def _finish(self) -> None:
-        import resource
-
-        import torch
-
         device_peak = None
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             device_peak = torch.cuda.max_memory_allocated() / 2 ** 20
@@ -204,15 +207,11 @@ class _Clock:
 
 
 def _synchronize() -> None:
-    import torch
-
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.synchronize()
 
 
 def _install_reference_clock(clock: _Clock) -> None:
-    from torch.utils.data import dataloader
-
     iterator_next = dataloader._BaseDataLoaderIter.__next__
 
     def timed_next(self):
@@ -226,8 +225,6 @@ def _install_reference_clock(clock: _Clock) -> None:
 
 
 def _install_fastkd_clock(clock: _Clock) -> None:
-    from fastkd.data.sampler import EpochSampler
-
     batch = EpochSampler.batch
 
     def timed_batch(self, epoch: int, i: int):
@@ -240,7 +237,7 @@ def _install_fastkd_clock(clock: _Clock) -> None:
 if _OUT:
     _REDIRECTS = _redirect_table()
     _clock = _Clock(_OUT, int(os.environ["FASTKD_SHIM_WARMUP"]), int(os.environ["FASTKD_SHIM_ITERATIONS"]))
-    if os.environ.get("FASTKD_SHIM_SIDE") == "fastkd":
+    if _SIDE == "fastkd":
         _install_fastkd_clock(_clock)
     else:
         _install_paths()
