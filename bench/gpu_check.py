@@ -6,8 +6,8 @@
 
 `summary` reads OUT/steps.jsonl (one line per step: name, budget_s, seconds, rc, timed_out, log),
 OUT/versions.json, OUT/pipelines.json, OUT/cuda-tests.xml (pytest's JUnit XML) and the bench's results.json /
-plan.json under OUT/bench; it prints the markdown and exits 1 when a correctness check failed (a failing or erroring CUDA test) or a
-step did not finish, else 0.
+plan.json under OUT/bench (and OUT/authors, from --reference-repo); it prints the markdown and exits 1 when a
+correctness check failed (a failing or erroring CUDA test) or a step did not finish, else 0.
 """
 
 from __future__ import annotations
@@ -178,6 +178,9 @@ def summarize(out: Path, mode: str) -> dict[str, Any]:
         "steps": steps, "versions": read_json(out / "versions.json"), "cuda_tests": tests,
         "bench": bench_summary(out / "bench"), "projection": projection_summary(out / "projection"),
         "pipelines": read_json(out / "pipelines.json"),
+        "authors": read_json(out / "authors" / "results.json"),
+        "authors_markdown": (out / "authors" / "results.md").read_text()
+        if (out / "authors" / "results.md").is_file() else None,
     }
 
 
@@ -264,6 +267,9 @@ def markdown(summary: dict[str, Any]) -> str:
                 lines.append(f"| flat EMA ({row['flat_impl']}) | {row['model']} | {row['flat_us']:.1f} us "
                              f"| loop {row['per_parameter_loop_us']:.1f} us, foreach_lerp {row['foreach_lerp_us']:.1f} us "
                              f"| {row['speedup_vs_loop']:.2f}x / {row['speedup_vs_foreach_lerp']:.2f}x |")
+    if summary.get("authors_markdown"):  # `fastkd bench --reference-repo`'s own report, one heading level down
+        lines += ["", *("#" + line if line.startswith("# ") else line
+                        for line in summary["authors_markdown"].rstrip().splitlines())]
     return "\n".join(lines) + "\n"
 
 

@@ -2,7 +2,7 @@
 # One prepared check of every CUDA path of fastkd, in <= 8 minutes on an H100 including the install.
 #
 #   OUT=runs/gpu_check bench/gpu_check.sh [--venv DIR] [--python PY] [--wheels DIR] [--steps LIST]
-#                                          [--tests EXPR] [--bench-methods LIST]
+#                                          [--tests EXPR] [--bench-methods LIST] [--reference-repo DIR ...]
 #   bench/gpu_check.sh --cpu-dry-run        # the script's own plumbing on a CPU (CI runs this)
 #
 # Steps (each under its own timeout; budgets in bench/README.md): install the checkout (non-editable) into a fresh
@@ -19,6 +19,9 @@
 #                        versions and the summary always run)
 #   --tests EXPR         only the CUDA tests pytest's -k EXPR selects (e.g. engine)
 #   --bench-methods LIST the bench rows to run (fastkd bench --methods; default: all)
+#   --reference-repo DIR a clone of SunGL001/Spaced-KD or SunGL001/spacing_generalization (repeat for both): adds
+#                        the step `authors`, fastkd compat against the authors' own scripts (fastkd bench
+#                        --reference-repo ... --like-for-like, the rows of --bench-methods)
 set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,23 +33,26 @@ WHEELS=""
 STEPS="cuda-tests,pipelines,projection,bench"
 TESTS=""
 BENCH_METHODS="all"
+REFERENCE_REPOS=()
 
 usage_error() {
-    echo "bench/gpu_check.sh: error: $1 (usage: [OUT=DIR] bench/gpu_check.sh [--cpu-dry-run] [--venv DIR] [--python PY] [--wheels DIR] [--steps LIST] [--tests EXPR] [--bench-methods LIST])" >&2
+    echo "bench/gpu_check.sh: error: $1 (usage: [OUT=DIR] bench/gpu_check.sh [--cpu-dry-run] [--venv DIR] [--python PY] [--wheels DIR] [--steps LIST] [--tests EXPR] [--bench-methods LIST] [--reference-repo DIR ...])" >&2
     exit 2
 }
 
 while [ $# -gt 0 ]; do
     case "$1" in
         --cpu-dry-run) MODE=cpu-dry-run ;;
-        --venv|--python|--wheels|--steps|--tests|--bench-methods)
+        --venv|--python|--wheels|--steps|--tests|--bench-methods|--reference-repo)
             [ $# -ge 2 ] && [ -n "$2" ] && [ "${2#--}" = "$2" ] || usage_error "$1 needs a value"
             case "$1" in
                 --venv) VENV="$2" ;; --python) BASE_PYTHON="$2" ;; --wheels) WHEELS="$2" ;;
                 --steps) STEPS="$2" ;; --tests) TESTS="$2" ;; --bench-methods) BENCH_METHODS="$2" ;;
+                --reference-repo) [ -d "$2" ] || usage_error "--reference-repo $2: not a folder"
+                                  REFERENCE_REPOS+=(--reference-repo "$(cd "$2" && pwd)") ;;
             esac
             shift ;;
-        -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) usage_error "unknown argument '$1'" ;;
     esac
     shift
@@ -135,6 +141,8 @@ elif [ "$MODE" = gpu ]; then
         --out "$OUT/projection"
     ! wants bench || step bench 150 "$VENV/bin/fastkd" bench --preset gpu-quick --methods "$BENCH_METHODS" \
         --out "$OUT/bench"
+    [ ${#REFERENCE_REPOS[@]} -eq 0 ] || step authors 300 "$VENV/bin/fastkd" bench --preset gpu-quick \
+        --methods "$BENCH_METHODS" "${REFERENCE_REPOS[@]}" --like-for-like --out "$OUT/authors"
 else
     step versions 30 "$PY" "$REPO/bench/gpu_check.py" versions "$OUT"
     ! wants cuda-tests || step cuda-tests 120 "$PY" -m pytest "$REPO/tests/cuda" -c "$REPO/pyproject.toml" \
@@ -146,6 +154,8 @@ else
         step bench-plan 60 "$VENV/bin/fastkd" bench --preset gpu-quick --plan --out "$OUT/bench"
         step bench 180 "$VENV/bin/fastkd" bench --preset test --methods spaced_online_kd --rounds 1 --out "$OUT/bench"
     fi
+    [ ${#REFERENCE_REPOS[@]} -eq 0 ] || step authors 180 "$VENV/bin/fastkd" bench --preset test \
+        --methods spaced_online_kd "${REFERENCE_REPOS[@]}" --like-for-like --out "$OUT/authors"
 fi
 echo "=== summary"
 "$BASE_PYTHON" "$REPO/bench/gpu_check.py" summary "$OUT" --mode "$MODE"

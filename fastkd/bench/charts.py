@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .measure import BREAKDOWN_LABELS
-from .report import _fmt_bytes
+from .report import _fmt_bytes, side_title
 
 
 def write_charts(results: dict[str, Any], out: Path) -> list[Path]:
@@ -82,3 +82,39 @@ def write_charts(results: dict[str, Any], out: Path) -> list[Path]:
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
     return paths
+
+
+def write_authors_chart(results: dict[str, Any], out: Path) -> Path | None:
+    """authors.png: images/s of the authors' scripts and of `fastkd compat` per row (min–max over rounds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in results["authors"] if r["status"] == "ok"]
+    if not rows:
+        return None
+    sides = list(rows[0]["sides"])
+    width = 0.8 / len(sides)
+    x = np.arange(len(rows))
+    colours = {"reference": "tab:grey", "fastkd": "tab:blue", "fastkd_fp32": "tab:cyan"}  # torchrun sides: cycle
+    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(rows) + 2), 4))
+    for k, side in enumerate(sides):
+        values = [r["sides"][side]["median_images_per_s"] for r in rows]
+        low = [v - min(r["sides"][side]["images_per_s"]) for v, r in zip(values, rows)]
+        high = [max(r["sides"][side]["images_per_s"]) - v for v, r in zip(values, rows)]
+        ax.bar(x + (k - (len(sides) - 1) / 2) * width, values, width, yerr=[low, high], capsize=3,
+               label=side_title(side), color=colours.get(side))
+    for i, r in enumerate(rows):
+        top = max(r["sides"][side]["median_images_per_s"] for side in sides)
+        ax.annotate(f"{r['speedup']['fastkd']['median']:.2f}×", (i, top), ha="center", va="bottom", xytext=(0, 6),
+                    textcoords="offset points")
+    ax.set_xticks(x, [r["method"] for r in rows], rotation=15)
+    ax.set_ylabel("training images / s")
+    ax.set_title(f"fastkd compat vs the authors' scripts ({results['preset']['name']})")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    path = out / "authors.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -63,6 +63,26 @@ class ProjectionSizes:
 
 
 @dataclass(frozen=True)
+class AuthorsScale:
+    """`fastkd bench --reference-repo`: the size of the authors' scripts' runs (fastkd.bench.authors). Each run is a
+    fresh process capped at `iterations` training iterations of an epoch of L = train_images / batch_size (the cap
+    stays below L, so no run reaches its evaluation); images/s is timed over iterations warmup_iterations + 1 ..
+    iterations, which hold the same number of replay/EMA events on both sides at `interval`."""
+
+    batch_size: int
+    train_images: int
+    test_images: int
+    interval: float
+    """The spacing flag of every row (-interval_rate, --interval_rate, -interval, --space, SPACE_INTERVAL)."""
+    warmup_iterations: int
+    iterations: int
+    rounds: int
+    warmup_rounds: int
+    vit_image_size: int
+    """MODEL.IMG_SIZE of the DeiT-Ti row (the configs' 224 on a GPU)."""
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     description: str
@@ -85,6 +105,8 @@ class Preset:
     """Kernel micro-benchmarks to run after the ceiling (None: none)."""
     projection: ProjectionSizes | None = None
     """Sizes of `--projection` (None: the preset has none)."""
+    authors: AuthorsScale | None = None
+    """Sizes of `--reference-repo` (None: the preset has none)."""
 
 
 def _same_scale(scale: Scale, **overrides: Scale) -> dict[str, Scale]:
@@ -103,6 +125,9 @@ PRESETS: dict[str, Preset] = {
         scales=_same_scale(Scale(128, 640, 16.0), spaced_self_kd=Scale(64, 320, 64.0),
                            spaced_ema=Scale(128, 1280, 16.0), vit_spaced_kd=Scale(32, 128, image_size=32, depth=4)),
         test_images=100, matmul_size=2048, ceiling_steps=4,
+        # L = 10, I = 4: iterations 5-8 hold one replay; full-width nets (what the scripts build) at batch 16
+        authors=AuthorsScale(batch_size=16, train_images=160, test_images=16, interval=0.4, warmup_iterations=4,
+                             iterations=8, rounds=3, warmup_rounds=1, vit_image_size=32),
     ),
     "gpu": Preset(
         name="gpu",
@@ -115,6 +140,8 @@ PRESETS: dict[str, Preset] = {
                             repeats=100),
         projection=ProjectionSizes(cnn=Scale(128, 50000, 1.0), vit=Scale(128, 50000, image_size=224),
                                    cnn_interval=1.0, vit_interval=1.0, test_images=10000),
+        authors=AuthorsScale(batch_size=128, train_images=128 * 100, test_images=1000, interval=0.25,
+                             warmup_iterations=25, iterations=75, rounds=3, warmup_rounds=1, vit_image_size=224),
     ),
     "gpu-quick": Preset(
         name="gpu-quick",
@@ -128,6 +155,9 @@ PRESETS: dict[str, Preset] = {
         # replays every 100 (CNN) / 39 (ViT) steps while timing, on full-size data
         projection=ProjectionSizes(cnn=Scale(128, 50000, 1.0), vit=Scale(128, 50000, image_size=224),
                                    cnn_interval=0.256, vit_interval=0.1, test_images=10000),
+        # L = 40, I = 10: iterations 11-30 hold two replays
+        authors=AuthorsScale(batch_size=128, train_images=128 * 40, test_images=256, interval=0.25,
+                             warmup_iterations=10, iterations=30, rounds=2, warmup_rounds=1, vit_image_size=224),
     ),
     "test": Preset(
         name="test",
@@ -138,6 +168,9 @@ PRESETS: dict[str, Preset] = {
         kernels=KernelSizes(kd_shapes=((8, 10),), ema_models=("resnet18",), repeats=2),
         projection=ProjectionSizes(cnn=Scale(16, 64, 64.0), vit=Scale(16, 64, image_size=32, depth=2),
                                    cnn_interval=0.5, vit_interval=0.5, test_images=16),
+        # L = 6, I = 2: iterations 3-4 hold one replay
+        authors=AuthorsScale(batch_size=4, train_images=24, test_images=8, interval=0.34, warmup_iterations=2,
+                             iterations=4, rounds=1, warmup_rounds=0, vit_image_size=32),
     ),
 }
 

@@ -144,3 +144,54 @@ def kernel_lines(kernels: dict[str, Any] | None) -> list[str]:
                      f"({row['flat_impl']}) | {row['per_parameter_loop_us']:.1f} us | {row['foreach_lerp_us']:.1f} us "
                      f"| **{row['speedup_vs_loop']:.2f}×** / **{row['speedup_vs_foreach_lerp']:.2f}×** |")
     return lines
+
+
+def side_title(side: str) -> str:
+    """How the `--reference-repo` report names a side (`fastkd_nproc2`: fastkd under torchrun, 2 processes)."""
+    titles = {"reference": "authors' script", "fastkd": "fastkd compat", "fastkd_fp32": "fastkd compat, fp32, no compile"}
+    return titles.get(side) or f"fastkd compat, {side.removeprefix('fastkd_nproc')} processes"
+
+
+def authors_markdown(results: dict[str, Any]) -> str:
+    """The `--reference-repo` report: per row the authors' script and `fastkd compat` with the same flags (and the
+    extra fastkd sides of --like-for-like / --nproc)."""
+    rows = results["authors"]
+    extra = next((list(r["sides"])[2:] for r in rows if r["status"] == "ok"), [])
+    lines = [
+        f"# fastkd bench --reference-repo — preset `{results['preset']['name']}`, {results['date']}", "",
+        machine_line(results["machine"]), "",
+        "Clones: " + "; ".join(f"`{c['path']}` at {c['commit'][:12]}" + (" (with local changes)" if c["dirty"] else "")
+                               for c in results["clones"]) + ".", "",
+        f"Each run is a fresh process (the authors' script unmodified under the bench's shim, or `fastkd compat` with "
+        f"the same flags), capped before the epoch's evaluation; {results['warmup_rounds']} warm-up and "
+        f"{results['rounds']} timed round(s) per side, interleaved. img/s over the iterations after the warm-up "
+        "iterations (each image counted once); first N = launch to the end of iteration N (start-up, data and "
+        "models included); speed-up = fastkd / authors, median of the per-round ratios (min–max); peak RSS of the "
+        "main process (DataLoader workers not included).", "",
+        "| method | script (commit) | batch, N (timed) | authors img/s | fastkd img/s | speed-up (min–max) "
+        + "".join(f"| {side_title(side)} img/s | speed-up " for side in extra)
+        + "| first N: authors / fastkd | peak RSS authors / fastkd | device peak authors / fastkd |",
+        "|---|---|---|---|---|---|" + "---|---|" * len(extra) + "---|---|---|",
+    ]
+    for row in rows:
+        where = f"`{row['script']}` ({row['clone']['commit'][:7]})"
+        if row["status"] != "ok":
+            lines.append(f"| {row['method']} | {where} | {row['status']}: {row['reason']} |"
+                         + " |" * (5 + 2 * len(extra)))
+            continue
+        sides, speed = row["sides"], row["speedup"]
+        ref, fast = sides["reference"], sides["fastkd"]
+
+        def ratio(side: str) -> str:
+            s = speed[side]
+            return f"**{s['median']:.2f}×** ({s['min']:.2f}–{s['max']:.2f})"
+
+        lines.append(
+            f"| {row['method']} | {where} | {row['batch_size']}, {row['iterations']} "
+            f"({row['iterations'] - row['warmup_iterations']}) | {ref['median_images_per_s']:.1f} "
+            f"| {fast['median_images_per_s']:.1f} | {ratio('fastkd')} "
+            + "".join(f"| {sides[side]['median_images_per_s']:.1f} | {ratio(side)} " for side in extra)
+            + f"| {ref['median_first_n_seconds']:.1f} s / {fast['median_first_n_seconds']:.1f} s "
+            f"| {_fmt_mb(ref['host_rss_peak_mb'])} / {_fmt_mb(fast['host_rss_peak_mb'])} "
+            f"| {_fmt_mb(ref['device_peak_mb'])} / {_fmt_mb(fast['device_peak_mb'])} |")
+    return "\n".join(lines) + "\n"

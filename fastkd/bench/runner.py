@@ -31,6 +31,7 @@ from ..config import METHODS
 from ..engine.trainer import Trainer
 from ..models import StudentNet, TeacherNet, create_model, dropout_resnet, self_kd_resnet  # noqa: F401
 from . import reference_style as rs
+from .authors import run_authors
 from .charts import write_charts
 from .data import write_synthetic_cifar100
 from .fastkd_side import FastkdRounds, fastkd_config
@@ -247,6 +248,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead of the comparison with the reference: the projected wall time of the paper's "
                              "full runs (CIFAR-100 spaced online KD, 80 epochs; DeiT-Ti spaced KD per epoch) from "
                              "timed full-size steps, in fastkd's settings and the reference's (fp32, no compile)")
+    parser.add_argument("--reference-repo", action="append", default=None, metavar="DIR",
+                        help="instead of the reference-style loops: the authors' own scripts, run unmodified from "
+                             "your clone(s) of SunGL001/Spaced-KD and SunGL001/spacing_generalization (give both: "
+                             "--reference-repo A --reference-repo B), each against `fastkd compat` with the same "
+                             "flags (bench/README.md); with --nproc also fastkd under torchrun at each N > 1")
+    parser.add_argument("--like-for-like", action="store_true",
+                        help="with --reference-repo: also run fastkd in fp32 without torch.compile, to separate "
+                             "engine gains from precision gains")
     parser.add_argument("--plan", action="store_true",
                         help="print what the preset would run and write plan.json to --out; runs nothing and needs "
                              "no GPU (bench/gpu_check.sh --cpu-dry-run checks the gpu-quick preset this way)")
@@ -283,6 +292,15 @@ def run(args: argparse.Namespace) -> int:
         raise BenchOptionError("--projection and --nproc are two different reports; run them one at a time")
     if args.projection:
         projected_runs(preset)  # a preset without projection sizes is refused before anything runs
+    if args.like_for_like and not args.reference_repo:
+        raise BenchOptionError("--like-for-like compares fastkd's fp32 run with the authors' scripts; it needs "
+                               "--reference-repo")
+    if args.reference_repo:
+        if args.projection or args.plan:
+            raise BenchOptionError("--reference-repo is not supported with --projection or --plan; run it on its "
+                                   "own")
+        return run_authors(preset, methods, args.reference_repo, args.rounds, out, args.like_for_like, nprocs,
+                           _write_results)
     if args.plan:
         return _print_plan(preset, methods, rounds, out, nprocs)
     if nprocs is not None:

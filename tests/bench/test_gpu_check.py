@@ -80,6 +80,7 @@ def test_dry_run_passes_and_writes_the_summary(dry_run):
     (["--venv"], "--venv needs a value"),
     (["--cpu-dry-run", "--steps", "cuda-tests,benchmark"], "--steps: unknown step 'benchmark'"),
     (["--cpu-dry-run", "--wheels", "/nonexistent/wheels"], "--wheels /nonexistent/wheels: not a folder"),
+    (["--cpu-dry-run", "--reference-repo", "/nonexistent/clone"], "--reference-repo /nonexistent/clone: not a folder"),
     ([], "no CUDA device visible"),
 ])
 def test_bad_arguments_and_a_missing_gpu_give_one_line_and_exit_2(tmp_path, args, message):
@@ -122,3 +123,21 @@ def test_a_failing_cuda_test_fails_the_check_with_its_first_lines(tmp_path):
     text = (tmp_path / "summary.md").read_text()
     assert "FAIL: step bench timed out (rc 124); 1 CUDA test(s) failed" in text.splitlines()[0]
     assert "| bench | timed out | 180 | 180 |" in text and "Wall time 300 s of a 465 s budget." in text
+
+
+def test_the_authors_report_joins_the_summary(tmp_path):
+    """With --reference-repo the check's step `authors` leaves fastkd bench's report in OUT/authors; the summary
+    carries it, one heading level down."""
+    (tmp_path / "steps.jsonl").write_text(json.dumps(
+        {"name": "authors", "budget_s": 300, "seconds": 200.0, "rc": 0, "timed_out": False,
+         "log": "logs/authors.log"}) + "\n")
+    (tmp_path / "authors").mkdir()
+    (tmp_path / "authors" / "results.json").write_text(json.dumps({"authors": [{"method": "online_kd"}]}))
+    (tmp_path / "authors" / "results.md").write_text("# fastkd bench --reference-repo — preset `gpu-quick`\n\n"
+                                                     "| online_kd | `online_KD/train_space.py` (deecb4d) |\n")
+    module = load_summary_module()
+    assert module.main(["summary", str(tmp_path), "--mode", "gpu"]) == 0
+    assert json.loads((tmp_path / "summary.json").read_text())["authors"] == {"authors": [{"method": "online_kd"}]}
+    text = (tmp_path / "summary.md").read_text()
+    assert "\n## fastkd bench --reference-repo — preset `gpu-quick`\n" in text
+    assert text.rstrip().endswith("| online_kd | `online_KD/train_space.py` (deecb4d) |")
