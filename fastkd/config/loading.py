@@ -3,6 +3,7 @@ name the file or the override that set the bad value."""
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from .. import configs
 from ..errors import ConfigError
 from .schema import ExperimentConfig
 
@@ -142,11 +144,14 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Experimen
     raw: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
+        path = _config_file(path)
         source = str(path)
         try:
             data = Path(path).read_bytes()
         except OSError as exc:
-            raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+            close = difflib.get_close_matches(str(path).removesuffix(configs.SUFFIX), configs.names(), n=1)
+            hint = f"; did you mean {close[0]}? (a packaged config, see fastkd config list)" if close else ""
+            raise ConfigError(f"{path}: cannot read config ({exc.strerror}){hint}") from None
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -161,6 +166,14 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Experimen
             raise ConfigError(f"{path}: expected a mapping of sections at the top level (e.g. 'train:'), "
                               f"got a {type(raw).__name__}")
     return validate(apply_overrides(raw, list(overrides)), source, list(overrides))
+
+
+def _config_file(path: str | Path) -> str | Path:
+    """`path` itself where something is there, else the packaged config of that name (`fastkd config list`), so
+    `fastkd train paper/online_kd/cifar100/resnet18_s1.5` works from any folder."""
+    if Path(path).exists():
+        return path
+    return configs.find(str(path)) or path
 
 
 def dump_config(cfg: ExperimentConfig) -> str:
