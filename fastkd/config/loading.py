@@ -36,8 +36,9 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _parse_yaml(text: str) -> Any:
-    """YAML -> Python with `_StrictLoader`; a YAMLError becomes a one-line reason with its line number."""
+def parse_yaml(text: str) -> Any:
+    """YAML -> Python with `_StrictLoader` (also how `fastkd compat run_net` reads a pycls YAML); a YAMLError
+    becomes a ValueError of one line with its line number."""
     try:
         return yaml.load(text, Loader=_StrictLoader)
     except yaml.MarkedYAMLError as exc:
@@ -74,7 +75,7 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"command line override {text!r}: the key has an empty part; write section.key=value, "
                           "e.g. train.epochs=10")
     try:
-        return path, _parse_yaml(raw) if raw.strip() else None
+        return path, parse_yaml(raw) if raw.strip() else None
     except ValueError as exc:
         raise ConfigError(f"command line override {text!r}: the value is not valid YAML ({exc}); quote it or fix "
                           "the brackets, e.g. optim.milestones=[60,120]") from None
@@ -158,7 +159,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Experimen
             raise ConfigError(f"{path}: not a UTF-8 text file (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
                               "a config is a YAML text file saved as UTF-8") from None
         try:
-            raw = _parse_yaml(text)
+            raw = parse_yaml(text)
         except ValueError as exc:
             raise ConfigError(f"{path}: not valid YAML ({exc})") from None
         raw = {} if raw is None else raw

@@ -119,8 +119,8 @@ class Trainer:
             self._resume(state, run_dir / "last.pt")
         if distributed.is_main():
             (run_dir / "config.yaml").write_text(dump_config(cfg))
-        self.log: RunLog = build_run_log(cfg, run_dir, quiet=self.quiet,
-                                         resumed_at=(self.epoch, self.global_step) if state is not None else None)
+        resumed_at = (self.epoch, self.global_step, self.history) if state is not None else None
+        self.log: RunLog = build_run_log(cfg, run_dir, quiet=self.quiet, resumed_at=resumed_at)
 
     # ------------------------------------------------------------------------------- step primitives
     def batch(self, indices: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,10 +33,12 @@ class Outcome:
 
 
 def read_summary(run_dir: Path) -> dict | None:
+    """summary.json of the run, or None when it has none (or a damaged one: the run then resumes from last.pt)."""
     try:
-        return json.loads((run_dir / "summary.json").read_text())
+        summary = json.loads((run_dir / "summary.json").read_text())
     except (OSError, ValueError):
         return None
+    return summary if isinstance(summary, dict) else None
 
 
 def run_one(run: Run) -> Outcome:
@@ -150,7 +152,7 @@ class GridProgress:
         line = f"{outcome.status:8s} {run.id}" + (f" ({outcome.seconds:.0f} s)" if outcome.seconds else "")
         if outcome.message:
             line += f": {outcome.message}"
-        self.progress.console.print(line, markup=False, highlight=False)
+        self.progress.console.print(line, markup=False, highlight=False, soft_wrap=True)  # one line at any width
         self._refresh()
 
     def _refresh(self) -> None:
