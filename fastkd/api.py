@@ -13,6 +13,7 @@ from typing import Any
 
 from .config import ExperimentConfig, apply_overrides, load_config as _load_file, validate
 from .errors import ConfigError
+from .runs import build_plan, evaluate_checkpoint, new_run_folder, prepare_run, train_run
 
 ConfigSource = str | Path | ExperimentConfig | None
 """A YAML file, a packaged config's name, an ExperimentConfig, or None for every default."""
@@ -45,8 +46,6 @@ def train(config: ConfigSource, *, resume: str | Path | None = None, quiet: bool
 
     Example: ``summary = fastkd.train("demo", train__epochs=1, output_dir="runs")``
     """
-    from .runs import new_run_folder, prepare_run, train_run
-
     if isinstance(config, ExperimentConfig):
         if resume:
             raise ConfigError("resume: pass the run's config file or None (its config.yaml), not a loaded config")
@@ -60,16 +59,12 @@ def train(config: ConfigSource, *, resume: str | Path | None = None, quiet: bool
 
 def plan(config: ConfigSource, **overrides: Any) -> dict[str, Any]:
     """What the run would do (iterations per epoch, replays, ...), as `fastkd plan --json` prints it."""
-    from .runs import build_plan
-
     return build_plan(load_config(config, **overrides)).as_dict()
 
 
 def evaluate(checkpoint: str | Path, **overrides: Any) -> dict[str, float]:
     """Test-split metrics of a run's last.pt or best.pt, as `fastkd eval --json` prints them (top-1/top-5 as
     fractions); overrides change where and how it evaluates, e.g. ``data__root="/data"``."""
-    from .runs import evaluate_checkpoint
-
     return evaluate_checkpoint(checkpoint, _override_texts(overrides)).results
 
 

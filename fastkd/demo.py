@@ -8,12 +8,11 @@ from pathlib import Path
 
 from .config import load_config
 from .engine.checkpoint import ensure_writable_folder
+from .engine.trainer import Trainer
+from .runs import demo_config_path, print_summary
 
 
 def run_demo(out: Path, epochs: int | None = None, quiet: bool = False) -> list[tuple[str, dict]]:
-    from .runs import demo_config_path, print_summary
-    from .engine.trainer import Trainer
-
     ensure_writable_folder(out, "demo output folder")
     overrides = [f"output_dir={out}"] + ([f"train.epochs={epochs}"] if epochs is not None else [])
     variants = [

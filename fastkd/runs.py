@@ -11,11 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
 from . import configs
 from .config import ExperimentConfig, apply_overrides, load_config, validate
 from .data import train_size
 from .engine.checkpoint import ensure_writable_folder, load_checkpoint
+from .engine.loggers import without_external_logs
+from .engine.trainer import Trainer
 from .errors import CheckpointError, UsageError
+from .methods import build_method
 
 
 def prepare_run(config_path: str | None, overrides: list[str], *, resume: str | Path | None = None
@@ -61,8 +67,6 @@ def new_run_folder(cfg: ExperimentConfig) -> Path:
 def train_run(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, quiet: bool, label: str) -> dict[str, Any]:
     """Build the trainer, say what runs where, train, print the results table; returns the run's summary
     (the contents of summary.json)."""
-    from .engine.trainer import Trainer
-
     trainer = Trainer(cfg, run_dir, resume=resume, quiet=quiet)
     quiet = trainer.quiet  # every rank but rank 0 is quiet under torchrun
     if not quiet:
@@ -93,9 +97,6 @@ class Evaluation:
 
 def evaluate_checkpoint(checkpoint: str | Path, overrides: list[str] = ()) -> Evaluation:
     """Score a fastkd run checkpoint (last.pt or best.pt) on its data set's test split, as the run evaluates."""
-    from .engine.loggers import without_external_logs
-    from .engine.trainer import Trainer
-
     payload = load_checkpoint(checkpoint)
     if not isinstance(payload.get("learners"), dict) or not isinstance(payload.get("config"), dict):
         raise CheckpointError(f"{checkpoint}: not a fastkd run checkpoint (no learners/config); fastkd eval "
@@ -112,9 +113,6 @@ def evaluate_checkpoint(checkpoint: str | Path, overrides: list[str] = ()) -> Ev
 
 def print_summary(rows: list[tuple[str, dict]]) -> None:
     """Best and final test top-1 of every evaluated output (teacher, student, EMA, exits...) of each run."""
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title="fastkd results: test top-1 accuracy")
     for col in ("run", "model", "best", "final", "epochs"):
         table.add_column(col)
@@ -134,8 +132,6 @@ def _pct(value: float | None) -> str:
 
 
 def build_plan(cfg: ExperimentConfig):
-    from .methods import build_method
-
     n = train_size(cfg.data.dataset, cfg.data.test_fraction)
     batches = n // cfg.data.batch_size if cfg.data.drop_last else -(-n // cfg.data.batch_size)
     return build_method(cfg, batches).plan
@@ -146,8 +142,6 @@ def print_plan(plan, as_json: bool) -> None:
     if as_json:
         print(json.dumps(plan.as_dict(), indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
 
     table = Table(title=f"fastkd plan: {plan.method} ({plan.semantics})", show_header=False)
     for key, value in plan.as_dict().items():

@@ -1,4 +1,5 @@
-"""Fused kernels of fastkd (KD loss, flat EMA) with CPU twins; imported as `fastkd.kernels`."""
+"""Fused kernels of fastkd (KD loss, flat EMA) with CPU twins, and the ops over the global batch under torchrun
+(`global_batch`); imported as `fastkd.kernels`."""
 
 from .ema import EmaSchedule, FlatEMA
 from .fused_loss import KDLoss, cross_entropy, kd_loss

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..kernels import FlatEMA, kd_loss
+from ..models import create_model
 from .presets import ONLINE_KD, KernelSizes
 
 TRIALS = 3
@@ -70,8 +71,6 @@ def bench_kd_loss(batch: int, classes: int, soft: str, device: torch.device, rep
 
 
 def bench_ema(model_name: str, device: torch.device, repeats: int, decay: float = 0.999) -> dict[str, Any]:
-    from ..models import create_model
-
     model = create_model(model_name, num_classes=100).to(device)
     flat = FlatEMA(model, decay)
     average = [p.detach().clone() for p in model.parameters()]

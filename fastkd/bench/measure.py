@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
 
+from ..models import create_model
 from .presets import NUM_CLASSES, Preset, Scale
 
 
@@ -99,8 +102,6 @@ def breakdown_from_events(events, wall_seconds: float) -> dict[str, float]:
 
 
 def profile_round(run: Callable[[], Any], device: torch.device) -> dict[str, float]:
-    from torch.profiler import ProfilerActivity, profile
-
     # Kineto logs an ERROR line about the missing GPU on CPU-only machines with a CUDA build of torch.
     os.environ.setdefault("KINETO_LOG_LEVEL", "5")
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -115,8 +116,6 @@ def profile_round(run: Callable[[], Any], device: torch.device) -> dict[str, flo
 
 def count_flops(run: Callable[[], Any]) -> float:
     """Matmul/conv FLOPs (forward and backward) of one eager round."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     with FlopCounterMode(display=False) as counter:
         run()
     return float(counter.get_total_flops())
@@ -147,9 +146,6 @@ def measure_ceiling(preset: Preset, device: torch.device, scales: list[Scale]) -
 
 
 def _resnet18_ceiling(scale: Scale, device: torch.device, steps: int, sweep_threads: bool) -> dict[str, Any]:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from ..models import create_model
 
     on_cuda = device.type == "cuda"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if on_cuda else contextlib.nullcontext

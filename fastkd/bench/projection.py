@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from tqdm.auto import tqdm
 
 from ..config import load_config
 from ..engine.checkpoint import save_atomic
@@ -202,8 +203,6 @@ def project_run(run: ProjectedRun, device: str, workdir: Path, progress) -> dict
 
 def run_projection(preset: Preset, out: Path, write: Callable[[dict[str, Any], Path, Callable], str]) -> int:
     """Every projection of `preset`; returns 0, or 1 when one failed (its row says why)."""
-    from tqdm.auto import tqdm
-
     device = torch.device(preset.device)
     runs = projected_runs(preset)
     results: dict[str, Any] = {

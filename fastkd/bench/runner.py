@@ -22,37 +22,24 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import torch
+from tqdm.auto import tqdm
 
-from ..config import METHODS, load_config
+from ..config import METHODS
+from ..engine.trainer import Trainer
+from ..models import StudentNet, TeacherNet, create_model, dropout_resnet, self_kd_resnet  # noqa: F401
 from . import reference_style as rs
 from .charts import write_charts
 from .data import write_synthetic_cifar100
+from .fastkd_side import FastkdRounds, fastkd_config
 from .kernels import bench_kernels
-from .measure import (CORE_WORK, RoundMeasure, ceiling_key, count_flops, measure_ceiling, measure_round,
-                      profile_round)
+from .measure import CORE_WORK, RoundMeasure, ceiling_key, count_flops, measure_ceiling, measure_round, profile_round
 from .presets import BENCH_METHODS, NUM_CLASSES, PRESETS, BenchMethod, BenchOptionError, Preset, Scale
 from .projection import projected_runs, run_projection
 from .report import machine_description, markdown_report
 from .scaling import SYNC_BN_CHOICES, bench_scaling, parse_nproc, scaling_markdown
-
-if TYPE_CHECKING:
-    from ..engine.trainer import Trainer
-
-
-def fastkd_config(method: BenchMethod, scale: Scale, device: str, data_root: Path, output_dir: Path, epochs: int,
-                  extra: list[str] = ()):
-    """The fastkd side: reference semantics, default fast path for the device, no evaluation, no progress bar."""
-    return load_config(None, [
-        f"name={method.name}", f"output_dir={output_dir}", "semantics=reference", "seed=0",
-        "data.dataset=cifar100", f"data.root={data_root}", f"data.batch_size={scale.batch_size}",
-        f"train.device={device}", f"train.epochs={epochs}", f"train.eval_every={epochs + 1}",
-        "train.progress=false", "train.tensorboard=false",
-        *method.fastkd_overrides(scale), *extra,
-    ])
-
 
 def _learner_state(trainer: Trainer, name: str | None) -> dict[str, torch.Tensor]:
     """A learner's weights (compiled in place, so the keys are the plain ones); name None = the method's only model."""
@@ -68,8 +55,6 @@ def build_reference(method: str, trainer: Trainer, data_root: Path, *, workers: 
                     log_steps: bool = False):
     """The reference-style loop of `method` with the settings of `trainer`'s config and its models (same
     architecture, checked by a strict state_dict load, and the same initial weights), data, device and dtype."""
-    from ..models import StudentNet, TeacherNet, create_model, dropout_resnet, self_kd_resnet  # noqa: F401
-
     cfg = trainer.cfg
     device = torch.device(trainer.runtime.device)
     dtype = torch.float64 if cfg.train.float64 else torch.float32
@@ -138,18 +123,6 @@ def _reference_vit(trainer: Trainer, data_root: Path, device: torch.device, dtyp
                           dtype=dtype, log_steps=log_steps)
 
 
-class FastkdRounds:
-    """Drives a Trainer one epoch at a time through `fit(max_steps=...)`; the Trainer is built without checkpoints
-    (the reference writes none)."""
-
-    def __init__(self, trainer: Trainer, iters_per_epoch: int):
-        self.trainer = trainer
-        self.iters_per_epoch = iters_per_epoch
-
-    def train_epoch(self) -> None:
-        self.trainer.fit(max_steps=self.trainer.global_step + self.iters_per_epoch)
-
-
 @dataclass
 class SideResult:
     images_per_s: list[float] = field(default_factory=list)
@@ -175,8 +148,6 @@ class SideResult:
 
 def bench_method(method: BenchMethod, preset: Preset, rounds: int, workdir: Path, progress) -> dict[str, Any]:
     """Warm-up, `rounds` interleaved fastkd/reference rounds and a profiled fastkd round for one method."""
-    from ..engine.trainer import Trainer
-
     scale = preset.scales[method.name]
     device = torch.device(preset.device)
     data_root = workdir / f"data-{scale.train_images}"
@@ -239,8 +210,6 @@ def bench_method(method: BenchMethod, preset: Preset, rounds: int, workdir: Path
 def _eager_twin_flops(method: BenchMethod, scale: Scale, preset: Preset, data_root: Path, workdir: Path,
                       epochs: int) -> float:
     """FLOPs of one round counted on an eager copy of the run: torch.compile hides ops from FlopCounterMode."""
-    from ..engine.trainer import Trainer
-
     cfg = fastkd_config(method, scale, preset.device, data_root, workdir / "runs-eager", epochs, ["train.compile=off"])
     twin = FastkdRounds(Trainer(cfg, workdir / "runs-eager" / method.name, quiet=True, checkpoints=False),
                         scale.iters_per_epoch)
@@ -308,8 +277,6 @@ def _resolve(args: argparse.Namespace) -> tuple[Preset, list[BenchMethod], int, 
 def run(args: argparse.Namespace) -> int:
     """Run the suite; returns 0, or 1 when a method failed (its row then says why). Bad options raise
     BenchOptionError (a UsageError) with one line."""
-    from tqdm.auto import tqdm
-
     preset, methods, rounds, out = _resolve(args)
     nprocs = None if args.nproc is None else parse_nproc(args.nproc, preset.device)
     if args.projection and nprocs is not None:
@@ -371,8 +338,6 @@ def run(args: argparse.Namespace) -> int:
 def run_scaling(preset: Preset, methods: list[BenchMethod], rounds: int, nprocs: list[int], out: Path,
                 sync_bn: str = "auto") -> int:
     """`--nproc`: each method at every process count (fastkd.bench.scaling); 0, or 1 when a method failed."""
-    from tqdm.auto import tqdm
-
     results: dict[str, Any] = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "preset": {k: v for k, v in asdict(preset).items() if k != "scales"},

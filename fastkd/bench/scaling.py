@@ -27,7 +27,10 @@ from typing import Any
 import torch
 
 from ..engine import distributed
-from .presets import BenchMethod, BenchOptionError, Preset
+from ..engine.trainer import Trainer
+from .fastkd_side import FastkdRounds, fastkd_config
+from .measure import sync_device
+from .presets import BENCH_METHODS, PRESETS, BenchMethod, BenchOptionError, Preset
 from .report import machine_line
 
 SYNC_BN_CHOICES = ("auto", "on", "off")
@@ -116,11 +119,6 @@ def _time_epochs(method_name: str, preset_name: str, rounds: int, data_root: Pat
                  sync_bn: str) -> tuple[list[float], bool]:
     """Inside the torchrun job: warm-up, then `rounds` epochs timed between barriers; also whether batch norm
     used global-batch statistics."""
-    from ..engine.trainer import Trainer
-    from .measure import sync_device
-    from .presets import BENCH_METHODS, PRESETS
-    from .runner import FastkdRounds, fastkd_config
-
     method, preset = BENCH_METHODS[method_name], PRESETS[preset_name]
     scale = preset.scales[method_name]
     cfg = fastkd_config(method, scale, preset.device, data_root, workdir, preset.warmup_rounds + rounds,

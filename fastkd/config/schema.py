@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from .methods import get_method, method_names
+
 MAX_SEED = 2**32 - 1
 """numpy's legacy seeding (used by the reference code paths) takes seeds in [0, 2**32 - 1]."""
 MAX_DOWNSAMPLE_FACTOR = 4096.0
@@ -282,7 +284,7 @@ class ExperimentConfig(_Section):
     name: str = "experiment"
     """Run folder name (a plain folder name: no '/', not starting with '.'); the run lives in `output_dir/name`."""
     method: str = "spaced_online_kd"
-    """A registered method (`fastkd.methods.registry`; the error for any other value lists them). The online-KD
+    """A method of the method table (`fastkd.config.methods`; the error for any other value lists them). The online-KD
     family uses `kd` (+ `model.teacher`); self KD uses `kd` (interval, temperature, alpha = the reference's
     loss_coefficient, beta = feature_loss_coefficient); EMA uses `ema`; dropout uses `dropout`."""
     semantics: Literal["reference", "standard"] = "reference"
@@ -306,8 +308,6 @@ class ExperimentConfig(_Section):
     @field_validator("method")
     @classmethod
     def _registered_method(cls, method: str) -> str:
-        from ..methods.registry import method_names
-
         names = method_names()
         if method not in names:
             # Reported like a Literal choice: "method: 'x' is not allowed; choose one of 'no_kd', ... or '...'".
@@ -325,12 +325,11 @@ class ExperimentConfig(_Section):
         return name
 
     @model_validator(mode="after")
-    def _method_matches_interval(self) -> "ExperimentConfig":
-        if self.method == "spaced_online_kd" and self.kd.interval == 0:
-            raise ValueError("kd.interval: spaced_online_kd needs kd.interval > 0 (use method: online_kd for 0)")
-        if self.method == "spaced_self_kd" and self.kd.interval == 0:
-            raise ValueError("kd.interval: spaced_self_kd needs kd.interval > 0 (use method: self_kd for 0)")
-        if self.method == "spaced_dropout" and self.dropout.space == 0:
-            raise ValueError("dropout.space: spaced_dropout needs dropout.space > 0 (the reference divides by zero; "
-                             "use method: dropout for a constant rate)")
+    def _spacing_is_positive(self) -> "ExperimentConfig":
+        spec = get_method(self.method)
+        if spec.spacing is not None:
+            section, key = spec.spacing.split(".")
+            if getattr(getattr(self, section), key) == 0:
+                raise ValueError(f"{spec.spacing}: {self.method} needs {spec.spacing} > 0 (use method: "
+                                 f"{spec.unspaced} for 0)")
         return self

@@ -34,6 +34,7 @@ from typing import BinaryIO, Callable, Iterator, TypeVar
 
 from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.utils import extract_archive
+from tqdm.auto import tqdm
 
 from ..errors import DataError, DownloadError, OutputError
 from .readers import DATASET_FOLDERS, DATASET_MEMBERS, DataRoot, data_root
@@ -172,8 +173,6 @@ def _lock(where: DataRoot, path: Path) -> Iterator[None]:
 
 def _download(archive: Archive, target: Path, where: DataRoot, by_hand: str) -> None:
     """Stream `archive.url` into `target` with a progress bar, checking the announced size and the MD5."""
-    from tqdm.auto import tqdm
-
     url, host = archive.url, urllib.parse.urlsplit(archive.url).netloc
     digest, received, expected = hashlib.md5(usedforsecurity=False), 0, None
     with _writing(where, lambda: open(target, "wb")) as out:

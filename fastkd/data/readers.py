@@ -21,6 +21,7 @@ from typing import Any, Callable, Literal, NamedTuple
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..errors import DataError
 
@@ -378,8 +379,6 @@ def _fingerprint(base: Path, wnids: list[str], files: list[Path]) -> str:
 
 def _decode_tiny(path: Path) -> np.ndarray:
     """One 64x64 image as uint8 RGB (the set has a few grayscale JPEGs); a bad file is named."""
-    from PIL import Image
-
     try:
         with Image.open(path) as img:
             pixels = np.asarray(img.convert("RGB"), dtype=np.uint8)

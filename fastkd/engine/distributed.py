@@ -20,12 +20,14 @@ import sys
 import threading
 import warnings
 from datetime import timedelta
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.distributed.nn.functional import all_reduce as differentiable_all_reduce
+
+from ..kernels import global_batch
 
 FAILURE_KEY = "fastkd/failed/"
 """Store key prefix under which a failing rank leaves its one-line error for rank 0 to print."""
@@ -121,59 +123,12 @@ def shard_rows(total: int, of_rank: int | None = None) -> slice:
     return slice(start, start + base + (1 if r < extra else 0))
 
 
-_current_rows: tuple[slice, int] | None = None
-"""(this rank's rows, global rows) of the batch the step in progress works on (None: single process)."""
-
-
 def set_batch_rows(total: int) -> slice | None:
-    """Note that the next steps work on a `total`-row global batch and return this rank's rows (None when not
-    distributed: every row)."""
-    global _current_rows
-    if not is_active():
-        _current_rows = None
-        return None
-    rows = shard_rows(total)
-    _current_rows = (rows, total)
+    """Note that the next steps work on a `total`-row global batch (for the model ops, kernels/global_batch.py) and
+    return this rank's rows (None when not distributed: every row)."""
+    rows = shard_rows(total) if is_active() else None
+    global_batch.set_rows(rows, total)
     return rows
-
-
-def batch_rows() -> tuple[slice, int] | None:
-    """(this rank's rows, global rows) of the current batch, for ops that draw per-sample randomness."""
-    return _current_rows
-
-
-def batch_share() -> float | None:
-    """B_r / B of the current batch: the weight of this rank's per-sample means in the global loss (None: one
-    process, nothing to weight)."""
-    if _current_rows is None:
-        return None
-    rows, total = _current_rows
-    return (rows.stop - rows.start) / total
-
-
-def global_rand_like(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """`torch.rand_like(x, dtype=dtype)` for a slice of the current global batch: the rows one process would have
-    drawn for these samples (every rank draws the whole batch from the shared RNG stream, then slices)."""
-    current = _current_rows
-    if current is None or x.dim() == 0 or x.shape[0] != current[0].stop - current[0].start:
-        return torch.rand_like(x, dtype=dtype)
-    rows, total = current
-    memory_format = (torch.channels_last if x.dim() == 4 and not x.is_contiguous()
-                     and x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
-    full = torch.empty((total, *x.shape[1:]), dtype=dtype, device=x.device, memory_format=memory_format)
-    return full.uniform_()[rows]
-
-
-def draw_for_global_batch(local_rows: int, draw: Callable[[int], torch.Tensor]) -> torch.Tensor:
-    """`draw(rows)` for this rank's `local_rows` rows of the current global batch: every rank makes the whole
-    batch's draw `draw(total)` from the shared RNG stream and keeps its rows, so the values are those one process
-    would have drawn for these samples (e.g. drop path's per-sample keep mask). Outside a sharded batch, or for a
-    tensor of another batch size, just `draw(local_rows)`."""
-    current = _current_rows
-    if current is None or local_rows != current[0].stop - current[0].start:
-        return draw(local_rows)
-    rows, total = current
-    return draw(total)[rows]
 
 
 # ------------------------------------------------------------------------------------------ collectives
@@ -207,15 +162,6 @@ def on_every_rank(flag: torch.Tensor) -> torch.Tensor:
     if not is_active():
         return flag
     return all_reduce_(flag.to(torch.float32).reshape(1), "min").reshape(()) > 0
-
-
-def global_aminmax(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(min, max) over the whole global batch (MaxDropout normalises by them)."""
-    low, high = torch.aminmax(values)
-    if not is_active():
-        return low, high
-    both = all_reduce_(torch.stack([-low, high]), "max")
-    return -both[0], both[1]
 
 
 def sum_gradients(params: Iterable[nn.Parameter]) -> None:

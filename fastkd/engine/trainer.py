@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shlex
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,19 +14,21 @@ from typing import Any
 
 import torch
 from torch.profiler import record_function
+from tqdm.auto import tqdm
 
 from .. import __version__
 from ..config import ExperimentConfig, dump_config
 from ..data import ArrayDataset, EpochSampler, load_dataset
+from ..data.fetch import fetch
 from ..data.sampler import derive_seed
 from ..errors import ConfigError, NonFiniteLossError, RunInterrupted, first_line
-from ..methods import Method, build_method
 from ..pipelines import build_pipeline, deterministic_recipe, get_recipe
 from ..reference.keys import init_weights
 from . import distributed
 from .checkpoint import (CHECKPOINT_VERSION, RESUME_MAY_CHANGE, CheckpointError, check_run_checkpoint, copy_atomic,
                          load_checkpoint, prepare_run_dir, resume_conflicts, save_atomic, state_mismatch)
 from .loggers import RunLog, build_run_log, check_log_packages
+from .method import Method, build_method
 from .metrics import DeviceMeter, topk_correct
 from .replay import ReplayLog
 from .runtime import Runtime, build_runtime, resolve_channels_last, rng_state, seed_everything, set_rng_state
@@ -72,8 +75,6 @@ class Trainer:
 
         d = cfg.data
         if d.download and d.dataset != "digits":
-            from ..data.fetch import fetch
-
             fetch(d.dataset, d.root)  # every rank may call it: they take turns on a lock, the first one downloads
         self.train_set, self.test_set = load_dataset(d.dataset, d.root, test_fraction=d.test_fraction,
                                                      cache_dir=d.cache_dir, class_order=d.class_order)
@@ -296,7 +297,6 @@ class Trainer:
     def _progress(self, total: int, start: int):
         if not self.cfg.train.progress or self.quiet:
             return None
-        from tqdm.auto import tqdm
 
         return tqdm(total=total, initial=start, desc=f"epoch {self.epoch + 1}/{self.total_epochs}",
                     unit="it", leave=False, dynamic_ncols=True)
@@ -453,8 +453,6 @@ def _resume_state(cfg: ExperimentConfig, path: Path) -> dict:
 
 
 def _main_thread() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()
 
 

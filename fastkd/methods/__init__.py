@@ -1,23 +1,15 @@
-"""Training methods: one module per family (plan, models, loss, schedule, state), each registered by name in
-`fastkd.methods.registry`; importing this package registers the built-in families."""
+"""Training methods: one module per family (plan, models, loss, schedule, state), each registered by name in the
+method table (`fastkd.config.methods`); importing this package attaches the built-in implementations."""
 
 from __future__ import annotations
 
-from ..config import ExperimentConfig
-from .base import Method
-from .registry import MethodSpec, get_method, method_names, register_method
-
-# The import order is the registration order, which is the order `method_names()` lists.
-from .online_kd import OnlineKDFamily, OnlineKDPlan, plan_online_kd  # noqa: E402  isort: skip
-from .self_kd import SelfKD, SelfKDPlan, plan_self_kd  # noqa: E402  isort: skip
-from .ema import EmaPlan, SpacedEMA, plan_ema  # noqa: E402  isort: skip
-from .dropout import DropoutPlan, SpacedDropout, plan_dropout  # noqa: E402  isort: skip
-from .vit_kd import ViTFamily, ViTPlan, plan_vit  # noqa: E402  isort: skip
-
-
-def build_method(cfg: ExperimentConfig, iters_per_epoch: int) -> Method:
-    """The registered method of a config, given L (batches per epoch); its `plan` says what the run will do."""
-    return get_method(cfg.method).cls.from_config(cfg, iters_per_epoch)
+from ..config.methods import MethodSpec, get_method, method_names, register_method
+from ..engine.method import Method, build_method
+from .dropout import DropoutPlan, SpacedDropout, plan_dropout
+from .ema import EmaPlan, SpacedEMA, plan_ema
+from .online_kd import OnlineKDFamily, OnlineKDPlan, plan_online_kd
+from .self_kd import SelfKD, SelfKDPlan, plan_self_kd
+from .vit_kd import ViTFamily, ViTPlan, plan_vit
 
 
 __all__ = ["DropoutPlan", "EmaPlan", "Method", "MethodSpec", "OnlineKDFamily", "OnlineKDPlan", "SelfKD",

@@ -13,12 +13,12 @@ import torch
 import torch.nn as nn
 
 from ..config import ConfigError, ExperimentConfig
+from ..config.methods import register_method
+from ..engine.method import Iteration, Method
 from ..engine.steps import StepContext
 from ..kernels import cross_entropy
-from ..models import create_model
+from ..models import create_model, family_model_name
 from ..models.dropout import DropoutSites
-from .base import Iteration, Method, family_model_name
-from .registry import register_method
 
 RANDOM_DROPOUT_PERIOD = 500
 """S >= 500 iterations selects the random-rate variant (docs/semantics.md §7)."""
@@ -129,9 +129,8 @@ def plan_dropout(method: str, semantics: str, iters_per_epoch: int, epochs: int,
 MODEL = "model"
 
 
-@register_method("spaced_dropout", family="dropout",
-                 summary="dropout rate p*|sin(pi*t/S)| (or random), MaxDropout, spaced input cutout")
-@register_method("dropout", family="dropout", summary="dropout (or MaxDropout) at a constant rate")
+@register_method("spaced_dropout")
+@register_method("dropout")
 class SpacedDropout(Method):
     """`dropout` (StandardDropout / MaxDropout at a constant rate p) and `spaced_dropout` (SpacedDropout /
     MaxSpacedDropout: p_t = p*|sin(pi*t/S)| at every site, or p*U[0,1) per site and forward when S >= 500).

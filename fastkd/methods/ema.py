@@ -15,11 +15,11 @@ import torch.nn as nn
 from torch.profiler import record_function
 
 from ..config import ExperimentConfig
+from ..config.methods import register_method
+from ..engine.method import Iteration, Method
 from ..engine.steps import StepContext
 from ..kernels import EmaSchedule, FlatEMA, cross_entropy
 from ..models import create_model, width_divisor
-from .base import Iteration, Method
-from .registry import register_method
 
 RANDOM_EMA_FRACTION = 0.4
 """Random EMA intervals are int(0.4 * L * U[0,1)) + 1 iterations (docs/semantics.md §6)."""
@@ -101,8 +101,8 @@ def plan_ema(method: str, semantics: str, iters_per_epoch: int, epochs: int, spa
 MODEL = "model"
 
 
-@register_method("spaced_ema", family="ema", summary="weight averaging every int(s*L) iterations (or at random)")
-@register_method("ema", family="ema", summary="weight averaging after every optimizer step")
+@register_method("spaced_ema")
+@register_method("ema")
 class SpacedEMA(Method):
     """`ema` (update after every step) and `spaced_ema` (the plan's fixed or random spacing).
 

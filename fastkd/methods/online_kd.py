@@ -15,14 +15,14 @@ import torch.nn as nn
 from torch.profiler import record_function
 
 from ..config import ExperimentConfig, KDConfig
+from ..config.methods import register_method
 from ..data.readers import TINY_SIDE
+from ..engine.method import Iteration, Method
 from ..engine.replay import ReplayLog
 from ..engine.steps import StepContext, feature_loss
 from ..errors import ConfigError
 from ..kernels import cross_entropy, kd_loss
 from ..models import StudentNet, TeacherNet, create_model, width_divisor
-from .base import Iteration, Method
-from .registry import register_method
 
 OFFLINE_RATE = 50.0
 """The reference switches to offline KD (teacher trained first) at -interval_rate >= 50."""
@@ -118,11 +118,10 @@ def _fits_images(model: nn.Module, cfg: ExperimentConfig, key: str) -> nn.Module
     return model
 
 
-@register_method("offline_kd", family="online_kd", summary="the teacher trains first, then teaches the student")
-@register_method("spaced_online_kd", family="online_kd",
-                 summary="the teacher trains I = int(L*s) iterations ahead; the student replays its batches")
-@register_method("online_kd", family="online_kd", summary="teacher and student step together (s = 0)")
-@register_method("no_kd", family="online_kd", summary="the student alone")
+@register_method("offline_kd")
+@register_method("spaced_online_kd")
+@register_method("online_kd")
+@register_method("no_kd")
 class OnlineKDFamily(Method):
     """One class for the four modes; the plan's interval arithmetic decides which events fire.
 

@@ -12,13 +12,13 @@ import torch.nn as nn
 from torch.profiler import record_function
 
 from ..config import ExperimentConfig, KDConfig
+from ..config.methods import register_method
 from ..data.readers import CIFAR10_STATS
+from ..engine.method import Iteration, Method
 from ..engine.replay import ReplayLog
 from ..engine.steps import Learner, StepContext, feature_loss
 from ..kernels import cross_entropy, kd_loss
-from ..models import create_model
-from .base import Iteration, Method, family_model_name
-from .registry import register_method
+from ..models import create_model, family_model_name
 
 @dataclass(frozen=True)
 class SelfKDPlan:
@@ -87,9 +87,8 @@ def plan_self_kd(method: str, semantics: str, iters_per_epoch: int, epochs: int,
 MODEL = "model"
 
 
-@register_method("spaced_self_kd", family="self_kd",
-                 summary="the deepest exit teaches the shallow ones every I = int(L*s) iterations")
-@register_method("self_kd", family="self_kd", summary="the deepest exit teaches the shallow ones every iteration")
+@register_method("spaced_self_kd")
+@register_method("self_kd")
 class SelfKD(Method):
     """`self_kd` (I = 0) and `spaced_self_kd` (I = int(L * kd.interval)) over one multi-exit ResNet.
 

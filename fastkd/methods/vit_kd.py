@@ -17,15 +17,16 @@ import torch.nn.functional as F
 from torch.profiler import record_function
 
 from ..config import ExperimentConfig, ViTConfig
+from ..config.methods import register_method
 from ..data.sampler import derive_seed
+from ..engine.method import Iteration, Method
 from ..engine.replay import ReplayLog
 from ..engine.steps import StepContext, decay_param_groups, set_optimizer
 from ..errors import ConfigError, first_line
 from ..kernels import cross_entropy, kd_loss
 from ..models import create_model
 from ..models.vit import VIT_MODELS, DistilledDeiT
-from .base import Iteration, Method
-from .registry import register_method
+from ..reference.keys import init_weights
 
 MODES = {"vit_base": "base", "vit_online_kd": "online", "vit_offline_kd": "offline", "vit_spaced_kd": "spaced"}
 NO_DECAY_NAMES = ("cls_token", "pos_embed", "dist_token")
@@ -103,11 +104,10 @@ def plan_vit(method: str, semantics: str, iters_per_epoch: int, epochs: int, int
 StudentForward = Callable[[torch.Tensor], Any]
 
 
-@register_method("vit_spaced_kd", family="vit_kd",
-                 summary="ViT: the teacher trains S = ceil(L*s) steps ahead, then the student replays S steps")
-@register_method("vit_offline_kd", family="vit_kd", summary="ViT: the student learns from a frozen trained teacher")
-@register_method("vit_online_kd", family="vit_kd", summary="ViT: teacher and student train together")
-@register_method("vit_base", family="vit_kd", summary="ViT: the student alone (CE)")
+@register_method("vit_spaced_kd")
+@register_method("vit_offline_kd")
+@register_method("vit_online_kd")
+@register_method("vit_base")
 class ViTFamily(Method):
     """One class for the four modes of the pycls trainer (docs/semantics.md §5.4).
 
@@ -171,8 +171,6 @@ class ViTFamily(Method):
             return {"student": student}
         teacher = _vit(name, num_classes, self.vit.teacher_img_size or image_size, self.vit)
         if self.mode == "offline":
-            from ..reference.keys import init_weights
-
             init_weights(self.vit.teacher_weights, {"student": teacher})
             teacher.requires_grad_(False)
         return {"teacher": teacher, "student": student}

@@ -6,7 +6,7 @@ from . import cifar_resnet, cifar_small_nets, dropout_resnet, self_kd_resnet, vi
 from .cifar_resnet import StudentNet, TeacherNet
 from .dropout import MaxDropout, StandardDropout, max_dropout, standard_dropout
 from .dropout_resnet import DropoutResNet
-from .registry import create_model, is_model, list_models, register_model, width_divisor
+from .registry import create_model, family_model_name, is_model, list_models, register_model, width_divisor
 from .self_kd_resnet import SelfKDResNet
 from .wide_resnet import WideResNet
 

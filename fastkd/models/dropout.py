@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from ..engine.distributed import global_aminmax, global_rand_like
+from ..kernels.global_batch import global_aminmax, global_rand_like
 
 Rate = float | torch.Tensor
 

@@ -50,3 +50,13 @@ def width_divisor(name: str, factor: float, key: str) -> float | None:
         raise ConfigError(f"{key}={factor:g}: model {name!r} has one width (it takes no downsample_factor); "
                           f"set {key}=1 or choose a ResNet")
     return None
+
+
+def family_model_name(name: str, prefix: str) -> str:
+    """The registered model of a method's family for a configured name: `resnet18` -> `selfkd_resnet18` with
+    prefix `selfkd_`; a name that already carries the prefix is kept. Unknown names raise listing the family."""
+    full = name if name.startswith(prefix) else prefix + name
+    if not is_model(full):
+        choices = ", ".join(n.removeprefix(prefix) for n in list_models(prefix + "*"))
+        raise ConfigError(f"model.student: {name!r} has no {prefix.rstrip('_')} variant; choose one of: {choices}")
+    return full

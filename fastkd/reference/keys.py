@@ -16,9 +16,9 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
+from ..config.methods import get_method, method_names
 from ..engine.checkpoint import load_checkpoint
 from ..errors import CheckpointError
-from ..methods.registry import get_method, method_names
 from .errors import CompatError
 
 DATA_PARALLEL_PREFIX = "module."

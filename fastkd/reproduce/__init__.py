@@ -9,8 +9,19 @@ import tempfile
 import time
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
+from ..config.methods import get_method
+from ..data import train_size
+from ..data.fetch import fetch, locate
+from ..engine.loggers import without_external_logs
+from ..engine.trainer import Trainer
 from ..errors import DataError, UsageError
+from ..methods import build_method
 from .grid import Run, build_grid, needed_data, parse_families, parse_seeds, record_grid
+from .report import write_report
+from .runner import run_local, submit_slurm
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,8 +56,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .report import write_report
-
     if args.report:
         print(f"report: {write_report(Path(args.report))}")
         return 0
@@ -70,8 +79,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"missing data: {problem}")
         return 0
     if args.download:
-        from ..data.fetch import fetch
-
         for dataset, root in needed:
             fetch(dataset, root)
     problems = missing_data(needed)
@@ -79,14 +86,11 @@ def run(args: argparse.Namespace) -> int:
         raise DataError("\n".join(f"{problem} (or add --download)" for problem in problems))
     record_grid(out, runs)
     if args.launcher == "slurm":
-        from .runner import submit_slurm
-
         jobs = submit_slurm(runs, out / "slurm", partition=args.slurm_partition, timeout_min=args.slurm_timeout_min,
                             gpus_per_run=args.gpus_per_run)
         print(f"submitted {len(jobs)} runs as Slurm job array {jobs[0].job_id.split('_')[0]}; logs in {out / 'slurm'}; "
               f"when they end: fastkd reproduce --report {out}")
         return 0
-    from .runner import run_local
 
     start = time.perf_counter()
     outcomes = run_local(runs, quiet=args.quiet, gpus_per_run=args.gpus_per_run)
@@ -101,8 +105,6 @@ def run(args: argparse.Namespace) -> int:
 
 def missing_data(needed: list[tuple[str, str | None]]) -> list[str]:
     """One line per data set of `needed` that is not complete in its data root."""
-    from ..data.fetch import locate
-
     presences = [locate(dataset, root) for dataset, root in needed]
     return [presence.problem() for presence in presences if not presence.complete]
 
@@ -113,9 +115,6 @@ _PLAN_SKIP = ("method", "semantics", "notes", "iters_per_epoch", "epochs", "tota
 
 def plan_of(run: Run):
     """The plan `fastkd plan` prints for the run's config (same builder: the method's plan given L)."""
-    from ..data import train_size
-    from ..methods import build_method
-
     cfg = run.config()
     full, rest = divmod(train_size(cfg.data.dataset, cfg.data.test_fraction), cfg.data.batch_size)
     iters = full + (1 if rest and not cfg.data.drop_last else 0)  # as the training sampler counts them
@@ -123,9 +122,6 @@ def plan_of(run: Run):
 
 
 def dry_run(runs: list[Run], *, probe_steps: int) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=f"fastkd reproduce: {len(runs)} runs (dry run)")
     for col in ("run", "method", "L x epochs", "plan", "est. time"):
         table.add_column(col, overflow="fold")
@@ -153,16 +149,10 @@ def dry_run(runs: list[Run], *, probe_steps: int) -> None:
                   + "; estimates: a short probe of the unspaced twin's iterations x L x epochs (evaluation excluded)")
 
 
-_UNSPACED = {"spaced_online_kd": "online_kd", "offline_kd": "online_kd", "spaced_self_kd": "self_kd",
-             "spaced_ema": "ema", "spaced_dropout": "dropout", "vit_spaced_kd": "vit_online_kd",
-             "vit_offline_kd": "vit_online_kd"}
-"""The probe times the unspaced twin: it does the same optimizer steps per iteration on average, from step 1."""
-
-
 def _estimate(cfg, plan, probes: dict, probe_steps: int) -> float | str:
     if probe_steps < 1:
         return "-"
-    method = _UNSPACED.get(cfg.method, cfg.method)
+    method = get_method(cfg.method).unspaced or cfg.method  # same optimizer steps per iteration, from step 1
     key = (method, cfg.model.teacher, cfg.model.student, cfg.model.downsample_factor,
            cfg.model.student_downsample_factor, cfg.data.dataset, cfg.data.batch_size, cfg.dropout.op)
     if key not in probes:
@@ -173,10 +163,6 @@ def _estimate(cfg, plan, probes: dict, probe_steps: int) -> float | str:
 
 def _probe(cfg, steps: int) -> float | str:
     """Seconds per iteration of `cfg` over `steps` iterations after one warm-up, in a scratch folder."""
-    from ..engine.loggers import without_external_logs
-    from ..engine.trainer import Trainer
-    from ..errors import DataError
-
     with tempfile.TemporaryDirectory(prefix="fastkd-probe-") as scratch:
         try:
             trainer = Trainer(without_external_logs(cfg), Path(scratch), quiet=True, checkpoints=False)

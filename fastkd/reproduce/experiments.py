@@ -5,9 +5,9 @@ docs/semantics.md §1, §5-7); its YAML is the config `fastkd compat SCRIPT ARGV
 that describe the experiment. A family (`FamilySpec`) adds what `fastkd reproduce` needs to run and report it: which
 variant is the baseline of which, which are drawn as horizontal reference lines, which output is the headline number.
 
-The ViT family comes from `fastkd.reference.run_net.PAPER_GRID` (its one source: per data set and architecture the
-variants base, online, offline, s0.5..s2.0 the reference has configs for); its files are rendered by run_net's
-`render_paper_config`, picked by the experiment's script ("run_net"), so the same drift check judges them.
+The ViT family is `VIT_GRID` (per data set and architecture the variants base, online, offline, s0.5..s2.0 the
+reference has configs for); its files are rendered by run_net's `render_paper_config`, picked by the experiment's
+script ("run_net"), so the same drift check judges them.
 
 Regenerate the files after a change of the table or of the compat mapping with:
 
@@ -24,6 +24,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+
+from ..config.methods import get_method
+from ..reference.compat import resolve
+from ..reference.run_net import paper_reference_values, reference_file, render_paper_config
 
 DATASETS = ("cifar100", "tiny_imagenet")
 ARCHS = ("resnet18", "resnet50", "resnet101")
@@ -143,11 +147,20 @@ def _dropout() -> list[Experiment]:
     return out
 
 
-def _vit() -> list[Experiment]:
-    from ..reference.run_net import PAPER_GRID, paper_reference_values, reference_file
+_VIT_VARIANTS = ("base", "online", "offline", "s0.5", "s1.0", "s1.5", "s2.0")
+VIT_GRID: dict[str, dict[str, tuple[str, ...]]] = {
+    "cifar100": {"deit_tiny": _VIT_VARIANTS, "pit_ti": _VIT_VARIANTS, "pvt_tiny": _VIT_VARIANTS,
+                 "pvt_v2_b0": _VIT_VARIANTS, "t2t_vit_7": _VIT_VARIANTS[:5], "t2t_vit_14": ("base",),
+                 "convit_tiny": ("base",), "cvt_13": ("base",)},
+    "tiny_imagenet": {"deit_tiny": _VIT_VARIANTS, "pit_ti": _VIT_VARIANTS},
+}
+"""The reference's ViT experiments with logit KD or none (vit/configs/**; the "ours" ResNet-teacher variants use
+DISTILLATION.ENABLE_INTER, which fastkd refuses)."""
 
+
+def _vit() -> list[Experiment]:
     out = []
-    for dataset, architectures in PAPER_GRID.items():
+    for dataset, architectures in VIT_GRID.items():
         for arch, variants in architectures.items():
             for variant in variants:
                 spaced = variant.startswith("s")
@@ -177,25 +190,19 @@ def experiments(families: tuple[str, ...] | None = None) -> list[Experiment]:
     return [e for name, spec in FAMILIES.items() if families is None or name in families for e in spec.build()]
 
 
-# Sections each method family reads (the others keep their defaults and are left out of the files).
-_FAMILY_SECTION = {"no_kd": "kd", "online_kd": "kd", "spaced_online_kd": "kd", "offline_kd": "kd", "self_kd": "kd",
-                   "spaced_self_kd": "kd", "ema": "ema", "spaced_ema": "ema", "dropout": "dropout",
-                   "spaced_dropout": "dropout"}
 _OPTIM_KEYS = ("name", "lr", "momentum", "nesterov", "weight_decay", "schedule")
 
 
 def experiment_dict(cfg) -> dict[str, Any]:
     """The keys that describe an experiment, in reading order."""
     full = cfg.model_dump(mode="json")
-    two_nets = cfg.method in ("online_kd", "spaced_online_kd", "offline_kd")
-    model_keys = ("teacher", "student", "downsample_factor") if two_nets else ("student",)
+    spec = get_method(cfg.method)
     optim_keys = _OPTIM_KEYS + (("milestones", "gamma") if cfg.optim.schedule == "multistep" else ())
-    section = _FAMILY_SECTION[cfg.method]
     return {
         "name": cfg.name, "method": cfg.method, "semantics": cfg.semantics, "seed": cfg.seed,
         "data": {k: full["data"][k] for k in ("dataset", "root", "batch_size", "eval_batch_size")},
-        "model": {k: full["model"][k] for k in model_keys},
-        section: full[section],
+        "model": {k: full["model"][k] for k in spec.model_keys},
+        spec.section: full[spec.section],
         "optim": {k: full["optim"][k] for k in optim_keys},
         "train": {"epochs": cfg.train.epochs},
     }
@@ -203,16 +210,12 @@ def experiment_dict(cfg) -> dict[str, Any]:
 
 def resolve_config(experiment: Experiment):
     """The config the compat mapping gives the experiment's reference command line."""
-    from ..reference.compat import resolve
-
     return resolve(experiment.script, experiment.compat_argv()).config
 
 
 def render(experiment: Experiment) -> str:
     """The YAML text of the experiment's configs/paper file (run_net's own renderer for the ViT grid)."""
     if experiment.script == "run_net":
-        from ..reference.run_net import render_paper_config
-
         return render_paper_config(experiment.dataset, experiment.arch, experiment.variant)
     reference = f"{experiment.script} {shlex.join(experiment.argv)}"
     fastkd_flags = shlex.join(experiment.compat_argv()[len(experiment.argv):])

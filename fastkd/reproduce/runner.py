@@ -15,6 +15,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..engine import distributed
+from ..engine.checkpoint import ensure_writable_folder
+from ..engine.trainer import Trainer, join_process_group
 from ..errors import FastkdError, RunInterrupted, UsageError
 from .grid import Run
 
@@ -45,10 +51,6 @@ def run_one(run: Run) -> Outcome:
     """The per-run entry every launcher calls: skip a finished run, resume one with a last.pt exactly as
     `fastkd train CONFIG --resume RUN_DIR` does (same Trainer path), else start it. A failure is written to the
     run folder's error.txt and returned, so the grid goes on; Ctrl-C (RunInterrupted) propagates."""
-    from ..engine import distributed
-    from ..engine.checkpoint import ensure_writable_folder
-    from ..engine.trainer import Trainer, join_process_group
-
     run_dir = Path(run.run_dir)
     start = time.perf_counter()
     summary = read_summary(run_dir)
@@ -106,9 +108,6 @@ class GridProgress:
     from the run folders so it also follows runs in child processes."""
 
     def __init__(self, runs: list[Run], quiet: bool = False):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-            TimeRemainingColumn
-
         self.runs = runs
         self.epochs = {run.id: epochs_of(run) for run in runs}
         self.running: set[str] = set()
@@ -169,8 +168,6 @@ def run_local(runs: list[Run], *, quiet: bool = False, gpus_per_run: int = 1) ->
     """In sequence in this process; with several CUDA devices visible, one run per device in child processes;
     with `gpus_per_run` K > 1, every run is a K-process torchrun job on its own K GPUs (on a machine without
     CUDA: K gloo processes sharing the CPU cores, one run at a time)."""
-    from ..engine import distributed
-
     gpus = _visible_gpus()
     if gpus_per_run > 1:
         if gpus and gpus_per_run > len(gpus):
@@ -193,8 +190,6 @@ def run_local(runs: list[Run], *, quiet: bool = False, gpus_per_run: int = 1) ->
 
 
 def _visible_gpus() -> list[str]:
-    import torch
-
     if not torch.cuda.is_available():
         return []
     return [str(i) for i in range(torch.cuda.device_count())]
@@ -205,8 +200,6 @@ def run_in_children(runs: list[Run], slots: list[dict[str, str]], *, quiet: bool
     """Up to len(slots) runs at a time, each in a child process (`python -m fastkd.reproduce.worker`, or a
     `torchrun --standalone` job of `processes_per_run` such processes) with its slot's environment
     (CUDA_VISIBLE_DEVICES); each child calls `run_one` and (rank 0) writes its outcome as JSON."""
-    from ..engine import distributed
-
     launcher = [sys.executable] if processes_per_run == 1 else distributed.standalone_launch(processes_per_run)
     pending = list(runs)
     active: dict[int, tuple[subprocess.Popen, Run, Path]] = {}
@@ -245,7 +238,6 @@ def run_one_distributed(run: Run) -> Outcome:
     world size, master address and port) from submitit's job environment, then `run_one` in that process group."""
     from submitit.helpers import TorchDistributedEnvironment
 
-    from ..engine import distributed
 
     TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
     try:

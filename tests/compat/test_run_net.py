@@ -233,7 +233,7 @@ def test_paper_file_is_its_rendering(path):
 
     arch, variant = path.stem.rsplit("_", 1)
     assert path.read_text() == render_paper_config(path.parent.name, arch, variant), \
-        "regenerate with python -m fastkd.reference.run_net"
+        "regenerate with python -m fastkd.reproduce.experiments"
 
 
 def test_paper_file_matches_run_net_on_the_reference_yaml(tmp_path):

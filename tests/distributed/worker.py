@@ -15,6 +15,7 @@ from fastkd.runs import train_and_report
 from fastkd.config import load_config
 from fastkd.engine import distributed
 from fastkd.engine.trainer import Trainer
+from fastkd.kernels import global_batch
 
 
 def inject_failure(rank: int, step: int) -> None:
@@ -48,7 +49,7 @@ def inject_nan_pixel(step: int) -> None:
 
     def batch(self, indices, seed):
         x, y = original(self, indices, seed)
-        rows = distributed.batch_rows()
+        rows = global_batch.batch_rows()
         if self.global_step + 1 == step and (rows is None or rows[0].stop == rows[1]):
             x = x.clone()
             x[-1] = float("nan")

@@ -7,13 +7,12 @@ from dataclasses import asdict, dataclass, field
 
 import pytest
 import torch.nn.functional as F
-
 from datasets_on_disk import write_cifar100
 from fastkd.cli import main as cli_main
-from fastkd.config import ConfigError, load_config
+from fastkd.config import ConfigError, load_config, methods as method_table
 from fastkd.engine.checkpoint import load_checkpoint
 from fastkd.engine.trainer import Trainer
-from fastkd.methods import Method, method_names, register_method, registry
+from fastkd.methods import Method, method_names, register_method
 from fastkd.models import create_model
 
 
@@ -74,7 +73,7 @@ NAME = "spaced_label_smoothing"
 @pytest.fixture
 def registered(monkeypatch):
     """Register the toy method for one test; the registry is restored afterwards."""
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(method_table, "_REGISTRY", dict(method_table._REGISTRY))
     register_method(NAME, family="label_smoothing", summary="label smoothing every I iterations")(
         SpacedLabelSmoothing)
 

@@ -315,7 +315,7 @@ def test_warmup_cosine_follows_the_reference_formula_per_epoch():
     from fastkd.engine.steps import build_optimizer, build_scheduler
 
     cfg = OptimConfig(name="adamw", lr=5e-4, weight_decay=0.05, schedule="warmup_cosine")
-    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(2))], cfg, torch.device("cpu"))
+    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(2))], cfg)
     scheduler = build_scheduler(optimizer, cfg, 300)
     seen = []
     for _ in range(300):

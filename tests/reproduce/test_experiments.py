@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import shutil
 
-from fastkd.reference.run_net import PAPER_GRID, render_paper_config
-from fastkd.reproduce.experiments import FAMILIES, drifted, experiments, paper_dir, render
+from fastkd.reference.run_net import render_paper_config
+from fastkd.reproduce.experiments import FAMILIES, VIT_GRID, drifted, experiments, paper_dir, render
 
 
 def test_configs_paper_equals_the_table():
@@ -30,7 +30,7 @@ def test_drift_is_detected(tmp_path):
 
 def test_table_shape_and_baselines():
     table = experiments()
-    vit_runs = sum(len(variants) for archs in PAPER_GRID.values() for variants in archs.values())
+    vit_runs = sum(len(variants) for archs in VIT_GRID.values() for variants in archs.values())
     assert vit_runs == 50 and len(table) == 2 * 3 * (7 + 6 + 3 + 4) + vit_runs
     assert len({e.path for e in table}) == len(table)
     by_variant = {(e.family, e.dataset, e.arch, e.variant): e for e in table}

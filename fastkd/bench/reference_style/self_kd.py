@@ -25,7 +25,7 @@ def soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor, temperature
 
 def self_kd_loss(logits: list[torch.Tensor], features: list[torch.Tensor], labels: torch.Tensor,
                  adaptation_layers: nn.ModuleList, *, temperature: float, lam: float, mu: float) -> torch.Tensor:
-    """Spec 3.2, exits deepest first: CE on exit 0, then per shallower exit k a soft CE against exit 0 and a hard
+    """docs/semantics.md §4.2 (R8, R9), exits deepest first: CE on exit 0, then per shallower exit k a soft CE against exit 0 and a hard
     CE, plus the unsquared feature distance for k = 2, 3 (exit k = 1 gets none)."""
     ce = nn.CrossEntropyLoss()
     teacher_logits, teacher_feature = logits[0].detach(), features[0].detach()

@@ -34,7 +34,7 @@ NO_DECAY_NAMES = ("cls_token", "pos_embed", "distill_token", "dist_token")
 
 
 def vit_train_transform(image_size: int, augment: bool = True) -> transforms.Compose:
-    """timm `create_transform` as pycls builds it (docs/semantics.md §1.4); `augment=False`: the test transform
+    """timm `create_transform` as pycls builds it (docs/semantics.md §2.3); `augment=False`: the test transform
     Resize((size, size)) bilinear + ToTensor + Normalize."""
     if not augment:
         return transforms.Compose([transforms.Resize((image_size, image_size)), transforms.ToTensor(),

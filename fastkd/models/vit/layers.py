@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
 
-from ...engine.distributed import draw_for_global_batch
+from ...kernels.global_batch import draw_for_global_batch
 
 
 class GlobalDropPath(DropPath):

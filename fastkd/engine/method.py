@@ -1,5 +1,6 @@
-"""What a method is to the engine: its plan, the models it builds, a per-iteration schedule of steps, what to
-evaluate, its counters and state. A method class registers its names with `fastkd.methods.registry`."""
+"""What a method is to the engine, which drives it knowing none by name: its plan, the models it builds, a
+per-iteration schedule of steps, what to evaluate, its counters and state. Implementations live in
+`fastkd.methods` and register their names in the method table (`fastkd.config.methods`)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from typing import TYPE_CHECKING, Any, Iterator, Protocol
 import torch
 import torch.nn as nn
 
+from ..config.methods import get_method
+
 if TYPE_CHECKING:
     from ..config import ExperimentConfig
-    from ..engine.steps import StepContext
+    from .steps import StepContext
 
 
 class Iteration(Protocol):
@@ -101,14 +104,7 @@ class Method:
         pass
 
 
-def family_model_name(name: str, prefix: str) -> str:
-    """The registered model of a method's family for a configured name: `resnet18` -> `selfkd_resnet18` with
-    prefix `selfkd_`; a name that already carries the prefix is kept. Unknown names raise listing the family."""
-    from ..config import ConfigError
-    from ..models import is_model, list_models
-
-    full = name if name.startswith(prefix) else prefix + name
-    if not is_model(full):
-        choices = ", ".join(n.removeprefix(prefix) for n in list_models(prefix + "*"))
-        raise ConfigError(f"model.student: {name!r} has no {prefix.rstrip('_')} variant; choose one of: {choices}")
-    return full
+def build_method(cfg: ExperimentConfig, iters_per_epoch: int) -> Method:
+    """The config's method with its plan, given L (batches per epoch), from the method table: the engine runs
+    whichever implementation the layer that builds the run has registered (`fastkd.methods` the built-in ones)."""
+    return get_method(cfg.method).implementation().from_config(cfg, iters_per_epoch)
