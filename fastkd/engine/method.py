@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from ..config.methods import get_method
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from ..config import ExperimentConfig
@@ -107,4 +108,8 @@ class Method:
 def build_method(cfg: ExperimentConfig, iters_per_epoch: int) -> Method:
     """The config's method with its plan, given L (batches per epoch), from the method table: the engine runs
     whichever implementation the layer that builds the run has registered (`fastkd.methods` the built-in ones)."""
+    if iters_per_epoch < 1:
+        raise ConfigError(f"data.batch_size={cfg.data.batch_size} with data.drop_last=true: the batch is larger than "
+                          "the training set, so an epoch would have no batch; lower data.batch_size or set "
+                          "data.drop_last=false")
     return get_method(cfg.method).implementation().from_config(cfg, iters_per_epoch)
