@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from case import BadInput, write_yaml
+from case import BadInput, tiny_config, write_yaml
 
 TINY_VIT_CONFIG = """\
 name: tiny-vit
@@ -50,6 +50,12 @@ CASES: list[BadInput] = [
              r"pvt_tiny cannot be built at image size 16 .*ValueError: image size 16 is too small"),
     BadInput("vit-drop-last-batch-larger-than-data", "config", _vit("data.drop_last=true", "data.batch_size=4096"),
              r"data\.batch_size=4096 with data\.drop_last=true: the batch is larger than the training set"),
+    BadInput("vit-student-in-a-cnn-method", "config",
+             lambda folder: ["train", str(tiny_config(folder)), "model.student=deit_tiny"],
+             r"model\.student=deit_tiny: a vision transformer, but spaced_online_kd trains CNNs .*vit_spaced_kd"),
+    BadInput("vit-student-in-ema", "config",
+             lambda folder: ["train", str(tiny_config(folder)), "method=ema", "model.student=pit_ti"],
+             r"model\.student=pit_ti: a vision transformer, but ema trains CNNs"),
     BadInput("vit-interval-without-replay", "config", _vit("vit.interval=1e12"),
              r"vit\.interval=1e\+12: .*more than the run's 23 steps .* so the student would never train"),
 ]
