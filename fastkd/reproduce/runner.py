@@ -168,7 +168,7 @@ def run_local(runs: list[Run], *, quiet: bool = False, gpus_per_run: int = 1) ->
     """In sequence in this process; with several CUDA devices visible, one run per device in child processes;
     with `gpus_per_run` K > 1, every run is a K-process torchrun job on its own K GPUs (on a machine without
     CUDA: K gloo processes sharing the CPU cores, one run at a time)."""
-    gpus = _visible_gpus()
+    gpus = visible_gpus()
     if gpus_per_run > 1:
         if gpus and gpus_per_run > len(gpus):
             raise UsageError(f"--gpus-per-run {gpus_per_run}: only {len(gpus)} GPU(s) are visible; use at most "
@@ -189,7 +189,8 @@ def run_local(runs: list[Run], *, quiet: bool = False, gpus_per_run: int = 1) ->
     return outcomes
 
 
-def _visible_gpus() -> list[str]:
+def visible_gpus() -> list[str]:
+    """The CUDA device indices this process sees (none without CUDA)."""
     if not torch.cuda.is_available():
         return []
     return [str(i) for i in range(torch.cuda.device_count())]

@@ -95,6 +95,8 @@ CASES: list[BadInput] = [
              r"grid/report: cannot create the report folder: .* is a file", exit_code=1),
     BadInput("grid-out-is-a-file", "output", _with_file("taken"),
              r"taken: cannot create the grid folder: .*taken is a file", exit_code=1),
+    BadInput("grid-gpus-per-run-beyond-this-machine", "cli", lambda folder: [*SMOKE, "--gpus-per-run", "4096"],
+             r"--gpus-per-run 4096: this machine has .*, so a run takes at most \d+ processes here"),
     BadInput("grid-out-in-proc", "output", lambda folder: [*SMOKE, "--out", "/proc/fastkd-grid"],
              r"/proc/fastkd-grid: the grid folder would be inside /proc, a virtual file system", exit_code=1),
 ]
