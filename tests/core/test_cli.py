@@ -201,3 +201,15 @@ def test_packaged_config_by_name_from_any_folder(tmp_path, monkeypatch, capsys):
     assert configs.find("../pyproject") is None and configs.find("/etc/passwd") is None
     assert main(["plan", "paper/online_kd/cifar100/resnet18_s1.6"]) == 2
     assert "did you mean paper/online_kd/cifar100/resnet18_s1.5?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("variable", ["RANK", "SLURM_PROCID"])
+def test_an_error_before_the_process_group_is_printed_by_rank_0_only(variable, tmp_path, monkeypatch, capsys):
+    """Under torchrun (RANK) or srun (SLURM_PROCID) every process reads the same bad config: one line in all."""
+    monkeypatch.chdir(tmp_path)
+    printed = []
+    for rank in ("0", "1", "2"):
+        monkeypatch.setenv(variable, rank)
+        assert main(["train", "missing.yaml"]) == 2
+        printed += capsys.readouterr().err.splitlines()
+    assert printed == ["fastkd: error: missing.yaml: cannot read config (No such file or directory)"]
