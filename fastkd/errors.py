@@ -48,7 +48,8 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse that reports a bad command line as a UsageError (one line, exit 2) instead of usage + exit."""
 
     def error(self, message: str) -> typing.NoReturn:
-        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+        command = self.prog.removeprefix("fastkd").strip()  # `fastkd: error:` already names the program
+        raise UsageError(f"{command + ': ' if command else ''}{message} (see {self.prog} --help)")
 
 
 class NonFiniteLossError(FastkdError):

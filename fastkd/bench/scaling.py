@@ -39,14 +39,18 @@ SYNC_BN_CHOICES = ("auto", "on", "off")
 def parse_nproc(text: str, device: str) -> list[int]:
     """`--nproc` as sorted world sizes, 1 always included (the baseline of the efficiency)."""
     try:
-        sizes = {int(part) for part in text.split(",") if part.strip()}
+        sizes = {int(part) for part in text.split(",")}  # an empty part (`1,,2`) is refused, as --seeds does
     except ValueError:
         raise BenchOptionError(f"--nproc {text!r}: give comma-separated process counts such as 1,2,4") from None
-    if not sizes or min(sizes) < 1:
+    if min(sizes) < 1:
         raise BenchOptionError(f"--nproc {text!r}: process counts must be >= 1, e.g. 1,2,4")
     if device == "cuda" and torch.cuda.is_available() and max(sizes) > torch.cuda.device_count():
         raise BenchOptionError(f"--nproc {text!r}: {max(sizes)} processes need as many GPUs and "
                                f"{torch.cuda.device_count()} are visible; use at most that many")
+    cores = os.cpu_count() or 1
+    if device != "cuda" and max(sizes) > max(cores, 2):  # gloo processes share the cores: one each (2 even on one)
+        raise BenchOptionError(f"--nproc {text!r}: {max(sizes)} CPU processes on a machine with {cores} cores; use "
+                               f"at most {max(cores, 2)}")
     return sorted(sizes | {1})
 
 

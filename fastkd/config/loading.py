@@ -3,6 +3,7 @@ name the file or the override that set the bad value."""
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from .. import configs
 from ..errors import ConfigError
 from .schema import ExperimentConfig
 
@@ -34,8 +36,9 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _parse_yaml(text: str) -> Any:
-    """YAML -> Python with `_StrictLoader`; a YAMLError becomes a one-line reason with its line number."""
+def parse_yaml(text: str) -> Any:
+    """YAML -> Python with `_StrictLoader` (also how `fastkd compat run_net` reads a pycls YAML); a YAMLError
+    becomes a ValueError of one line with its line number."""
     try:
         return yaml.load(text, Loader=_StrictLoader)
     except yaml.MarkedYAMLError as exc:
@@ -72,7 +75,7 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"command line override {text!r}: the key has an empty part; write section.key=value, "
                           "e.g. train.epochs=10")
     try:
-        return path, _parse_yaml(raw) if raw.strip() else None
+        return path, parse_yaml(raw) if raw.strip() else None
     except ValueError as exc:
         raise ConfigError(f"command line override {text!r}: the value is not valid YAML ({exc}); quote it or fix "
                           "the brackets, e.g. optim.milestones=[60,120]") from None
@@ -142,18 +145,21 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Experimen
     raw: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
+        path = _config_file(path)
         source = str(path)
         try:
             data = Path(path).read_bytes()
         except OSError as exc:
-            raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+            close = difflib.get_close_matches(str(path).removesuffix(configs.SUFFIX), configs.names(), n=1)
+            hint = f"; did you mean {close[0]}? (a packaged config, see fastkd config list)" if close else ""
+            raise ConfigError(f"{path}: cannot read config ({exc.strerror}){hint}") from None
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{path}: not a UTF-8 text file (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
                               "a config is a YAML text file saved as UTF-8") from None
         try:
-            raw = _parse_yaml(text)
+            raw = parse_yaml(text)
         except ValueError as exc:
             raise ConfigError(f"{path}: not valid YAML ({exc})") from None
         raw = {} if raw is None else raw
@@ -161,6 +167,14 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Experimen
             raise ConfigError(f"{path}: expected a mapping of sections at the top level (e.g. 'train:'), "
                               f"got a {type(raw).__name__}")
     return validate(apply_overrides(raw, list(overrides)), source, list(overrides))
+
+
+def _config_file(path: str | Path) -> str | Path:
+    """`path` itself where something is there, else the packaged config of that name (`fastkd config list`), so
+    `fastkd train paper/online_kd/cifar100/resnet18_s1.5` works from any folder."""
+    if Path(path).exists():
+        return path
+    return configs.find(str(path)) or path
 
 
 def dump_config(cfg: ExperimentConfig) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, OutputError
+from .steps import SCHEDULES_OVER_EPOCHS
 
 CHECKPOINT_VERSION = 1
 
@@ -62,10 +63,11 @@ RUN_STATE_KEYS = {"version": int, "config": dict, "epoch": int, "batch_index": i
                   "best": dict, "history": list, "learners": dict, "method": dict, "rng": dict}
 """What a run checkpoint holds (and its type): all of it is needed to continue a run exactly."""
 
-RESUME_MAY_CHANGE = ("train.epochs", "train.max_steps", "train.nonfinite", "train.progress", "train.tensorboard",
-                     "train.log_every", "train.log_every_step", "train.dist_timeout", "data.root", "data.download",
-                     "data.cache_dir", "log.wandb.project", "log.wandb.entity", "log.wandb.name", "log.wandb.mode")
-"""Keys `--resume` accepts overrides of: none changes what the resumed steps compute (train.epochs only upward).
+RESUME_MAY_CHANGE = ("output_dir", "train.epochs", "train.max_steps", "train.nonfinite", "train.progress",
+                     "train.tensorboard", "train.log_every", "train.log_every_step", "train.dist_timeout", "data.root",
+                     "data.download", "data.cache_dir", "log.wandb.project", "log.wandb.entity", "log.wandb.name", "log.wandb.mode")
+"""Keys `--resume` accepts overrides of: none changes what the resumed steps compute (train.epochs only upward;
+output_dir only says where the run folder lives, which changes when a grid folder is moved).
 Everything else (model, data, batch size, method, kd/ema/dropout, optimizer, seed, semantics, device, precision,
 layout, evaluation) would silently break the continuation, so it is refused."""
 
@@ -130,8 +132,8 @@ def _epochs_change(value: int, before: int, epochs_done: int, old: dict[str, obj
         return f"the run has done {epochs_done} epochs already"
     if old.get("method") == "offline_kd":
         return f"offline_kd switches from teacher to student after train.epochs={before}"
-    if old.get("optim.schedule") == "cosine":
-        return f"the cosine schedule spans train.epochs={before}"
+    if old.get("optim.schedule") in SCHEDULES_OVER_EPOCHS:
+        return f"the {old['optim.schedule']} schedule spans train.epochs={before}"
     return None
 
 

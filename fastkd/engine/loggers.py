@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ..config import ExperimentConfig, LogConfig, WandbConfig
-from ..errors import ConfigError, first_line
+from ..errors import CheckpointError, ConfigError, first_line
 from . import distributed
 from .metrics import StepLog
 
@@ -33,9 +33,9 @@ class Sink:
     """One destination of a run's rows. A `fit` opens every sink, logs, then closes them; a resumed run first
     tells each sink where its checkpoint stands. Every method does nothing unless a sink needs it."""
 
-    def resume(self, epochs_done: int, global_step: int) -> None:
-        """The run continues from a checkpoint after `epochs_done` epochs and `global_step` steps: forget what
-        was logged after it."""
+    def resume(self, epochs_done: int, global_step: int, logged: list[Row]) -> None:
+        """The run continues from a checkpoint after `epochs_done` epochs and `global_step` steps, whose history
+        holds the `logged` epoch rows: forget what was logged after it."""
 
     def open(self, config: Row) -> None:
         """Start a `fit` (`config`: the resolved experiment config)."""
@@ -74,17 +74,14 @@ class CsvSink(Sink):
                 writer.writeheader()
             writer.writerow({k: _csv_value(row.get(k)) for k in columns})
 
-    def resume(self, epochs_done: int, global_step: int) -> None:
-        """Drop rows after `epochs_done`, so a resumed run writes each epoch exactly once."""
-        if not self.path.exists():
+    def resume(self, epochs_done: int, global_step: int, logged: list[Row]) -> None:
+        """Write metrics.csv anew from the checkpoint's own rows: each epoch appears once, and a file that a crash
+        or an edit cut or emptied is rebuilt, not appended to."""
+        if not logged:
+            self.path.unlink(missing_ok=True)
             return
-        with open(self.path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            columns = list(reader.fieldnames or [])
-            rows = list(reader)
-        kept = [row for row in rows if int(row["epoch"]) <= epochs_done]
-        if len(kept) != len(rows):
-            self._rewrite(columns, kept)
+        columns = list(dict.fromkeys(key for row in logged for key in row))  # as log_epoch widens the header
+        self._rewrite(columns, [{k: _csv_value(row.get(k)) for k in columns} for row in logged])
 
     def _rewrite(self, columns: list[str], rows: list[dict]) -> None:
         tmp = _temp_name(self.path)
@@ -105,12 +102,23 @@ class StepsJsonlSink(Sink):
         with open(self.path, "a") as fh:
             fh.writelines(json.dumps(row) + "\n" for row in rows)
 
-    def resume(self, epochs_done: int, global_step: int) -> None:
-        """Drop rows after `global_step` (written by a run that went on past its checkpoint before it stopped)."""
+    def resume(self, epochs_done: int, global_step: int, logged: list[Row]) -> None:
+        """Drop rows after `global_step` (written by a run that went on past its checkpoint before it stopped),
+        and a last line a crash cut short; a damaged line before it is refused."""
         if not self.path.exists():
             return
-        lines = self.path.read_text().splitlines(keepends=True)
-        kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= global_step]
+        lines = [line for line in self.path.read_text(errors="replace").splitlines(keepends=True) if line.strip()]
+        kept = []
+        for number, line in enumerate(lines, 1):
+            try:
+                step = json.loads(line)["step"]
+            except (ValueError, TypeError, KeyError):
+                if number == len(lines) and not line.endswith("\n"):
+                    break  # the row being written when the run was killed: it follows the checkpoint
+                raise CheckpointError(f"{self.path}: line {number} is not a steps.jsonl row ({line.strip()[:40]!r}); "
+                                      "delete the damaged lines (or the file) to resume") from None
+            if step <= global_step:
+                kept.append(line)
         if len(kept) != len(lines):
             tmp = _temp_name(self.path)
             tmp.write_text("".join(kept))
@@ -125,7 +133,7 @@ class TensorBoardSink(Sink):
         self._purge_step: int | None = None
         self._writer = None
 
-    def resume(self, epochs_done: int, global_step: int) -> None:
+    def resume(self, epochs_done: int, global_step: int, logged: list[Row]) -> None:
         self._purge_step = epochs_done + 1  # TensorBoard hides the events a stopped run wrote past its checkpoint
 
     def open(self, config: Row) -> None:
@@ -157,7 +165,7 @@ class WandbSink(Sink):
         self._run = None
         self._epoch_keys: set[str] = set()
 
-    def resume(self, epochs_done: int, global_step: int) -> None:
+    def resume(self, epochs_done: int, global_step: int, logged: list[Row]) -> None:
         path = self.run_dir / WANDB_RUN_ID_FILE
         self._run_id = (path.read_text().strip() or None) if path.is_file() else None
 
@@ -258,10 +266,11 @@ def check_log_packages(cfg: ExperimentConfig) -> tuple[bool, bool]:
     return tensorboard, wandb
 
 
-def build_run_log(cfg: ExperimentConfig, run_dir: Path, *, resumed_at: tuple[int, int] | None,
+def build_run_log(cfg: ExperimentConfig, run_dir: Path, *, resumed_at: tuple[int, int, list[Row]] | None,
                   quiet: bool) -> RunLog:
     """The RunLog of a run in `run_dir`: metrics.csv and steps.jsonl always, TensorBoard and wandb as `cfg`
-    says (rank 0 only). `resumed_at` = (epochs done, global step) of the checkpoint a resumed run continues."""
+    says (rank 0 only). `resumed_at` = (epochs done, global step, epoch rows) of the checkpoint a resumed run
+    continues."""
     steps = StepLog() if cfg.train.log_every_step else None
     tensorboard, wandb = check_log_packages(cfg)
     if not distributed.is_main():

@@ -12,6 +12,8 @@ import torch
 import torch.nn as nn
 
 from ..config.methods import get_method
+from ..errors import ConfigError
+from ..models.vit import VIT_MODELS
 
 if TYPE_CHECKING:
     from ..config import ExperimentConfig
@@ -124,4 +126,15 @@ class Method:
 def build_method(cfg: ExperimentConfig, iters_per_epoch: int) -> Method:
     """The config's method with its plan, given L (batches per epoch), from the method table: the engine runs
     whichever implementation the layer that builds the run has registered (`fastkd.methods` the built-in ones)."""
-    return get_method(cfg.method).implementation().from_config(cfg, iters_per_epoch)
+    spec = get_method(cfg.method)
+    vits = [f"model.{key}={getattr(cfg.model, key)}" for key in spec.model_keys
+            if spec.family != "vit_kd" and getattr(cfg.model, key, None) in VIT_MODELS]
+    if vits:
+        raise ConfigError(f"{vits[0]}: a vision transformer, but {cfg.method} trains CNNs with feature heads (the "
+                          "reference's ResNets, MobileNets, ShuffleNets); train ViTs with vit_base, vit_online_kd, "
+                          "vit_offline_kd or vit_spaced_kd")
+    if iters_per_epoch < 1:
+        raise ConfigError(f"data.batch_size={cfg.data.batch_size} with data.drop_last=true: the batch is larger than "
+                          "the training set, so an epoch would have no batch; lower data.batch_size or set "
+                          "data.drop_last=false")
+    return spec.implementation().from_config(cfg, iters_per_epoch)

@@ -99,6 +99,10 @@ class FollowerScheduler:
         pass
 
 
+SCHEDULES_OVER_EPOCHS = frozenset({"cosine", "warmup_cosine"})
+"""The optim.schedule values whose LR curve is drawn over train.epochs, so a resumed run cannot change it."""
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, epochs: int):
     """Per-epoch LR schedule (the reference's online KD keeps it constant)."""
     if cfg.schedule == "cosine":

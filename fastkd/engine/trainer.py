@@ -118,8 +118,8 @@ class Trainer:
             self._resume(state, run_dir / "last.pt")
         if distributed.is_main():
             (run_dir / "config.yaml").write_text(dump_config(cfg))
-        self.log: RunLog = build_run_log(cfg, run_dir, quiet=self.quiet,
-                                         resumed_at=(self.epoch, self.global_step) if state is not None else None)
+        resumed_at = (self.epoch, self.global_step, self.history) if state is not None else None
+        self.log: RunLog = build_run_log(cfg, run_dir, quiet=self.quiet, resumed_at=resumed_at)
 
     def _build_pipelines(self):
         """(train, test) pipelines: over the in-memory uint8 split, or decoding JPEG files per batch (ImageNet,

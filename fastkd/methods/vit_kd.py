@@ -20,7 +20,7 @@ from ..data.sampler import derive_seed
 from ..engine.method import Iteration, Method, OptimizerGroup
 from ..engine.replay import ReplayLog
 from ..engine.steps import Batch, StepContext, decay_param_groups
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 from ..kernels import cross_entropy, kd_loss
 from ..kernels.global_batch import set_shard
 from ..models import create_model
@@ -318,7 +318,28 @@ def _vit(name: str, num_classes: int, image_size: int, vit: ViTConfig, **extra: 
     kwargs = {"num_classes": num_classes, "img_size": image_size, "drop_path_rate": vit.drop_path_rate, **extra,
               **{key: tuple(value) if isinstance(value, list) else value for key, value in vit.model_args.items()}}
     try:
-        return create_model(name, **kwargs)
+        model = create_model(name, **kwargs)
     except TypeError as exc:
         raise ConfigError(f"vit.model_args: {name} does not take these arguments ({exc}); use its constructor's "
                           "arguments, e.g. depth") from None
+    except (ValueError, AssertionError, RuntimeError, ZeroDivisionError) as exc:  # the constructor's own checks
+        raise ConfigError(f"{name} cannot be built at image size {image_size} with vit.model_args="
+                          f"{dict(vit.model_args)} ({type(exc).__name__}: {first_line(exc)}); change data.image_size "
+                          "or vit.model_args (e.g. embed_dim divisible by num_heads, depth >= 1)") from None
+    _check_patches(name, model, image_size)
+    return model
+
+
+def _check_patches(name: str, model: nn.Module, image_size: int) -> None:
+    """Refuse an image size the patch embedding would crop (a 40-px image has 2x2 whole 16-px patches, its last 8
+    rows and columns silently dropped) or cannot cover at all."""
+    embed = getattr(model, "patch_embed", None)
+    patch = getattr(embed, "patch_size", None)
+    if patch is None:
+        return
+    side = patch[0] if isinstance(patch, (tuple, list)) else int(patch)
+    overlapping = type(embed).__name__ != "PatchEmbed"  # PiT's convolutional embedding strides by half a patch
+    if image_size < side or (not overlapping and image_size % side):
+        raise ConfigError(f"data.image_size={image_size}: {name} cuts images into {side}-px patches, so it needs a "
+                          f"multiple of {side} (e.g. {max(side, image_size - image_size % side)}); fastkd refuses "
+                          "rather than crop")

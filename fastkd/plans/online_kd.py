@@ -56,3 +56,19 @@ def plan_online_kd(method: str, semantics: str, iters_per_epoch: int, epochs: in
         notes.append(f"the last {trailing} batches are never distilled (docs/semantics.md R4)")
     return OnlineKDPlan(method, semantics, L, epochs, rate, "spaced", interval, epochs, total, total - trailing,
                         events, trailing, notes)
+
+
+def _decimal_bytes(value: float) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if value >= size:
+            return f"{value / size:.2f} {unit}"
+    return f"{value:.0f} B"
+
+
+def replay_memory_note(interval: int, batch_size: int, side: int) -> str:
+    """The replay buffer at its peak (I full batches): the reference's host float32 copies of every image batch
+    plus its int64 labels, against fastkd's int32 indices and one seed per batch (docs/semantics.md §10)."""
+    reference = interval * batch_size * (3 * side * side * 4 + 8)
+    fastkd = interval * (batch_size * 4 + 8)
+    return (f"replay memory at its peak ({interval} batches of {batch_size} at {side}x{side}): reference "
+            f"{_decimal_bytes(reference)} of host float32 copies, fastkd {_decimal_bytes(fastkd)} of (indices, seed)")

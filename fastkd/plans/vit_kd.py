@@ -7,6 +7,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import ConfigError
+
 MODES = {"vit_base": "base", "vit_online_kd": "online", "vit_offline_kd": "offline", "vit_spaced_kd": "spaced"}
 
 
@@ -56,6 +58,10 @@ def plan_vit(method: str, semantics: str, iters_per_epoch: int, epochs: int, int
         return ViTPlan(method, semantics, L, epochs, mode, interval, 0, 0, teacher_steps, total, 0, 0, notes)
     period, per_event = replay_arithmetic(L, interval, semantics)
     events, trailing = divmod(total, period)
+    if semantics == "reference" and events == 0:  # refused, not warned: the run would end with an untrained student
+        raise ConfigError(f"vit.interval={interval:g}: the teacher would train S = ceil(L*s) = {period} steps ahead "
+                          f"of the first replay, more than the run's {total} steps (L = {L} x {epochs} epochs), so the "
+                          f"student would never train; choose vit.interval <= train.epochs ({epochs})")
     if semantics == "reference":
         student_steps = events * per_event
         notes.append("replays draw fresh batches from an independent loader stream, not the teacher's batches "

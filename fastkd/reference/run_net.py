@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..config import dump_config, validate
+from ..config.loading import parse_yaml
 from .errors import CompatError
 
 ENVIRONMENT_KEYS = {
@@ -181,6 +180,14 @@ def _override_value(text: str) -> Any:
         return text
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def read_pycls_config(path: str | Path, overrides: list[str]) -> dict[str, Any]:
     """The file's keys merged over the reference's defaults, then the ``KEY VALUE`` overrides (flat keys)."""
     path = Path(path)
@@ -189,10 +196,13 @@ def read_pycls_config(path: str | Path, overrides: list[str]) -> dict[str, Any]:
     except OSError as exc:
         raise CompatError(f"--cfg {path}: cannot be read ({exc.strerror or type(exc).__name__}); pass a pycls "
                           "YAML file") from None
+    except UnicodeDecodeError as exc:
+        raise CompatError(f"--cfg {path}: not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset "
+                          f"{exc.start}); pass a pycls YAML file saved as UTF-8") from None
     try:
-        tree = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise CompatError(f"--cfg {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        tree = parse_yaml(text) or {}  # strict: a duplicate key is refused, not silently the last one
+    except ValueError as exc:
+        raise CompatError(f"--cfg {path}: not valid YAML ({exc})") from None
     given = _flatten(tree, f"--cfg {path}")
     for key in given:
         _check_known(key, f"--cfg {path}")
@@ -351,7 +361,7 @@ def parse_command_line(argv: list[str]) -> tuple[str, list[str]]:
             else:
                 raise CompatError(f"run_net: {name} needs a value")
             mode, cfg = (value, cfg) if name == "--mode" else (mode, value)
-        elif token.startswith("-"):
+        elif token.startswith("-") and not (len(rest) % 2 and _is_number(token)):  # `RNG_SEED -1`: a value
             raise CompatError(f"run_net: unknown flag {token}; run_net takes --mode train --cfg FILE [KEY VALUE ...]")
         else:
             rest.append(token)

@@ -5,6 +5,7 @@ generated from."""
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from ..errors import DataError, UsageError
 from ..methods import build_method
 from .grid import Run, build_grid, needed_data, parse_families, parse_seeds, record_grid
 from .report import write_report
-from .runner import run_local, submit_slurm
+from .runner import run_local, submit_slurm, visible_gpus
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -63,6 +64,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("fastkd reproduce needs a FAMILY (all, online_kd, self_kd, ema, dropout, vit) or --report DIR")
     if args.gpus_per_run < 1:
         raise UsageError(f"--gpus-per-run {args.gpus_per_run}: expected a whole number >= 1")
+    if args.launcher == "local" and args.gpus_per_run > 1:  # Slurm's nodes are not this machine: not checked here
+        gpus = len(visible_gpus())
+        most = gpus or max(os.cpu_count() or 1, 2)  # without CUDA: gloo processes, one per core (2 even on one)
+        if args.gpus_per_run > most:
+            here = f"{gpus} visible GPUs" if gpus else f"no GPU and {os.cpu_count()} CPU cores for gloo processes"
+            raise UsageError(f"--gpus-per-run {args.gpus_per_run}: this machine has {here}, so a run takes at most "
+                             f"{most} processes here (use --launcher slurm for more)")
     if args.epochs is not None and args.epochs < 1:
         raise UsageError(f"--epochs {args.epochs}: expected a whole number >= 1")
     bad = [o for o in args.overrides if "=" not in o]

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
 from ..config import ExperimentConfig, load_config
 from ..data.readers import DATASET_FOLDERS, data_root
-from ..errors import UsageError
-from .experiments import DATASETS, FAMILIES, Experiment, experiments, paper_dir
+from ..engine.checkpoint import ensure_writable_folder
+from ..errors import OutputError, UsageError, first_line
+from .experiments import DATASETS, FAMILIES, Experiment, experiments
 
 Scale = Literal["full", "smoke"]
 
@@ -26,6 +28,9 @@ VIT_SMOKE_OVERRIDES = ("data.dataset=digits", "data.image_size=32", "data.batch_
 """`--scale smoke` for the ViT family: digits upsampled to 32 px, one transformer block of width 32, no warm-up."""
 SMOKE_OVERRIDES_OF = {"vit": VIT_SMOKE_OVERRIDES}
 """Smoke overrides of the families whose models SMOKE_OVERRIDES does not shrink."""
+PAPER_CONFIGS = "paper"
+"""The packaged configs folder of the paper experiments: a run's config is named `paper/FAMILY/DATASET/RUN.yaml`,
+found in the installed package from any folder (fastkd.configs)."""
 SMOKE_EPOCHS = 2
 SMOKE_DATASET = "cifar100"
 """The paper experiments a smoke grid is derived from (those of each family's smoke_arch): their recipe, on digits."""
@@ -52,7 +57,16 @@ class Run:
         return f"{self.family}/{self.dataset}/{self.arch}_{self.variant}/seed{self.seed}"
 
     def config(self) -> ExperimentConfig:
-        return load_config(self.config_path, list(self.overrides))
+        return load_config(self.config_path, [*self.location_overrides(), *self.overrides])
+
+    def location_overrides(self) -> list[str]:
+        """name and output_dir (and a vit offline run's teacher checkpoint) from `run_dir`, so a grid folder that
+        was moved or copied places its runs, and finds their teachers, where it now is."""
+        run_dir = Path(self.run_dir)
+        located = [f"name={run_dir.name}", f"output_dir={run_dir.parent}"]
+        if self.family == "vit" and self.variant == "offline":
+            located.append(f"vit.teacher_weights={teacher_run_dir(run_dir.parent, self.arch, self.seed) / 'best.pt'}")
+        return located
 
 
 def teacher_run_dir(output_dir: Path, arch: str, seed: int) -> Path:
@@ -123,13 +137,11 @@ def build_grid(families: tuple[str, ...], *, seeds: tuple[int, ...], out: Path, 
             output_dir = out / e.family / dataset
             name = f"{e.arch}_{e.variant}-seed{seed}"
             scale_overrides = SMOKE_OVERRIDES_OF.get(e.family, SMOKE_OVERRIDES) if scale == "smoke" else ()
-            if e.family == "vit" and e.variant == "offline":
-                scale_overrides += (f"vit.teacher_weights={teacher_run_dir(output_dir, e.arch, seed) / 'best.pt'}",)
-            overrides = (*scale_overrides, f"name={name}", f"output_dir={output_dir}", f"seed={seed}",
+            overrides = (*scale_overrides, f"seed={seed}",
                          *([f"data.root={data_root}"] if data_root else []),
                          *([f"train.epochs={run_epochs}"] if run_epochs is not None else []), *extra_overrides)
             runs.append(Run(e.family, dataset, e.arch, e.variant, e.interval, e.baseline, seed,
-                            str(paper_dir() / e.path), overrides, str(output_dir / name)))
+                            f"{PAPER_CONFIGS}/{e.path}", overrides, str(output_dir / name)))
     return runs
 
 
@@ -148,18 +160,32 @@ GRID_FILE = "grid.json"
 
 
 def record_grid(out: Path, runs: list[Run]) -> None:
-    """Merge the runs into OUT/grid.json (what `--report` reads), so several invocations share one report."""
+    """Merge the runs into OUT/grid.json (what `--report` reads), so several invocations share one report. Run
+    folders are stored relative to OUT, so the grid folder can be moved or copied as a whole."""
     path = out / GRID_FILE
     known = load_grid(out)
     known.update({run.id: run for run in runs})
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_writable_folder(out, "grid folder")
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({k: asdict(v) for k, v in known.items()}, indent=1))
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps({k: {**asdict(v), "run_dir": os.path.relpath(v.run_dir, out)}
+                                   for k, v in known.items()}, indent=1))
+        tmp.replace(path)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write the grid's record ({exc.strerror})") from None
 
 
 def load_grid(out: Path) -> dict[str, Run]:
+    """OUT/grid.json's runs, their folders inside OUT wherever OUT now is; a damaged file is refused in one line."""
     path = out / GRID_FILE
     if not path.is_file():
         return {}
-    return {k: Run(**{**v, "overrides": tuple(v["overrides"])}) for k, v in json.loads(path.read_text()).items()}
+    try:
+        recorded = json.loads(path.read_text())
+        return {k: Run(**{**v, "overrides": tuple(v["overrides"]), "run_dir": str(out / v["run_dir"])})
+                for k, v in recorded.items()}
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot read the grid's record ({exc.strerror})") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise UsageError(f"{path}: damaged ({type(exc).__name__}: {first_line(exc)}); it lists the grid's runs: "
+                         "restore it, or delete it and re-run the grid with the same options to rewrite it") from None

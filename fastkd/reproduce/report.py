@@ -5,6 +5,7 @@ accuracy vs the interval s and of test accuracy per epoch."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 import statistics
 from collections import defaultdict
@@ -14,10 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import UsageError
+from ..engine.checkpoint import ensure_writable_folder
+from ..errors import OutputError, UsageError
 from .experiments import FAMILIES
 from .grid import Run, load_grid
-from .runner import read_summary
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class FamilyReport:
         self.variants = sorted({r.variant for r in runs}, key=order.get)
         self.archs = sorted({r.arch for r in runs}, key=lambda a: (len(a), a))
         self.runs = runs
-        self.summaries = {r.id: s for r in runs if (s := read_summary(Path(r.run_dir))) and s.get("finished")}
+        self.summaries = {r.id: s for r in runs if (s := finished_summary(Path(r.run_dir))) is not None}
         self.info = {r.variant: r for r in runs}
 
     def values(self, arch: str, variant: str, output: str, which: str) -> list[float]:
@@ -202,6 +203,28 @@ def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def finished_summary(run_dir: Path) -> dict | None:
+    """summary.json of a finished run (None while it is unfinished or has none); one that is damaged, or holds
+    an accuracy that is not a number in [0, 1], is refused in one line rather than reported wrong."""
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return None
+    redo = "delete it and run the grid again (the run resumes from its last.pt and writes it anew)"
+    try:
+        summary = json.loads(path.read_text())
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot read it ({exc.strerror})") from None
+    except ValueError:
+        summary = None
+    if not isinstance(summary, dict):
+        raise UsageError(f"{path}: damaged (not a JSON object); {redo}")
+    for key, value in summary.items():
+        if key.endswith(("_top1", "_top5")) and value is not None and \
+                not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1):
+            raise UsageError(f"{path}: {key}={value!r} is not an accuracy in [0, 1]; {redo}")
+    return summary if summary.get("finished") else None
+
+
 def _read_column(path: Path, column: str) -> list[float]:
     try:
         with open(path, newline="") as fh:
@@ -236,7 +259,7 @@ def write_report(out: Path) -> Path:
     for run in runs.values():
         groups[(run.family, run.dataset)].append(run)
     folder = out / "report"
-    folder.mkdir(parents=True, exist_ok=True)
+    ensure_writable_folder(folder, "report folder")
     sections = ["# fastkd reproduce: results", "",
                 f"From {out}. Accuracies in %; n = seeds whose run finished (unfinished and failed runs are left out).",
                 ""]

@@ -39,10 +39,12 @@ class Outcome:
 
 
 def read_summary(run_dir: Path) -> dict | None:
+    """summary.json of the run, or None when it has none (or a damaged one: the run then resumes from last.pt)."""
     try:
-        return json.loads((run_dir / "summary.json").read_text())
+        summary = json.loads((run_dir / "summary.json").read_text())
     except (OSError, ValueError):
         return None
+    return summary if isinstance(summary, dict) else None
 
 
 def run_one(run: Run) -> Outcome:
@@ -149,7 +151,7 @@ class GridProgress:
         line = f"{outcome.status:8s} {run.id}" + (f" ({outcome.seconds:.0f} s)" if outcome.seconds else "")
         if outcome.message:
             line += f": {outcome.message}"
-        self.progress.console.print(line, markup=False, highlight=False)
+        self.progress.console.print(line, markup=False, highlight=False, soft_wrap=True)  # one line at any width
         self._refresh()
 
     def _refresh(self) -> None:
@@ -166,7 +168,7 @@ def run_local(runs: list[Run], *, quiet: bool = False, gpus_per_run: int = 1) ->
     """In sequence in this process; with several CUDA devices visible, one run per device in child processes;
     with `gpus_per_run` K > 1, every run is a K-process torchrun job on its own K GPUs (on a machine without
     CUDA: K gloo processes sharing the CPU cores, one run at a time)."""
-    gpus = _visible_gpus()
+    gpus = visible_gpus()
     if gpus_per_run > 1:
         if gpus and gpus_per_run > len(gpus):
             raise UsageError(f"--gpus-per-run {gpus_per_run}: only {len(gpus)} GPU(s) are visible; use at most "
@@ -187,7 +189,8 @@ def run_local(runs: list[Run], *, quiet: bool = False, gpus_per_run: int = 1) ->
     return outcomes
 
 
-def _visible_gpus() -> list[str]:
+def visible_gpus() -> list[str]:
+    """The CUDA device indices this process sees (none without CUDA)."""
     if not torch.cuda.is_available():
         return []
     return [str(i) for i in range(torch.cuda.device_count())]

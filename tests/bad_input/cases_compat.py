@@ -55,6 +55,15 @@ TRAIN:
 """A pycls DeiT-Ti spaced-KD config in the ViT reference's key layout."""
 
 
+def _run_net_bytes(data: bytes) -> Callable[[Path], list[str]]:
+    """`fastkd compat run_net` on a --cfg file holding raw bytes (binary, or text in another encoding)."""
+    def argv(tmp: Path) -> list[str]:
+        path = tmp / "deit-ti_c100_space_1_0.yaml"
+        path.write_bytes(data)
+        return ["compat", "run_net", "--mode", "train", "--cfg", str(path), "--print-config"]
+    return argv
+
+
 def _run_net(text: str, *extra: str) -> Callable[[Path], list[str]]:
     """`fastkd compat run_net` on a pycls YAML file holding ``text``, plus ``extra`` arguments."""
     def argv(tmp: Path) -> list[str]:
@@ -194,4 +203,18 @@ CASES: list[BadInput] = [
              lambda tmp: ["compat", "run_net", "--mode", "test", "--cfg", "x.yaml"], r"--mode test: fastkd runs"),
     BadInput("compat-run-net-bad-set", "compat", _run_net(PYCLS_DEIT, "--set", "vit.interval=-1"),
              r"vit\.interval"),
+    BadInput("compat-run-net-cfg-binary", "compat", _run_net_bytes(bytes(range(200, 256)) * 4),
+             r"--cfg .*: not a UTF-8 text file \(byte 0xc8 at offset 0\)"),
+    BadInput("compat-run-net-cfg-latin-1", "compat", _run_net_bytes("MODEL:\n  TYPE: D\u00e9iT\n".encode("latin-1")),
+             r"not a UTF-8 text file \(byte 0xe9 at offset 16\); pass a pycls YAML file saved as UTF-8"),
+    BadInput("compat-run-net-cfg-duplicate-key", "compat", _run_net(PYCLS_DEIT + "MODEL:\n  NUM_CLASSES: 10\n"),
+             r"not valid YAML \(duplicate key 'MODEL' \(keep one\) at line 19"),
+    BadInput("compat-run-net-negative-interval", "compat", _run_net(PYCLS_DEIT, "DISTILLATION.SPACE_INTERVAL", "-1.0"),
+             r"DISTILLATION\.SPACE_INTERVAL -1\.0: spaced KD needs an interval > 0 epochs"),
+    BadInput("compat-run-net-negative-seed", "compat", _run_net(PYCLS_DEIT, "RNG_SEED", "-1"),
+             r"seed: Input should be greater than or equal to 0 \(got -1\)"),
+    BadInput("compat-run-net-negative-epochs", "compat", _run_net(PYCLS_DEIT, "OPTIM.MAX_EPOCH", "-3"),
+             r"train\.epochs: Input should be greater than or equal to 1 \(got -3\)"),
+    BadInput("compat-run-net-negative-flag-still-a-flag", "compat", _run_net(PYCLS_DEIT, "-1"),
+             r"run_net: unknown flag -1"),
 ]

@@ -151,9 +151,9 @@ CASES: list[BadInput] = [
     BadInput("data-root-dataset-folder-is-a-file", "data", _root("nested_file"),
              r"data/cifar-100-python: is a file, not a folder"),
     BadInput("data-fetch-unknown-dataset", "cli", _fetch("digits"),
-             r"fastkd data fetch: argument DATASET: invalid choice: 'digits' \(choose from 'cifar10', 'cifar100', "
+             r"data fetch: argument DATASET: invalid choice: 'digits' \(choose from 'cifar10', 'cifar100', "
              r"'tiny_imagenet'\)"),
-    BadInput("data-fetch-no-dataset", "cli", _fetch(), r"fastkd data fetch: the following arguments are required"),
+    BadInput("data-fetch-no-dataset", "cli", _fetch(), r"data fetch: the following arguments are required"),
     BadInput("data-fetch-root-without-value", "cli", _fetch("cifar10", "--root"),
              r"argument --root: expected one argument"),
     BadInput("data-fetch-root-is-a-file", "data", _fetch("cifar10", "--root", "{folder}/data", setup="file"),

@@ -199,6 +199,9 @@ CASES: list[BadInput] = [
              r"train\.epochs=1 \(the run has done 2 epochs already\)"),
     BadInput("resume-epochs-change-cosine-span", "run", _resume("train.epochs=3", run=LONGER_COSINE_RUN),
              r"train\.epochs=3 \(the cosine schedule spans train\.epochs=2\)"),
+    BadInput("resume-epochs-change-warmup-cosine-span", "run",
+             _resume("train.epochs=3", run=("train.epochs=2", "optim.schedule=warmup_cosine")),
+             r"train\.epochs=3 \(the warmup_cosine schedule spans train\.epochs=2\)"),
     # ----------------------------------------------------------------- checkpoint: --resume of a damaged last.pt
     BadInput("resume-checkpoint-without-rng", "checkpoint", _resume(edit=_delete("rng")),
              r"last\.pt: lacks rng, so it cannot continue a run exactly.*init_from="),

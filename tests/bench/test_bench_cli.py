@@ -83,6 +83,8 @@ def test_report_files_and_fields(report):
     (["--rounds", "0"], "--rounds 0: need at least 1 timed round per side"),
     (["--nproc", "two"], "--nproc 'two': give comma-separated process counts such as 1,2,4"),
     (["--nproc", "0,2"], "--nproc '0,2': process counts must be >= 1"),
+    (["--nproc", "1,,2"], "--nproc '1,,2': give comma-separated process counts such as 1,2,4"),
+    (["--preset", "test", "--nproc", "100000"], "--nproc '100000': 100000 CPU processes on a machine with"),
 ])
 def test_bad_options_raise_one_line(argv, message):
     with pytest.raises(bench.BenchOptionError) as info:

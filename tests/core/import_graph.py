@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {"fastkd": ROOT / "fastkd", "fastkd.kernels": ROOT / "kernels", "fastkd.pipelines": ROOT / "pipelines"}
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("fastkd.cli", "fastkd.__main__"),
+    ("fastkd.cli", "fastkd.__main__", "fastkd.api"),
     ("fastkd.runs", "fastkd.demo", "fastkd.reproduce", "fastkd.bench", "fastkd.reference"),
     ("fastkd.methods",),
     ("fastkd.engine", "fastkd.reference.keys", "fastkd.reference.errors"),
@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("fastkd.kernels", "fastkd.pipelines", "fastkd.data"),
     ("fastkd.config", "fastkd.plans", "fastkd.errors", "fastkd"),
 )
-"""cli -> runs/reproduce/bench/reference -> methods -> engine -> models -> kernels/pipelines/data -> config/plans/errors.
+"""cli/api -> runs/reproduce/bench/reference -> methods -> engine -> models -> kernels/pipelines/data -> config/plans/errors.
 A module belongs to the layer of its longest listed prefix (`fastkd` itself: the package's version). The reference
 checkpoints' key maps sit with the engine's checkpoints: `init_from` and the ViT offline teacher load through them."""
 

@@ -1,13 +1,15 @@
 """The command line: plan numbers, train/eval round trip, resume guards, one-line errors without tracebacks."""
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
 from datasets_on_disk import write_cifar100
-from fastkd.cli import main
+from fastkd import __version__, configs
+from fastkd.cli import COMMANDS, main
 
 
 def fastkd(*args, cwd):
@@ -83,7 +85,8 @@ def test_bad_input_in_a_real_process_prints_no_traceback(tmp_path):
     assert proc.stderr.strip() == "fastkd: error: missing.yaml: cannot read config (No such file or directory)"
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["plan"], ["eval"], ["config"], ["demo"], ["bench"], ["compat"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["plan"], ["eval"], ["config"], ["demo"], ["data"], ["bench"],
+                                     ["reproduce"], ["compat"]])
 def test_help_works_on_every_subcommand(command, capsys):
     with pytest.raises(SystemExit) as info:
         main([*command, "--help"])
@@ -135,3 +138,78 @@ def test_unwritable_output_location_fails_before_training_with_exit_1(tmp_path, 
     assert err.startswith("fastkd: error: taken/experiment: cannot create the run folder") and "is a file" in err
     assert main(["demo", "--out", "/proc/fastkd-demo"]) == 1
     assert "inside /proc, a virtual file system" in capsys.readouterr().err
+
+
+def test_version_and_top_level_help_name_every_command(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out == f"fastkd {__version__}\n"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = capsys.readouterr().out
+    assert all(f"\n    {name} " in listed or f"\n    {name}\n" in listed for name in COMMANDS), listed
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["train", "--help"], ["eval", "--help"], ["trian"],
+                                  ["train"], ["plan", "c.yaml", "--jsn"], ["config", "list", "resnet18"]])
+def test_help_version_and_argument_errors_do_not_import_torch(argv, tmp_path):
+    """--help and argument errors answer before torch loads (it alone takes seconds to import)."""
+    script = ("import sys\nfrom fastkd.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+              "sys.stdout.flush()\nprint('torch imported' if 'torch' in sys.modules else 'torch not imported')")
+    proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)
+    assert proc.stdout.splitlines()[-1] == "torch not imported", proc.stdout + proc.stderr
+
+
+def test_unknown_command_names_the_closest(capsys):
+    assert main(["trian", "c.yaml"]) == 2
+    assert capsys.readouterr().err == "fastkd: error: unknown command 'trian'; did you mean train? (see fastkd --help)\n"
+
+
+def test_argument_errors_carry_one_prefix(capsys):
+    assert main(["plan", "c.yaml", "--jsn"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastkd: error: plan: unrecognized arguments: --jsn") and err.count("fastkd") == 2  # + --help
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "fastkd", "config", "--describe"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=tmp_path, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.stdout.readline()  # `| head -1`: read a line, then close the pipe
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) in (0, 141) and err == "", err
+
+
+def test_config_list_names_packaged_configs_by_pattern(capsys):
+    assert main(["config", "list"]) == 0
+    every = capsys.readouterr().out.split()
+    assert "demo" in every and "paper/online_kd/cifar100/resnet18_s1.5" in every and every == sorted(every)
+    assert main(["config", "list", "paper/vit/*"]) == 0
+    vit = capsys.readouterr().out.split()
+    assert vit and all(name.startswith("paper/vit/") for name in vit)
+    assert main(["config", "list", "nothing-like-this"]) == 2
+    assert "no packaged config matches 'nothing-like-this'" in capsys.readouterr().err
+
+
+def test_packaged_config_by_name_from_any_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["plan", "paper/online_kd/cifar100/resnet18_s1.5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["interval"] == 586  # s = 1.5 of L = 391
+    assert main(["config", "demo.yaml"]) == 0
+    assert "name: demo-spaced" in capsys.readouterr().out
+    assert configs.find("../pyproject") is None and configs.find("/etc/passwd") is None
+    assert main(["plan", "paper/online_kd/cifar100/resnet18_s1.6"]) == 2
+    assert "did you mean paper/online_kd/cifar100/resnet18_s1.5?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("variable", ["RANK", "SLURM_PROCID"])
+def test_an_error_before_the_process_group_is_printed_by_rank_0_only(variable, tmp_path, monkeypatch, capsys):
+    """Under torchrun (RANK) or srun (SLURM_PROCID) every process reads the same bad config: one line in all."""
+    monkeypatch.chdir(tmp_path)
+    printed = []
+    for rank in ("0", "1", "2"):
+        monkeypatch.setenv(variable, rank)
+        assert main(["train", "missing.yaml"]) == 2
+        printed += capsys.readouterr().err.splitlines()
+    assert printed == ["fastkd: error: missing.yaml: cannot read config (No such file or directory)"]

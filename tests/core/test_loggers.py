@@ -145,7 +145,7 @@ def test_tensorboard_gets_the_metrics_csv_rows_and_a_resume_replaces_what_follow
     rows = csv_rows(run_dir)
     # What a run resumed from epoch 1's checkpoint does: its epoch 2 replaces the first run's.
     sink = TensorBoardSink(run_dir / "tb")
-    sink.resume(epochs_done=1, global_step=6)
+    sink.resume(epochs_done=1, global_step=6, logged=rows[:1])
     sink.open({})
     sink.log_epoch({"epoch": 2, "phase": "both", "train_teacher_loss": 123.0})
     sink.close(failed=False)

@@ -182,6 +182,50 @@ def test_resume_may_raise_epochs_and_records_what_runs(tmp_path, monkeypatch, ca
     assert load_config(run / "config.yaml").optim.lr == 0.01
 
 
+def _cut_last_row(path):
+    text = path.read_text()
+    path.write_text(text[:len(text) - 7])
+
+
+@pytest.mark.parametrize("damage", [
+    lambda run: (run / "metrics.csv").write_text(""),
+    lambda run: (run / "metrics.csv").unlink(),
+    lambda run: _cut_last_row(run / "metrics.csv"),
+    lambda run: (run / "metrics.csv").write_text("garbage\n1,2,3\n"),
+], ids=["emptied", "deleted", "last-row-cut", "overwritten"])
+def test_resume_rebuilds_a_damaged_metrics_csv_from_the_checkpoint(damage, tmp_path, monkeypatch, capsys):
+    """The checkpoint holds every epoch row it logged: metrics.csv is rewritten from them, never appended to a
+    damaged file (a headerless row, or one glued onto a cut row)."""
+    assert run_cli(tmp_path, monkeypatch, capsys, "train", "c.yaml", "--quiet", "name=full", "train.epochs=2")[0] == 0
+    assert run_cli(tmp_path, monkeypatch, capsys, "train", "c.yaml", "--quiet", "train.epochs=2",
+                   "train.max_steps=9")[0] == 0  # stopped in epoch 2, after epoch 1's row
+    run = tmp_path / "runs" / "tiny"
+    damage(run)
+    with open(run / "steps.jsonl", "a") as fh:
+        fh.write('{"step": 10, "kind": "stud')  # the row a kill cut short
+    code, err = run_cli(tmp_path, monkeypatch, capsys, "train", "--resume", "runs/tiny", "--quiet",
+                        "train.max_steps=null")
+    assert code == 0, err
+    full, resumed = (list(csv.DictReader(open(tmp_path / "runs" / name / "metrics.csv"))) for name in ("full", "tiny"))
+    assert list(resumed[0]) == list(full[0]) and [row["epoch"] for row in resumed] == ["1", "2"]
+    timings = ("images_per_s", "data_wait_share", "epoch_seconds")
+    assert {k: v for k, v in resumed[0].items() if k not in timings} == \
+        {k: v for k, v in full[0].items() if k not in timings}
+    # epoch 2's training means cover the steps after the resume only; its evaluation is of bitwise equal weights
+    assert {k: v for k, v in resumed[1].items() if k.startswith("eval_")} == \
+        {k: v for k, v in full[1].items() if k.startswith("eval_")}
+
+
+def test_resume_refuses_a_damaged_steps_jsonl_line_in_one_line(tmp_path, monkeypatch, capsys):
+    assert run_cli(tmp_path, monkeypatch, capsys, "train", "c.yaml", "--quiet", "train.epochs=2",
+                   "train.max_steps=9", "train.log_every_step=true")[0] == 0
+    steps = tmp_path / "runs" / "tiny" / "steps.jsonl"
+    lines = steps.read_text().splitlines(keepends=True)
+    steps.write_text("".join([lines[0], "not json\n", *lines[1:]]))
+    code, err = run_cli(tmp_path, monkeypatch, capsys, "train", "--resume", "runs/tiny", "--quiet")
+    assert code == 2 and len(err) == 1 and "steps.jsonl: line 2 is not a steps.jsonl row ('not json')" in err[0]
+
+
 def test_unwritable_run_folder_fails_before_training(tmp_path, monkeypatch, capsys):
     assert run_cli(tmp_path, monkeypatch, capsys, "train", "c.yaml", "--quiet")[0] == 0
     before = (tmp_path / "runs" / "tiny" / "metrics.csv").read_text()

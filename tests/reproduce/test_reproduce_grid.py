@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,26 @@ def test_interrupted_grid_resumes_and_skips_finished_runs(tmp_path, capsys):
     assert spaced_best["n"] == "2" and spaced_best["baseline"] == "online" and spaced_best["gain_mean"] != ""
     assert set(load_grid(out)) == {f"online_kd/digits/resnet18_{v}/seed{s}" for v in ("online", "s1.0")
                                    for s in (0, 1)}
+
+
+@pytest.mark.slow
+def test_a_copied_grid_reports_and_resumes_where_it_now_is(tmp_path, capsys):
+    out, moved = tmp_path / "grid", tmp_path / "shared" / "grid"
+    common = ["reproduce", "online_kd", "--scale", "smoke", "--epochs", "1", "--seeds", "0", "--quiet"]
+    assert main([*common, "--out", str(out), "--only", "*_online", *TINY]) == 0
+    assert main([*common, "--out", str(out), "--only", "*_s1.0", *TINY, "train.max_steps=5"]) == 0
+    shutil.copytree(out, moved)
+    shutil.rmtree(out)  # nothing may be read from the old location
+    capsys.readouterr()
+    assert main(["reproduce", "--report", str(moved)]) == 0
+    assert "1 of 2 runs finished" in (moved / "report/online_kd_digits.md").read_text()
+    assert {Path(run.run_dir).parent for run in load_grid(moved).values()} == {moved / "online_kd/digits"}
+    assert main([*common, "--out", str(moved), *TINY]) == 0  # the interrupted run resumes in its new place
+    assert "1 finished, 1 skipped" in capsys.readouterr().out
+    summary = _summary(moved / "online_kd/digits/resnet18_s1.0-seed0")
+    assert summary["finished"] and summary["global_step"] == 12
+    assert "2 of 2 runs finished" in (moved / "report/online_kd_digits.md").read_text()
+    assert not out.exists()
 
 
 def test_failed_run_is_recorded_and_retried(tmp_path):
