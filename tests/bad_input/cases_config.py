@@ -80,8 +80,8 @@ def _cli(override_text: str, key: str, detail: str) -> str:
 FINITE = r"Input should be a finite number \(got '?(nan|inf)'?\)"
 
 CONFIG_VALUES = [
-    file_value("dataset-unknown", {"data.dataset": "imagenet"},
-               _file("data.dataset", r"'imagenet' is not allowed; choose one of 'digits'")),
+    file_value("dataset-unknown", {"data.dataset": "imagenet21k"},
+               _file("data.dataset", r"'imagenet21k' is not allowed; choose one of 'digits'")),
     file_value("batch-size-zero", {"data.batch_size": 0},
                _file("data.batch_size", r"Input should be greater than or equal to 1 \(got 0\)")),
     file_value("batch-size-fraction", {"data.batch_size": 2.5},
