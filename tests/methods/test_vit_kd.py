@@ -350,7 +350,7 @@ def test_teacher_moves_during_replays_only_under_reference(tmp_path, semantics, 
 
 def test_parameter_groups_keep_tokens_norms_and_biases_out_of_weight_decay():
     from fastkd.engine.steps import decay_param_groups
-    from fastkd.methods.vit_kd import NO_DECAY_NAMES
+    from fastkd.methods.vit_models import NO_DECAY_NAMES
     from fastkd.models import create_model
 
     deit = create_model("deit_tiny", distilled=True)
