@@ -1,76 +1,23 @@
 """The online-KD family (docs/semantics.md §5.1-5.2): no KD, online, spaced online and offline KD of a teacher and a
 student.
 
-Its plan (the interval arithmetic `fastkd plan` prints), its models (the reference's teacher/student wrappers), its
-loss, its schedule over the engine's train step, and its state (the replay log) all live here.
+This module holds the schedule over the engine's train step and its state (the replay log); the plan is
+`plans/online_kd.py`, the models `models/kd_pair.py`, the student loss `kernels/method_losses.py`.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-import torch
 import torch.nn as nn
 from torch.profiler import record_function
 
-from ..config import DataConfig, ExperimentConfig, KDConfig
+from ..config import ExperimentConfig, KDConfig
 from ..config.methods import register_method
-from ..data.readers import TINY_SIDE
 from ..engine.method import Iteration, Method
 from ..engine.replay import ReplayLog
 from ..engine.steps import Batch, StepContext
-from ..errors import ConfigError
-from ..kernels import cross_entropy, feature_loss, kd_loss
-from ..models import StudentNet, TeacherNet, create_model, width_divisor
+from ..kernels.method_losses import Targets, logits_ce, student_kd_loss
+from ..models.kd_pair import build_kd_pair, image_side
 from ..plans.online_kd import OnlineKDPlan, plan_online_kd, replay_memory_note
-
-
-def image_side(data: DataConfig) -> int:
-    """The side of the images the models see."""
-    if data.dataset in ("imagenet", "imagenet_100"):
-        return data.image_size or 224
-    return TINY_SIDE if data.dataset == "tiny_imagenet" else 32
-
-
-class Targets(NamedTuple):
-    """What a teacher hands the student: detached feature and logits."""
-
-    feature: torch.Tensor
-    logits: torch.Tensor
-
-
-def logits_ce(outputs: tuple[torch.Tensor, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-    """CE on the logits of a (feature, logits) model: the teacher's loss, and the student's without a teacher."""
-    return cross_entropy(outputs[1], labels)
-
-
-def student_kd_loss(outputs: tuple[torch.Tensor, torch.Tensor], labels: torch.Tensor, targets: Targets,
-                    kd: KDConfig, semantics: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """(1-alpha)*CE + alpha*soft + beta*feature, and its parts.
-
-    reference: soft = KLDivLoss fed with probabilities (no T^2), feature = kd.feature_loss (default torch.dist);
-    standard: soft = Hinton KL(p_t || p_s) * T^2, feature = MSE when kd.feature_loss is the reference's `dist`.
-    """
-    feature, logits = outputs
-    soft_form = "reference_prob_kl" if semantics == "reference" else "kl"
-    kind = kd.feature_loss
-    if semantics == "standard" and kind == "dist":
-        kind = "mse"
-    out = kd_loss(logits, targets.logits, labels, temperature=kd.temperature, alpha=kd.alpha, soft=soft_form)
-    feat = (feature_loss(feature, targets.feature, kind) if kd.beta > 0 and kind != "none"
-            else out.total.new_zeros(()))
-    return out.total + kd.beta * feat, {"ce": out.ce, "soft": out.soft, "feature": feat.detach()}
-
-
-def _fits_images(model: nn.Module, cfg: ExperimentConfig, key: str) -> nn.Module:
-    """Refuse, before training, a fixed-size model (the small CIFAR ViT: a position embedding for 32x32 images)
-    on a data set of another image side."""
-    size = getattr(model, "image_size", None)
-    side = image_side(cfg.data)
-    if size is not None and size != side:
-        raise ConfigError(f"{key}: {getattr(cfg.model, key.split('.')[1])} takes {size}x{size} images and "
-                          f"{cfg.data.dataset} has {side}x{side}; use a CNN (resnet18, mobilenetv2, ...) for it")
-    return model
 
 
 @register_method("offline_kd")
@@ -109,19 +56,8 @@ class OnlineKDFamily(Method):
         return self.plan.mode != "no_kd"
 
     def build_models(self, cfg: ExperimentConfig, num_classes: int) -> dict[str, nn.Module]:
-        """Teacher and student in the reference's wrapper layout (docs/semantics.md §3.1); a plain backbone without a
-        teacher."""
-        student_df = width_divisor(cfg.model.student, cfg.model.student_downsample_factor,
-                                   "model.student_downsample_factor")
-        student = _fits_images(create_model(cfg.model.student, num_classes=num_classes, downsample_factor=student_df),
-                               cfg, "model.student")
-        if not self.has_teacher:
-            return {"student": student}
-        # As in the reference, only a resnet18 teacher receives downsample_factor.
-        teacher_df = cfg.model.downsample_factor if cfg.model.teacher == "resnet18" else None
-        teacher = TeacherNet(_fits_images(create_model(cfg.model.teacher, num_classes=num_classes,
-                                                       downsample_factor=teacher_df), cfg, "model.teacher"))
-        return {"teacher": teacher, "student": StudentNet(student, teacher.feature_size)}
+        """Teacher and student in the reference's wrapper layout; a plain backbone without a teacher."""
+        return build_kd_pair(cfg, num_classes, with_teacher=self.has_teacher)
 
     def phase(self, epoch: int) -> str:
         if self.plan.mode == "no_kd":
@@ -133,7 +69,6 @@ class OnlineKDFamily(Method):
     def main_model(self, epoch: int) -> str:
         return "teacher" if self.phase(epoch) == "teacher" else "student"
 
-    # -------------------------------------------------------------------------------------- schedule
     def run_iteration(self, it: Iteration, ctx: StepContext) -> None:
         mode = self.plan.mode
         batch = ctx.batch(it.indices, it.seed)
@@ -168,7 +103,6 @@ class OnlineKDFamily(Method):
             batch = ctx.batch(indices, seed)
             self.student_step(ctx, batch, Targets(*teacher.no_grad_forward(batch, self.teacher_train_mode_targets)))
 
-    # ------------------------------------------------------------------------------------------ steps
     @staticmethod
     def teacher_step(ctx: StepContext, batch: Batch) -> Targets:
         """One teacher CE step; returns its (pre-update) outputs, detached, for online KD."""

@@ -1,7 +1,8 @@
 """Self KD and Spaced self KD on the multi-exit ResNet (docs/semantics.md §3.2, §4.2, §5.3): the deepest exit teaches
 the others.
 
-Its plan (the KD event arithmetic), its models (the multi-exit ResNets), its loss, schedule and replay state."""
+This module holds the schedule and its replay state; the plan is `plans/self_kd.py`, the multi-exit ResNets
+`models/self_kd_resnet.py`, the loss `kernels/method_losses.py`."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from ..data.readers import CIFAR10_STATS
 from ..engine.method import Iteration, Method
 from ..engine.replay import ReplayLog
 from ..engine.steps import Batch, Learner, StepContext
-from ..kernels import cross_entropy, feature_loss, kd_loss
+from ..kernels import cross_entropy
+from ..kernels.method_losses import self_kd_loss
 from ..models import create_model, family_model_name
 from ..plans.self_kd import SelfKDPlan, plan_self_kd
 
@@ -27,23 +29,19 @@ MODEL = "model"
 class SelfKD(Method):
     """`self_kd` (I = 0) and `spaced_self_kd` (I = int(L * kd.interval)) over one multi-exit ResNet.
 
-    Loss weighting of a full step, exits z_k and features f_k deepest first (k = 0 teaches), lambda = kd.alpha,
-    mu = kd.beta, T = kd.temperature, adaptation layers A:
-        CE(z_0, y) + sum_{k=1..3} [lambda * soft_T(z_k, z_0) + (1 - lambda) * CE(z_k, y)]
-                   + mu * sum_{k in F} feature(A_{k-1}(f_k), f_0)        (z_0, f_0 detached as targets)
+    A full step takes `kernels.method_losses.self_kd_loss` (CE of the deepest exit, KD of the shallower exits
+    against it, and the feature term over exits F), a deepest-only step CE(z_0, y).
     - reference: soft = soft cross-entropy without T^2, feature = kd.feature_loss (torch.dist), F = {2, 3}
       (the layer3 exit gets no feature term, docs/semantics.md R9).
     - standard: soft = KL * T^2, F = {1, 2, 3}, and `dist` becomes MSE: the BYOT hint loss is a squared L2,
       and a per-element mean keeps mu independent of the batch size and feature width (the unsquared batch
       norm grows with sqrt(B)), as the online-KD family's standard feature term.
-    A deepest-only step is CE(z_0, y).
 
     Schedule: self KD takes one full step per iteration on that iteration's forward. Spaced: iterations between
     KD events take deepest-only steps; at an event every batch logged since the previous event is regenerated
     from its (indices, seed), re-forwarded with gradients and takes a full step, oldest first (2I - 1 optimizer
     steps per interval). Events follow the plan's index: g - L under `reference` (docs/semantics.md R6), g under
-    `standard`,
-    which also distils the trailing partial interval at the end of training.
+    `standard`, which also distils the trailing partial interval at the end of training.
 
     Work skipped where results stay identical: the reference's forward of the current batch at an event is
     discarded, but in train mode it moves the BN running statistics; `reference` therefore runs it without
@@ -85,7 +83,6 @@ class SelfKD(Method):
     def main_model(self, epoch: int) -> str:
         return "ensemble"
 
-    # -------------------------------------------------------------------------------------- schedule
     def run_iteration(self, it: Iteration, ctx: StepContext) -> None:
         if self.plan.interval == 0:
             self.kd_events += 1
@@ -113,7 +110,6 @@ class SelfKD(Method):
         for indices, seed in entries:
             self._full_step(ctx, ctx.batch(indices, seed))
 
-    # ------------------------------------------------------------------------------------------ steps
     def _deepest_step(self, ctx: StepContext, batch: Batch) -> None:
         """CE of the deepest exit: from the full forward under `reference` (every BN sees the batch), from the
         deepest path alone under `standard`."""
@@ -128,27 +124,20 @@ class SelfKD(Method):
 
         def full_loss(outputs, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
             logits, features = outputs
-            teacher_logits, teacher_feature = logits[0].detach(), features[0].detach()
-            deepest_ce = cross_entropy(logits[0], labels)
-            shallow = kd_loss(torch.stack(logits[1:]), teacher_logits, labels, temperature=self.kd.temperature,
-                              alpha=self.kd.alpha, soft=self.soft)
-            feature = self._feature_term(learner, features, teacher_feature)
-            parts = {"ce": deepest_ce, "shallow_ce": shallow.ce.sum(), "soft": shallow.soft.sum(),
-                     "feature": feature.detach()}
-            return deepest_ce + shallow.total + self.kd.beta * feature, parts
+            teacher_feature = features[0].detach()
+            return self_kd_loss(logits, labels, self._adapted(learner, features), teacher_feature, self.kd, self.soft,
+                                self.feature_kind)
 
         ctx.train_step(MODEL, batch, full_loss, kind="full")
 
-    def _feature_term(self, learner: Learner, features: list[torch.Tensor],
-                      teacher_feature: torch.Tensor) -> torch.Tensor:
+    def _adapted(self, learner: Learner, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The shallow features of the feature term through their adaptation layers (none without the term)."""
         if self.kd.beta == 0 or self.feature_kind == "none":
-            return teacher_feature.new_zeros(())
+            return []
         adaptation = learner.model.adaptation_layers
         with learner.autocast():
-            adapted = [adaptation[k - 1](features[k]) for k in self.feature_exits]
-        return sum(feature_loss(a, teacher_feature, self.feature_kind) for a in adapted)
+            return [adaptation[k - 1](features[k]) for k in self.feature_exits]
 
-    # -------------------------------------------------------------------------------------- evaluate
     def eval_outputs(self, ctx: StepContext, batch: Batch) -> dict[str, torch.Tensor]:
         """Every exit (exit4 = deepest ... exit1 = layer1, the reference's acc_4..acc_1) and their mean."""
         logits, _ = ctx.learners[MODEL].forward(batch)

@@ -7,7 +7,7 @@ import torch
 
 from fastkd.config import KDConfig
 from fastkd.kernels import feature_loss
-from fastkd.methods.online_kd import Targets, student_kd_loss
+from fastkd.kernels.method_losses import Targets, student_kd_loss
 from fastkd.reference.compat import resolve
 
 ONLINE = ["-net_teacher", "resnet18", "-net_student", "resnet18"]
