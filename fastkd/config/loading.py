@@ -116,15 +116,34 @@ def _source_of(key: list[str], file_source: str, overrides: list[str]) -> str:
     return file_source
 
 
+def _keys_beside(loc: tuple) -> list[str]:
+    """The keys of the config section an unknown key `loc` sits in (none if the path is not a section)."""
+    model: Any = ExperimentConfig
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}))
+
+
+def _did_you_mean(word: Any, choices: list[str], section: str = "") -> str:
+    """'; did you mean X?' for the closest of `choices` to a misspelt `word`, or ''."""
+    close = difflib.get_close_matches(str(word), choices, n=1)
+    return f"; did you mean {section + '.' if section else ''}{close[0]}?" if close else ""
+
+
 def _format_error(source: str, err: dict[str, Any]) -> str:
     key = ".".join(str(p) for p in err["loc"]) or "(top level)"
     kind = err["type"]
     value = err.get("input")
     if kind == "extra_forbidden":
-        return f"{source}: unknown key '{key}' (check the spelling; `fastkd config --describe` lists every key)"
+        hint = _did_you_mean(err["loc"][-1], _keys_beside(err["loc"]), ".".join(map(str, err["loc"][:-1])))
+        return f"{source}: unknown key '{key}' (check the spelling; `fastkd config --describe` lists every key){hint}"
     if kind == "literal_error":
         allowed = err.get("ctx", {}).get("expected", "")
-        return f"{source}: {key}: {value!r} is not allowed; choose one of {allowed}"
+        hint = _did_you_mean(str(value), re.findall(r"'([^']*)'", allowed)) if isinstance(value, str) else ""
+        return f"{source}: {key}: {value!r} is not allowed; choose one of {allowed}{hint}"
     msg = err["msg"].removeprefix("Value error, ")
     if _KEY_PREFIX.match(err["msg"]):
         return f"{source}: {msg}"

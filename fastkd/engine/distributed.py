@@ -9,7 +9,8 @@ all-reduced sums, so every rank holds its global value and the shares add up to 
 ranks (not averaged), which gives the single-process gradient. Every rank keeps the same torch RNG stream (same
 seed, same draws: random tensors are drawn for the global batch and sliced), so random ops match one process too.
 
-Outside torchrun (no RANK/WORLD_SIZE in the environment) everything here is a no-op and N = 1.
+Outside torchrun and srun steps of several tasks (no RANK/WORLD_SIZE in the environment) everything here is a
+no-op and N = 1.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from .. import launch
 from ..kernels.global_batch import sum_across_ranks
 
 
@@ -53,8 +55,10 @@ def local_rank() -> int:
 
 
 def setup(on_cuda: bool, timeout_s: float) -> None:
-    """Join the process group torchrun describes (NCCL on the LOCAL_RANK GPU, gloo on CPU); no-op outside torchrun
-    or when already joined. `timeout_s` bounds every collective, so a dead rank ends the job instead of a hang."""
+    """Join the process group torchrun (or an `srun` step, read as torchrun's variables) describes (NCCL on the
+    LOCAL_RANK GPU, gloo on CPU); no-op for a process started alone or when already joined. `timeout_s` bounds every
+    collective, so a dead rank ends the job instead of a hang."""
+    launch.adopt_srun_step()
     if not launched_by_torchrun() or dist.is_initialized():
         return
     if on_cuda:

@@ -22,7 +22,7 @@ from ..errors import DataError, UsageError
 from ..methods import build_method
 from .grid import Run, build_grid, needed_data, parse_families, parse_seeds, record_grid
 from .report import write_report
-from .runner import run_local, submit_slurm, visible_gpus
+from .runner import run_local, slurm_parameters, submit_slurm, visible_gpus
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,7 +51,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "under --launcher slurm); the results equal one process's (data.batch_size stays the "
                         "global batch). Without CUDA: K processes sharing the CPU")
     p.add_argument("--slurm-partition")
+    p.add_argument("--slurm-account", help="Slurm account (sbatch --account) the runs are charged to")
+    p.add_argument("--slurm-qos", help="Slurm quality of service (sbatch --qos)")
+    p.add_argument("--slurm-mem", metavar="MEM", help="memory per node, e.g. 64G (sbatch --mem)")
+    p.add_argument("--slurm-cpus-per-task", type=int, default=8, metavar="N",
+                   help="CPU cores per task, one task per GPU (sbatch --cpus-per-task; default 8)")
+    p.add_argument("--slurm-gres", metavar="GRES", help="generic resources, e.g. gpu:a100:1 (sbatch --gres)")
     p.add_argument("--slurm-timeout-min", type=int, default=24 * 60)
+    p.add_argument("--slurm-param", action="append", default=[], metavar="KEY=VALUE", dest="slurm_params",
+                   help="any other parameter of submitit's SlurmExecutor (repeatable), e.g. constraint=a100, "
+                        "exclusive=true, additional_parameters={reservation: r1}")
     p.add_argument("--report", metavar="DIR", help="only (re)write the report of the grid folder DIR")
     p.add_argument("--quiet", action="store_true", help="no progress display")
 
@@ -80,6 +89,12 @@ def run(args: argparse.Namespace) -> int:
     runs = build_grid(parse_families(args.family), seeds=parse_seeds(args.seeds), out=out, data_root=args.data_root,
                       scale=args.scale, epochs=args.epochs, datasets=args.dataset, archs=args.arch, only=args.only,
                       extra_overrides=tuple(args.overrides))
+    slurm = None
+    if args.launcher == "slurm":  # checked before the grid is recorded or anything is submitted
+        slurm = slurm_parameters(n_runs=len(runs), gpus_per_run=args.gpus_per_run, timeout_min=args.slurm_timeout_min,
+                                 cpus_per_task=args.slurm_cpus_per_task, partition=args.slurm_partition,
+                                 account=args.slurm_account, qos=args.slurm_qos, mem=args.slurm_mem,
+                                 gres=args.slurm_gres, extra=args.slurm_params)
     needed = needed_data(runs)
     if args.dry_run:
         dry_run(runs, probe_steps=args.probe_steps)
@@ -93,9 +108,8 @@ def run(args: argparse.Namespace) -> int:
     if problems:  # before anything runs or is submitted: every run would fail on it
         raise DataError("\n".join(f"{problem} (or add --download)" for problem in problems))
     record_grid(out, runs)
-    if args.launcher == "slurm":
-        jobs = submit_slurm(runs, out / "slurm", partition=args.slurm_partition, timeout_min=args.slurm_timeout_min,
-                            gpus_per_run=args.gpus_per_run)
+    if slurm is not None:
+        jobs = submit_slurm(runs, out / "slurm", parameters=slurm, gpus_per_run=args.gpus_per_run)
         print(f"submitted {len(jobs)} runs as Slurm job array {jobs[0].job_id.split('_')[0]}; logs in {out / 'slurm'}; "
               f"when they end: fastkd reproduce --report {out}")
         return 0

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,9 +15,10 @@ import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Iterable, Literal
 
 import torch
+import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..engine import distributed
@@ -247,10 +250,73 @@ def run_one_distributed(run: Run) -> Outcome:
         distributed.teardown()
 
 
-def submit_slurm(runs: list[Run], folder: Path, *, executor=None, partition: str | None = None,
-                 timeout_min: int = 24 * 60, gpus_per_run: int = 1):
+SLURM_FLAG_PARAMETERS = {"partition": "--slurm-partition", "account": "--slurm-account", "qos": "--slurm-qos",
+                         "mem": "--slurm-mem", "cpus_per_task": "--slurm-cpus-per-task", "gres": "--slurm-gres",
+                         "time": "--slurm-timeout-min"}
+"""submitit SlurmExecutor parameters that have their own `fastkd reproduce` flag (not taken by --slurm-param)."""
+
+SLURM_DERIVED_PARAMETERS = {"gpus_per_node": "--gpus-per-run", "ntasks_per_node": "--gpus-per-run",
+                            "array_parallelism": "the number of runs"}
+"""submitit SlurmExecutor parameters fastkd sets from the grid itself (not taken by --slurm-param)."""
+
+
+def slurm_parameters(*, n_runs: int, gpus_per_run: int = 1, timeout_min: int = 24 * 60, cpus_per_task: int = 8,
+                     partition: str | None = None, account: str | None = None, qos: str | None = None,
+                     mem: str | None = None, gres: str | None = None, extra: Iterable[str] = ()) -> dict[str, Any]:
+    """The submitit SlurmExecutor parameters of a grid's job array: one task per GPU of a run, the flags' values,
+    and `extra` (`KEY=VALUE` strings, the value read as YAML: `exclusive=true`, `nodes=2`) checked against
+    submitit's parameter names, so a typo is one line here rather than an sbatch error after the grid is recorded."""
+    if timeout_min < 1:
+        raise UsageError(f"--slurm-timeout-min {timeout_min}: expected a whole number of minutes >= 1")
+    if cpus_per_task < 1:
+        raise UsageError(f"--slurm-cpus-per-task {cpus_per_task}: expected a whole number >= 1")
+    if mem is not None and not re.fullmatch(r"[0-9]+[KMGT]?", mem, flags=re.IGNORECASE):
+        raise UsageError(f"--slurm-mem {mem}: expected Slurm's memory per node, a whole number with an optional "
+                         "unit K, M, G or T (e.g. 64G; no unit: megabytes)")
+    parameters: dict[str, Any] = {"gpus_per_node": gpus_per_run, "ntasks_per_node": gpus_per_run,
+                                  "cpus_per_task": cpus_per_task, "time": timeout_min, "array_parallelism": n_runs}
+    flags = {"partition": partition, "account": account, "qos": qos, "mem": mem, "gres": gres}
+    parameters.update({key: value for key, value in flags.items() if value is not None})
+    for item in extra:
+        key, value = _slurm_param(item)
+        parameters[key] = value
+    return parameters
+
+
+def _slurm_param(item: str) -> tuple[str, Any]:
+    """One `--slurm-param KEY=VALUE` as (submitit parameter, value), or a one-line UsageError."""
+    key, sep, text = item.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key:
+        raise UsageError(f"--slurm-param {item}: expected KEY=VALUE, e.g. --slurm-param constraint=a100")
+    if key in SLURM_FLAG_PARAMETERS:
+        raise UsageError(f"--slurm-param {item}: {key} has its own flag, {SLURM_FLAG_PARAMETERS[key]}")
+    if key in SLURM_DERIVED_PARAMETERS:
+        raise UsageError(f"--slurm-param {item}: fastkd sets {key} from {SLURM_DERIVED_PARAMETERS[key]}")
+    known = sorted(_submitit_slurm_parameters() - SLURM_FLAG_PARAMETERS.keys() - SLURM_DERIVED_PARAMETERS.keys())
+    if key not in known:
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"did you mean {close[0]}?" if close else "one of " + ", ".join(known)
+        raise UsageError(f"--slurm-param {item}: submitit's SlurmExecutor has no parameter {key}; {hint}")
+    try:
+        return key, yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise UsageError(f"--slurm-param {item}: the value is not a YAML scalar, list or mapping") from None
+
+
+def _submitit_slurm_parameters() -> set[str]:
+    try:
+        from submitit.slurm.slurm import SlurmExecutor
+    except ImportError:
+        raise UsageError("--launcher slurm needs submitit: pip install 'fastkd[slurm]'") from None
+    return set(SlurmExecutor._valid_parameters())
+
+
+def submit_slurm(runs: list[Run], folder: Path, *, executor=None, parameters: dict[str, Any] | None = None,
+                 gpus_per_run: int = 1):
     """Submit the runs as one Slurm job array through submitit, each task calling `run_one` (with K > 1 GPUs per
-    run: K tasks per run, one per GPU, calling `run_one_distributed`); returns the jobs. `executor` replaces the
+    run: K tasks per run, one per GPU, calling `run_one_distributed`); returns the jobs. `parameters` are the
+    SlurmExecutor's (`slurm_parameters`; default: its defaults for `gpus_per_run`). `executor` replaces the
     Slurm one (tests pass submitit's LocalExecutor with tasks_per_node=K: the same pickled entry, local
     processes)."""
     try:
@@ -262,7 +328,5 @@ def submit_slurm(runs: list[Run], folder: Path, *, executor=None, partition: str
             raise UsageError("--launcher slurm: no Slurm here (sbatch not found on PATH); submit from a cluster "
                              "login node, or use --launcher local")
         executor = submitit.SlurmExecutor(folder=folder)
-        executor.update_parameters(gpus_per_node=gpus_per_run, ntasks_per_node=gpus_per_run, cpus_per_task=8,
-                                   time=timeout_min, array_parallelism=len(runs),
-                                   **({"partition": partition} if partition else {}))
+        executor.update_parameters(**(parameters or slurm_parameters(n_runs=len(runs), gpus_per_run=gpus_per_run)))
     return executor.map_array(run_one if gpus_per_run == 1 else run_one_distributed, runs)

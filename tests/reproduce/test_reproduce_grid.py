@@ -14,7 +14,7 @@ from PIL import Image
 
 from fastkd.cli import main
 from fastkd.reproduce.grid import VIT_SMOKE_OVERRIDES, build_grid, load_grid
-from fastkd.reproduce.runner import run_one, submit_slurm
+from fastkd.reproduce.runner import run_one, slurm_parameters, submit_slurm
 
 TINY = ["--set", "model.downsample_factor=1024", "model.student_downsample_factor=1024", "data.batch_size=128",
         "train.device=cpu"]
@@ -105,6 +105,21 @@ def test_slurm_path_runs_the_same_entry_through_submitit(tmp_path):
     assert run_one(runs[0]).status == "skipped"
 
 
+def test_slurm_flags_and_params_reach_the_sbatch_script(tmp_path):
+    slurm = pytest.importorskip("submitit.slurm.slurm")
+    parameters = slurm_parameters(n_runs=6, gpus_per_run=2, timeout_min=90, cpus_per_task=12, partition="gpu",
+                                  account="proj42", qos="high", mem="64G", gres="gpu:a100:2",
+                                  extra=["constraint=a100", "mail-type=END", "exclusive=true",
+                                         "additional_parameters={reservation: r1}"])
+    script = slurm._make_sbatch_string(command="true", folder=tmp_path, map_count=6, **parameters)
+    for line in ("--account=proj42", "--qos=high", "--mem=64G", "--cpus-per-task=12", "--gres=gpu:a100:2",
+                 "--partition=gpu", "--time=90", "--gpus-per-node=2", "--ntasks-per-node=2", "--constraint=a100",
+                 "--mail-type=END", "--exclusive", "--reservation=r1", "--array=0-5%6"):
+        assert f"#SBATCH {line}" in script.splitlines(), line
+    default = slurm_parameters(n_runs=1)
+    assert default["cpus_per_task"] == 8 and "account" not in default
+
+
 def test_dry_run_lists_every_paper_run_with_its_plan(capsys):
     assert main(["reproduce", "all", "--dry-run", "--probe-steps", "0", "--seeds", "0,1,2"]) == 0
     printed = capsys.readouterr().out
@@ -154,6 +169,17 @@ def test_dry_run_estimates_from_a_probe(capsys):
     (["reproduce", "all", "--arch", "resnet34", "--dry-run"], "--arch resnet34"),
     (["reproduce", "ema", "--only", "nothing*", "--dry-run"], "no paper experiment matches"),
     (["reproduce", "all", "--gpus-per-run", "0"], "--gpus-per-run 0: expected a whole number >= 1"),
+    (["reproduce", "ema", "--launcher", "slurm", "--slurm-param", "constrant=a100", "--dry-run"],
+     "no parameter constrant; did you mean constraint?"),
+    (["reproduce", "ema", "--launcher", "slurm", "--slurm-param", "account=a", "--dry-run"],
+     "account has its own flag, --slurm-account"),
+    (["reproduce", "ema", "--launcher", "slurm", "--slurm-param", "gpus_per_node=2", "--dry-run"],
+     "fastkd sets gpus_per_node from --gpus-per-run"),
+    (["reproduce", "ema", "--launcher", "slurm", "--slurm-param", "nodes", "--dry-run"], "expected KEY=VALUE"),
+    (["reproduce", "ema", "--launcher", "slurm", "--slurm-param", "comment=[", "--dry-run"], "not a YAML"),
+    (["reproduce", "ema", "--launcher", "slurm", "--slurm-mem", "lots", "--dry-run"], "--slurm-mem lots: expected"),
+    (["reproduce", "ema", "--launcher", "slurm", "--slurm-cpus-per-task", "0", "--dry-run"],
+     "--slurm-cpus-per-task 0: expected a whole number >= 1"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, message, capsys):
     assert main(argv) == 2
