@@ -33,13 +33,27 @@ def _assert_pixels_equal(got: torch.Tensor, expected: torch.Tensor) -> None:
     assert diff.max() == 0, f"{int((diff > 0).sum())} pixels differ, worst by {int(diff.max())} grey levels"
 
 
+# Ops that sample bilinearly: their float32 weights go through grid_sample's SIMD kernels, whose summation order
+# depends on the CPU and on the batch shape (a batch here, one image in torchvision), so a value sitting on .5
+# may round either way. Stated bound: one grey level, in at most 1 pixel in 1,000.
+BILINEAR_AUTOAUGMENT_OPS = {"shear_x", "shear_y"}
+BILINEAR_RANDAUGMENT_OPS = {"rotate", "shear_x", "shear_y", "translate_x", "translate_y"}
+
+
+def _assert_pixels_within_rounding(got: torch.Tensor, expected: torch.Tensor) -> None:
+    diff = (got.int() - expected.int()).abs()
+    differing = int((diff > 0).sum())
+    assert diff.max() <= 1 and differing <= diff.numel() // 1000, (
+        f"{differing} pixels differ, worst by {int(diff.max())} grey levels")
+
+
 @pytest.mark.parametrize("op", OPS)
 def test_autoaugment_op_matches_torchvision(images, op):
     values = _op_values(op)
     params = torch.tensor([values[i % len(values)] for i in range(len(images))], dtype=torch.float64)
     got = _AUTOAUGMENT_OPS[op](images.clone(), params)
     expected = torch.stack([autoaugment_op(image, op, float(v)) for image, v in zip(images, params)])
-    _assert_pixels_equal(got, expected)
+    (_assert_pixels_within_rounding if op in BILINEAR_AUTOAUGMENT_OPS else _assert_pixels_equal)(got, expected)
 
 
 @pytest.mark.parametrize("op", RANDAUGMENT_OPS)
@@ -52,7 +66,7 @@ def test_randaugment_op_matches_torchvision(images, op):
     values = randaugment_parameters(op_ids, magnitudes, signs, SIZE, SIZE)
     got = randaugment_ops(fill)[op](images.clone(), values)
     expected = torch.stack([randaugment_op(image, op, float(v), list(fill)) for image, v in zip(images, values)])
-    _assert_pixels_equal(got, expected)
+    (_assert_pixels_within_rounding if op in BILINEAR_RANDAUGMENT_OPS else _assert_pixels_equal)(got, expected)
 
 
 @pytest.mark.parametrize("fill", (0, 128))

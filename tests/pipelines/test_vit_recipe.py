@@ -178,15 +178,15 @@ def test_trainer_builds_the_vit_pipelines_at_the_configured_size(tmp_path, augme
 
     cfg = load_config(None, [
         "name=vit", f"output_dir={tmp_path}", "method=vit_base", "model.student=deit_tiny", "data.dataset=digits",
-        "data.image_size=24", "data.batch_size=100", "data.drop_last=true", f"data.augment={augment}",
+        "data.image_size=32", "data.batch_size=100", "data.drop_last=true", f"data.augment={augment}",
         "vit.model_args={depth: 1, embed_dim: 32, num_heads: 2}", "optim.name=adamw", "train.device=cpu",
         "train.progress=false", "train.tensorboard=false"])
     trainer = Trainer(cfg, tmp_path / "vit", quiet=True)
-    assert trainer.test_pipe.recipe == get_recipe("vit_test", 24)
-    assert trainer.train_pipe.recipe == (get_recipe("vit", 24) if augment == "default" else get_recipe("vit_test", 24))
+    assert trainer.test_pipe.recipe == get_recipe("vit_test", 32)
+    assert trainer.train_pipe.recipe == (get_recipe("vit", 32) if augment == "default" else get_recipe("vit_test", 32))
     assert len(trainer.sampler) == len(trainer.train_set) // 100  # drop_last: the partial batch is dropped
     images, _ = trainer.train_pipe(trainer.sampler.batch(0, 0), trainer.sampler.batch_seed(0, 0))
-    assert images.shape == (100, 3, 24, 24)
+    assert images.shape == (100, 3, 32, 32)
 
 
 def test_sorted_class_order_skips_non_wnid_folders_and_names_unknown_val_classes(tmp_path):
