@@ -32,7 +32,7 @@ def engine(tmp_path_factory):
     root = write_synthetic_cifar100(tmp / "data", BATCH * ITERS, 16)
     cfg = fastkd_config(BENCH_METHODS["spaced_online_kd"], Scale(BATCH, BATCH * ITERS, WIDTH_DIVISOR), "cpu", root,
                         tmp / "runs", epochs=1000)
-    trainer = Trainer(cfg, tmp / "runs" / "engine", quiet=True, checkpoints=False)
+    trainer = Trainer(cfg, tmp / "runs" / "engine", quiet=True)
     return root, trainer, FastkdRounds(trainer, ITERS)
 
 

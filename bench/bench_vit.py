@@ -33,7 +33,7 @@ def engine(tmp_path_factory):
     root = write_synthetic_cifar100(tmp / "data", BATCH, 16)
     cfg = fastkd_config(VIT_BASE, Scale(BATCH, BATCH, image_size=IMAGE_SIZE), "cpu", root, tmp / "runs",
                         epochs=1000)
-    trainer = Trainer(cfg, tmp / "runs" / "engine", quiet=True, checkpoints=False)
+    trainer = Trainer(cfg, tmp / "runs" / "engine", quiet=True)
     return root, trainer
 
 

@@ -156,7 +156,7 @@ def bench_method(method: BenchMethod, preset: Preset, rounds: int, workdir: Path
         write_synthetic_cifar100(data_root, scale.train_images, preset.test_images)
     epochs = preset.warmup_rounds + rounds + 3
     cfg = fastkd_config(method, scale, preset.device, data_root, workdir / "runs", epochs)
-    trainer = Trainer(cfg, workdir / "runs" / method.name, quiet=True, checkpoints=False)
+    trainer = Trainer(cfg, workdir / "runs" / method.name, quiet=True)
     fast = FastkdRounds(trainer, scale.iters_per_epoch)
     reference = build_reference(method.name, trainer, data_root, workers=preset.workers,
                                 persistent_workers=preset.persistent_workers)
@@ -190,7 +190,7 @@ def bench_method(method: BenchMethod, preset: Preset, rounds: int, workdir: Path
     progress.update(1)
 
     if method.has_replay_buffer:
-        fastkd.replay_buffer_peak_bytes = trainer.replay_peak_bytes
+        fastkd.replay_buffer_peak_bytes = trainer.method.replay_peak_bytes()
         ref.replay_buffer_peak_bytes = reference.buffer_peak_bytes
     ratios = [f / r for f, r in zip(fastkd.images_per_s, ref.images_per_s)]
     seconds_per_round = scale.train_images / fastkd.median
@@ -212,8 +212,7 @@ def _eager_twin_flops(method: BenchMethod, scale: Scale, preset: Preset, data_ro
                       epochs: int) -> float:
     """FLOPs of one round counted on an eager copy of the run: torch.compile hides ops from FlopCounterMode."""
     cfg = fastkd_config(method, scale, preset.device, data_root, workdir / "runs-eager", epochs, ["train.compile=off"])
-    twin = FastkdRounds(Trainer(cfg, workdir / "runs-eager" / method.name, quiet=True, checkpoints=False),
-                        scale.iters_per_epoch)
+    twin = FastkdRounds(Trainer(cfg, workdir / "runs-eager" / method.name, quiet=True), scale.iters_per_epoch)
     return count_flops(twin.train_epoch)
 
 
