@@ -3,8 +3,8 @@
 Both sides start from the same weights and draw the same augmented batches from the same device-resident pipeline;
 one interval = I = L teacher steps, then L student replay steps against fresh no-grad train-mode teacher targets
 (docs/semantics.md §5.1). The plain loop is what a careful user would write by hand: the eager KD loss
-(`kd_loss(impl="reference")`, the reference's unfused ops), foreach SGD, channels_last like the engine, no logging and no
-host syncs; its settings are the engine's config. The ratio of the two is the engine's overhead
+(`kd_loss(impl="reference")`, the reference's unfused ops), foreach SGD, channels_last like the engine, no logging
+and no host syncs; its settings are the engine's config. The ratio of the two is the engine's overhead
 (scheduling, replay log, fused-loss dispatch, device-side metrics, epoch bookkeeping).
 """
 
