@@ -2,8 +2,9 @@
 
 Both sides start from the same weights and draw the same augmented batches from the same device-resident pipeline;
 one interval = I = L teacher steps, then L student replay steps against fresh no-grad train-mode teacher targets
-(docs/semantics.md §5.1). The plain loop is what a careful user would write by hand: the reference's unfused loss ops,
-foreach SGD, channels_last like the engine, no logging and no host syncs. The ratio of the two is the engine's overhead
+(docs/semantics.md §5.1). The plain loop is what a careful user would write by hand: the eager KD loss
+(`kd_loss(impl="reference")`, the reference's unfused ops), foreach SGD, channels_last like the engine, no logging
+and no host syncs; its settings are the engine's config. The ratio of the two is the engine's overhead
 (scheduling, replay log, fused-loss dispatch, device-side metrics, epoch bookkeeping).
 """
 
@@ -18,11 +19,11 @@ import torch.nn.functional as F
 from fastkd.bench import BENCH_METHODS, FastkdRounds, Scale, fastkd_config, write_synthetic_cifar100
 from fastkd.data import EpochSampler, load_dataset
 from fastkd.engine.trainer import Trainer
+from fastkd.kernels import kd_loss
 from fastkd.pipelines import build_pipeline, get_recipe
 
 BATCH, ITERS, WIDTH_DIVISOR = 32, 4, 16.0
 GROUP = f"spaced online KD interval, CPU, batch {BATCH} x {ITERS}, ResNet-18 width/4"
-T, ALPHA, BETA = 3.0, 0.3, 0.03
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def engine(tmp_path_factory):
     root = write_synthetic_cifar100(tmp / "data", BATCH * ITERS, 16)
     cfg = fastkd_config(BENCH_METHODS["spaced_online_kd"], Scale(BATCH, BATCH * ITERS, WIDTH_DIVISOR), "cpu", root,
                         tmp / "runs", epochs=1000)
-    trainer = Trainer(cfg, tmp / "runs" / "engine", quiet=True, checkpoints=False)
+    trainer = Trainer(cfg, tmp / "runs" / "engine", quiet=True)
     return root, trainer, FastkdRounds(trainer, ITERS)
 
 
@@ -44,7 +45,8 @@ def plain_interval(engine):
     sampler = EpochSampler(len(train), BATCH, seed=0)
     teacher = copy.deepcopy(trainer.learners["teacher"].model)
     student = copy.deepcopy(trainer.learners["student"].model)
-    sgd = dict(lr=0.01, momentum=0.9, weight_decay=5e-4, foreach=True)
+    kd, optim = trainer.cfg.kd, trainer.cfg.optim
+    sgd = dict(lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay, foreach=True)
     opt_t, opt_s = torch.optim.SGD(teacher.parameters(), **sgd), torch.optim.SGD(student.parameters(), **sgd)
     epoch = [0]
 
@@ -61,8 +63,8 @@ def plain_interval(engine):
             with torch.no_grad():
                 feature_t, logits_t = teacher(x)
             feature_s, logits_s = student(x)
-            soft = F.kl_div(F.softmax(logits_s / T, 1), F.softmax(logits_t / T, 1), reduction="batchmean")
-            loss = (1 - ALPHA) * F.cross_entropy(logits_s, y) + ALPHA * soft + BETA * torch.dist(feature_s, feature_t)
+            loss = kd_loss(logits_s, logits_t, y, temperature=kd.temperature, alpha=kd.alpha, soft="reference_prob_kl",
+                           impl="reference").total + kd.beta * torch.dist(feature_s, feature_t)
             opt_s.zero_grad(set_to_none=True)
             loss.backward()
             opt_s.step()

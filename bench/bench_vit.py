@@ -10,21 +10,22 @@ one-hot helper's assert, soft-target CE, AdamW with the same groups, top-1/top-5
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 
 import pytest
 import torch
 
-from fastkd.bench import BenchMethod, FastkdRounds, Scale, fastkd_config, write_synthetic_cifar100
+from fastkd.bench import BENCH_METHODS, FastkdRounds, Scale, fastkd_config, write_synthetic_cifar100
 from fastkd.bench.reference_style.vit import (reference_adamw, soft_target_cross_entropy, topk_errors,
                                               vit_train_loader)
 from fastkd.engine.trainer import Trainer
 
 BATCH, IMAGE_SIZE, NUM_CLASSES = 16, 32, 100
 GROUP = f"DeiT-Ti training step, CPU, batch {BATCH}, {IMAGE_SIZE} px"
-VIT_BASE = BenchMethod("vit_base", "vit/pycls/core/trainer.py (DeiT-Ti base)", "DeiT-Ti, no KD", lambda scale: [
-    "method=vit_base", "model.student=deit_tiny", f"data.image_size={scale.image_size}", "data.drop_last=true",
-    "optim.name=adamw", "optim.lr=5e-4", "optim.weight_decay=0.05", "optim.schedule=warmup_cosine"], False)
+VIT_BASE = dataclasses.replace(BENCH_METHODS["vit_spaced_kd"], name="vit_base", setting="DeiT-Ti, no KD", section={},
+                               reference_script="vit/pycls/core/trainer.py (DeiT-Ti base)")
+"""The ViT row's student, optimizer and data settings without its KD (vit_base takes no vit.* spacing)."""
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def engine(tmp_path_factory):
     root = write_synthetic_cifar100(tmp / "data", BATCH, 16)
     cfg = fastkd_config(VIT_BASE, Scale(BATCH, BATCH, image_size=IMAGE_SIZE), "cpu", root, tmp / "runs",
                         epochs=1000)
-    trainer = Trainer(cfg, tmp / "runs" / "engine", quiet=True, checkpoints=False)
+    trainer = Trainer(cfg, tmp / "runs" / "engine", quiet=True)
     return root, trainer
 
 
@@ -41,7 +42,8 @@ def engine(tmp_path_factory):
 def reference_step(engine):
     root, trainer = engine
     model = copy.deepcopy(trainer.learners["student"].model).train()
-    optimizer = reference_adamw({"": model}, lr=5e-4, weight_decay=0.05, betas=(0.9, 0.999), eps=1e-8)
+    o = trainer.cfg.optim
+    optimizer = reference_adamw({"": model}, lr=o.lr, weight_decay=o.weight_decay, betas=tuple(o.betas), eps=o.eps)
     loader = vit_train_loader(root, IMAGE_SIZE, BATCH, num_workers=0)
     batches = (batch for _ in itertools.count() for batch in loader)  # a fresh pass (new augmentations) per epoch
 

@@ -3,7 +3,9 @@
 Layering follows Liger-Kernel's cross-entropy: backends (`_kd_twin` on CPU, `_kd_triton` on GPU) return per-row
 terms and the already-scaled student gradient; one `autograd.Function` stores that gradient and only rescales it
 in backward; `kd_loss` / `cross_entropy` validate arguments and dispatch. `impl="reference"` is the unfused torch
-op sequence of the reference code, kept for benchmarks and as a readable statement of the semantics.
+op sequence of the reference code: fastkd's one eager KD loss, a readable statement of the semantics that
+tests/kernels checks against the float64 oracle and the benchmarks (fastkd/bench/kernels.py, bench/) time as the
+baseline of the fused backends.
 """
 
 from __future__ import annotations

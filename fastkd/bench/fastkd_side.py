@@ -11,19 +11,19 @@ from .presets import BenchMethod, Scale
 
 def fastkd_config(method: BenchMethod, scale: Scale, device: str, data_root: Path, output_dir: Path, epochs: int,
                   extra: list[str] = ()):
-    """The fastkd side: reference semantics, default fast path for the device, no evaluation, no progress bar."""
+    """The fastkd side: reference semantics, default fast path for the device, no evaluation, no progress bar, no
+    checkpoints (the reference loops write none)."""
     return load_config(None, [
         f"name={method.name}", f"output_dir={output_dir}", "semantics=reference", "seed=0",
         "data.dataset=cifar100", f"data.root={data_root}", f"data.batch_size={scale.batch_size}",
         f"train.device={device}", f"train.epochs={epochs}", f"train.eval_every={epochs + 1}",
-        "train.progress=false", "train.tensorboard=false",
+        "train.progress=false", "train.tensorboard=false", "train.checkpoints=false",
         *method.fastkd_overrides(scale), *extra,
     ])
 
 
 class FastkdRounds:
-    """Drives a Trainer one epoch at a time through `fit(max_steps=...)`; the Trainer is built without checkpoints
-    (the reference writes none)."""
+    """Drives a Trainer one epoch at a time through `fit(max_steps=...)`."""
 
     def __init__(self, trainer: Trainer, iters_per_epoch: int):
         self.trainer = trainer

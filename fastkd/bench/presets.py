@@ -1,11 +1,13 @@
 """What `fastkd bench` runs: presets (sizes per method, rounds, ceiling settings) and the method table (each
-row's fastkd overrides and the reference script it is measured against)."""
+row's settings and the reference script it is measured against; what each method is comes from the method
+registry, fastkd.config.methods)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
+from ..config.methods import MethodSpec, get_method
 from ..errors import UsageError
 
 NUM_CLASSES = 100
@@ -109,9 +111,93 @@ class Preset:
     """Sizes of `--reference-repo` (None: the preset has none)."""
 
 
+# ========================================================================================= method table
+# The settings of each row (the reference scripts' README values), by config key; the baselines read them back from
+# the resolved fastkd config, so both sides always run the same setting.
+ONLINE_KD = dict(temperature=3.0, alpha=0.3, beta=0.03)
+"""online_KD/train_space.py's kd section (the kernel micro-benchmarks use its T and alpha)."""
+SGD = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
+SPACED_ONLINE_KD_RATE = 1.0
+SELF_KD = dict(interval=1.0, temperature=3.0, alpha=0.3, beta=0.03)
+"""self_KD/train.py: kd.alpha and kd.beta are its loss_coefficient (lambda) and feature_loss_coefficient (mu)."""
+EMA = dict(interval=0.1, decay=0.999)
+DROPOUT = dict(op="standard", rate=0.5, space=1.0)
+"""SpacedDropout = inverted dropout (`dropout.op=standard`) at the sine rate."""
+VIT = dict(interval=1.0, logit_weight=0.5, temperature=1.0)
+"""The reference's DeiT-Ti space_1_0 config (DISTILLATION.LOGIT_WEIGHT, LOGIT_TEMP)."""
+ADAMW = dict(name="adamw", lr=5e-4, weight_decay=0.05, schedule="warmup_cosine")
+"""The pycls trainer's optimizer (OPTIM.BASE_LR, WEIGHT_DECAY): AdamW with warm-up cosine per epoch."""
+
+
+@dataclass(frozen=True)
+class BenchMethod:
+    """One row of the suite: a fastkd method, its reference script and the setting both sides run. What the method
+    is (its config section, its unspaced twin, whether it trains a teacher, CNN or ViT) is its MethodSpec in the
+    method table (fastkd.config.methods); the row holds only the settings."""
+
+    name: str
+    """The fastkd method name (`method:` in a config)."""
+    reference_script: str
+    setting: str
+    section: dict[str, Any]
+    """Keys of the method's own config section (MethodSpec.section) and their values."""
+    optim: dict[str, Any]
+    """optim.* keys and their values."""
+    extra: tuple[str, ...] = ()
+    """Further overrides (the ViT's student architecture and drop_last)."""
+    has_replay_buffer: bool = False
+    """Both sides keep a replay buffer, whose peak size the row reports."""
+
+    @property
+    def spec(self) -> MethodSpec:
+        return get_method(self.name)
+
+    def fastkd_overrides(self, scale: Scale) -> list[str]:
+        """The row's config overrides at `scale`: method, extra, section, optimizer, then the size (a CNN method's
+        nets at the scale's width divisor, the teacher's too when it has one; a ViT's image size and depth)."""
+        spec = self.spec
+        if spec.family == "vit_kd":
+            size = [f"data.image_size={scale.image_size}"]
+            size += [] if scale.depth is None else [f"vit.model_args={{depth: {scale.depth}}}"]
+        else:
+            teacher = ["downsample_factor"] if "downsample_factor" in spec.model_keys else []
+            size = [f"model.{key}={scale.width_divisor}" for key in (*teacher, "student_downsample_factor")]
+        return [f"method={self.name}", *self.extra, *_assignments(spec.section, self.section),
+                *_assignments("optim", self.optim), *size]
+
+    def unspaced_twin(self, setting: str) -> BenchMethod:
+        """The row of the method's unspaced twin (MethodSpec.unspaced): the same script and settings at spacing 0."""
+        spec = self.spec
+        spacing = spec.spacing.removeprefix(f"{spec.section}.")
+        return replace(self, name=spec.unspaced, setting=setting, section={**self.section, spacing: 0.0})
+
+
+def _assignments(section: str, values: dict[str, Any]) -> list[str]:
+    """`section.key=value` overrides, booleans as YAML's true/false."""
+    return [f"{section}.{key}={str(value).lower() if isinstance(value, bool) else value}"
+            for key, value in values.items()]
+
+
+_SPACED_ONLINE_KD = BenchMethod("spaced_online_kd", "online_KD/train_space.py", f"s = {SPACED_ONLINE_KD_RATE} (I = L)",
+                                {"interval": SPACED_ONLINE_KD_RATE, **ONLINE_KD}, SGD, has_replay_buffer=True)
+BENCH_METHODS: dict[str, BenchMethod] = {m.name: m for m in (
+    _SPACED_ONLINE_KD,
+    _SPACED_ONLINE_KD.unspaced_twin("s = 0 (online)"),
+    BenchMethod("spaced_self_kd", "self_KD/train.py", f"s = {SELF_KD['interval']} (I = L)", SELF_KD,
+                {"lr": SGD["lr"]}, has_replay_buffer=True),
+    BenchMethod("spaced_ema", "online_KD/train_EMA.py", f"s = {EMA['interval']}, d = {EMA['decay']}", EMA,
+                {"lr": SGD["lr"]}),
+    BenchMethod("spaced_dropout", "dropout/train.py",
+                f"SpacedDropout p = {DROPOUT['rate']}, space = {DROPOUT['space']}", DROPOUT,
+                {"lr": SGD["lr"], "nesterov": True}),  # nesterov SGD as dropout/train.py
+    BenchMethod("vit_spaced_kd", "vit/pycls/core/trainer.py (DeiT-Ti space_1_0)", f"DeiT-Ti, s = {VIT['interval']}",
+                VIT, ADAMW, extra=("model.student=deit_tiny", "data.drop_last=true")),
+)}
+
+
 def _same_scale(scale: Scale, **overrides: Scale) -> dict[str, Scale]:
-    scales = {name: scale for name in ("spaced_online_kd", "online_kd", "spaced_self_kd", "spaced_ema",
-                                       "spaced_dropout")}
+    """`scale` for every CNN row (the ViT rows' scales are overrides: they have an image size), then `overrides`."""
+    scales = {name: scale for name, row in BENCH_METHODS.items() if row.spec.family != "vit_kd"}
     scales.update(overrides)
     return scales
 
@@ -173,79 +259,3 @@ PRESETS: dict[str, Preset] = {
                              iterations=4, rounds=1, warmup_rounds=0, vit_image_size=32),
     ),
 }
-
-
-# ========================================================================================= method table
-@dataclass(frozen=True)
-class BenchMethod:
-    """One row of the suite: a fastkd method, its reference script and the setting both sides run."""
-
-    name: str
-    """The fastkd method name (`method:` in a config)."""
-    reference_script: str
-    setting: str
-    fastkd_overrides: Callable[[Scale], list[str]]
-    has_replay_buffer: bool
-
-
-# The settings of each row (the reference scripts' README values); the baselines read them back from the resolved
-# fastkd config, so both sides always run the same setting.
-ONLINE_KD = dict(lr=0.01, momentum=0.9, weight_decay=5e-4, temperature=3.0, alpha=0.3, beta=0.03)
-SELF_KD = dict(interval=1.0, lr=0.01, temperature=3.0, lam=0.3, mu=0.03)
-EMA = dict(interval=0.1, decay=0.999, lr=0.01)
-DROPOUT = dict(drop=0.5, space=1.0, lr=0.01)
-SPACED_ONLINE_KD_RATE = 1.0
-VIT = dict(interval=1.0, lr=5e-4, weight_decay=0.05, logit_weight=0.5, temperature=1.0)
-"""The reference's DeiT-Ti space_1_0 config (OPTIM.BASE_LR, WEIGHT_DECAY; DISTILLATION.LOGIT_WEIGHT, LOGIT_TEMP)."""
-
-
-def _online_kd_overrides(method: str, rate: float) -> Callable[[Scale], list[str]]:
-    def overrides(scale: Scale) -> list[str]:
-        return [f"method={method}", f"kd.interval={rate}", f"kd.temperature={ONLINE_KD['temperature']}",
-                f"kd.alpha={ONLINE_KD['alpha']}", f"kd.beta={ONLINE_KD['beta']}", f"optim.lr={ONLINE_KD['lr']}",
-                f"optim.momentum={ONLINE_KD['momentum']}", f"optim.weight_decay={ONLINE_KD['weight_decay']}",
-                f"model.downsample_factor={scale.width_divisor}",
-                f"model.student_downsample_factor={scale.width_divisor}"]
-    return overrides
-
-
-def _self_kd_overrides(scale: Scale) -> list[str]:
-    return ["method=spaced_self_kd", f"kd.interval={SELF_KD['interval']}",
-            f"kd.temperature={SELF_KD['temperature']}", f"kd.alpha={SELF_KD['lam']}", f"kd.beta={SELF_KD['mu']}",
-            f"optim.lr={SELF_KD['lr']}", f"model.student_downsample_factor={scale.width_divisor}"]
-
-
-def _ema_overrides(scale: Scale) -> list[str]:
-    return ["method=spaced_ema", f"ema.interval={EMA['interval']}", f"ema.decay={EMA['decay']}",
-            f"optim.lr={EMA['lr']}", f"model.student_downsample_factor={scale.width_divisor}"]
-
-
-def _dropout_overrides(scale: Scale) -> list[str]:
-    """SpacedDropout = inverted dropout (`dropout.op=standard`) at the sine rate; nesterov SGD as dropout/train.py."""
-    return ["method=spaced_dropout", "dropout.op=standard", f"dropout.rate={DROPOUT['drop']}",
-            f"dropout.space={DROPOUT['space']}", f"optim.lr={DROPOUT['lr']}", "optim.nesterov=true",
-            f"model.student_downsample_factor={scale.width_divisor}"]
-
-
-def _vit_overrides(scale: Scale) -> list[str]:
-    """DeiT-Ti spaced KD with the pycls trainer's settings: AdamW with warm-up cosine per epoch, drop_last."""
-    depth = [] if scale.depth is None else [f"vit.model_args={{depth: {scale.depth}}}"]
-    return ["method=vit_spaced_kd", "model.student=deit_tiny", f"data.image_size={scale.image_size}",
-            "data.drop_last=true", f"vit.interval={VIT['interval']}", f"vit.logit_weight={VIT['logit_weight']}",
-            f"vit.temperature={VIT['temperature']}", "optim.name=adamw", f"optim.lr={VIT['lr']}",
-            f"optim.weight_decay={VIT['weight_decay']}", "optim.schedule=warmup_cosine", *depth]
-
-
-BENCH_METHODS: dict[str, BenchMethod] = {m.name: m for m in (
-    BenchMethod("spaced_online_kd", "online_KD/train_space.py", f"s = {SPACED_ONLINE_KD_RATE} (I = L)",
-                _online_kd_overrides("spaced_online_kd", SPACED_ONLINE_KD_RATE), True),
-    BenchMethod("online_kd", "online_KD/train_space.py", "s = 0 (online)",
-                _online_kd_overrides("online_kd", 0.0), True),
-    BenchMethod("spaced_self_kd", "self_KD/train.py", f"s = {SELF_KD['interval']} (I = L)", _self_kd_overrides, True),
-    BenchMethod("spaced_ema", "online_KD/train_EMA.py", f"s = {EMA['interval']}, d = {EMA['decay']}",
-                _ema_overrides, False),
-    BenchMethod("spaced_dropout", "dropout/train.py",
-                f"SpacedDropout p = {DROPOUT['drop']}, space = {DROPOUT['space']}", _dropout_overrides, False),
-    BenchMethod("vit_spaced_kd", "vit/pycls/core/trainer.py (DeiT-Ti space_1_0)", f"DeiT-Ti, s = {VIT['interval']}",
-                _vit_overrides, False),
-)}

@@ -166,7 +166,7 @@ def _config(run: ProjectedRun, setting: tuple[str, ...], device: str, data_root:
         f"name={run.key}", f"output_dir={output_dir}", "semantics=reference", "seed=0", "data.dataset=cifar100",
         f"data.root={data_root}", f"data.batch_size={run.scale.batch_size}", f"train.device={device}",
         f"train.epochs={max(run.paper_epochs, 3)}", "train.eval_every=1000000", "train.progress=false",
-        "train.tensorboard=false", *method.fastkd_overrides(run.scale),
+        "train.tensorboard=false", "train.checkpoints=false", *method.fastkd_overrides(run.scale),
         f"{run.interval_key}={run.measure_interval}", *setting,
     ])
 
@@ -184,7 +184,7 @@ def project_run(run: ProjectedRun, device: str, workdir: Path, progress) -> dict
         cfg = _config(run, setting, device, data_root, workdir / "runs")
         run_dir = workdir / "runs" / f"{run.key}-{name.replace(' ', '-')}"
         start = time.perf_counter()
-        trainer = Trainer(cfg, run_dir, quiet=True, checkpoints=False)
+        trainer = Trainer(cfg, run_dir, quiet=True)
         build = time.perf_counter() - start
         costs, breakdown = measure_step_costs(trainer, run_dir, profile=name == "fastkd")
         row["settings"][name] = {

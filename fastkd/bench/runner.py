@@ -54,8 +54,12 @@ def _learner_state(trainer: Trainer, name: str | None) -> dict[str, torch.Tensor
 
 def build_reference(method: str, trainer: Trainer, data_root: Path, *, workers: int, persistent_workers: bool = False,
                     log_steps: bool = False):
-    """The reference-style loop of `method` with the settings of `trainer`'s config and its models (same
-    architecture, checked by a strict state_dict load, and the same initial weights), data, device and dtype."""
+    """The reference-style loop of the bench row `method` with the settings of `trainer`'s config and its models
+    (same architecture, checked by a strict state_dict load, and the same initial weights), data, device and dtype.
+    Each method family has one loop."""
+    if method not in BENCH_METHODS:
+        raise ValueError(f"no reference-style loop for method {method!r}; choose one of {', '.join(BENCH_METHODS)}")
+    family = BENCH_METHODS[method].spec.family
     cfg = trainer.cfg
     device = torch.device(trainer.runtime.device)
     dtype = torch.float64 if cfg.train.float64 else torch.float32
@@ -71,31 +75,29 @@ def build_reference(method: str, trainer: Trainer, data_root: Path, *, workers: 
         return rs.train_loader(data_root, recipe, cfg.data.batch_size, augment=cfg.data.augment == "default",
                                shuffle=cfg.data.shuffle, num_workers=workers, persistent_workers=persistent_workers)
 
-    if method in ("spaced_online_kd", "online_kd"):
+    if family == "online_kd":
         teacher = prepared(TeacherNet(create_model(cfg.model.teacher, num_classes=NUM_CLASSES,
                                                    downsample_factor=cfg.model.downsample_factor)), "teacher")
         student = prepared(StudentNet(create_model(cfg.model.student, num_classes=NUM_CLASSES,
                                                    downsample_factor=width), teacher.feature_size), "student")
-        rate = cfg.kd.interval if method == "spaced_online_kd" else 0.0
+        rate = cfg.kd.interval if trainer.plan.mode == "spaced" else 0.0  # online KD (the plan's I = 0) is rate 0
         return rs.SpacedOnlineKD(teacher, student, loader("online_kd"), interval_rate=rate,
                                  temperature=cfg.kd.temperature, alpha=cfg.kd.alpha, beta=cfg.kd.beta, **common)
-    if method == "spaced_self_kd":
+    if family == "self_kd":
         net = prepared(create_model("selfkd_resnet18", num_classes=NUM_CLASSES, downsample_factor=width), None)
         return rs.SpacedSelfKD(net, loader("self_kd"), interval_rate=cfg.kd.interval, temperature=cfg.kd.temperature,
                                lam=cfg.kd.alpha, mu=cfg.kd.beta, **common)
-    if method == "spaced_ema":
+    if family == "ema":
         model = prepared(create_model(cfg.model.student, num_classes=NUM_CLASSES, downsample_factor=width), None)
         return rs.SpacedEMA(model, loader("online_kd"), interval=cfg.ema.interval, decay=cfg.ema.decay, **common)
-    if method == "spaced_dropout":
+    if family == "dropout":
         data = loader("online_kd")
         net = prepared(create_model("dropout_resnet18", num_classes=NUM_CLASSES, drop_op=cfg.dropout.op,
                                     drop_rate=cfg.dropout.rate, downsample_factor=width), None)
         drop_method = "SpacedDropout" if cfg.dropout.op == "standard" else "MaxSpacedDropout"
         model = rs.ReferenceDropoutResNet(net, cfg.dropout.rate, drop_method, int(cfg.dropout.space * len(data)))
         return rs.SpacedDropout(model, data, nesterov=cfg.optim.nesterov, **common)
-    if method == "vit_spaced_kd":
-        return _reference_vit(trainer, data_root, device, dtype, workers, persistent_workers, log_steps)
-    raise ValueError(f"no reference-style loop for method {method!r}; choose one of {', '.join(BENCH_METHODS)}")
+    return _reference_vit(trainer, data_root, device, dtype, workers, persistent_workers, log_steps)
 
 
 def _reference_vit(trainer: Trainer, data_root: Path, device: torch.device, dtype: torch.dtype, workers: int,
@@ -156,7 +158,7 @@ def bench_method(method: BenchMethod, preset: Preset, rounds: int, workdir: Path
         write_synthetic_cifar100(data_root, scale.train_images, preset.test_images)
     epochs = preset.warmup_rounds + rounds + 3
     cfg = fastkd_config(method, scale, preset.device, data_root, workdir / "runs", epochs)
-    trainer = Trainer(cfg, workdir / "runs" / method.name, quiet=True, checkpoints=False)
+    trainer = Trainer(cfg, workdir / "runs" / method.name, quiet=True)
     fast = FastkdRounds(trainer, scale.iters_per_epoch)
     reference = build_reference(method.name, trainer, data_root, workers=preset.workers,
                                 persistent_workers=preset.persistent_workers)
@@ -190,7 +192,7 @@ def bench_method(method: BenchMethod, preset: Preset, rounds: int, workdir: Path
     progress.update(1)
 
     if method.has_replay_buffer:
-        fastkd.replay_buffer_peak_bytes = trainer.replay_peak_bytes
+        fastkd.replay_buffer_peak_bytes = trainer.method.replay_peak_bytes()
         ref.replay_buffer_peak_bytes = reference.buffer_peak_bytes
     ratios = [f / r for f, r in zip(fastkd.images_per_s, ref.images_per_s)]
     seconds_per_round = scale.train_images / fastkd.median
@@ -212,8 +214,7 @@ def _eager_twin_flops(method: BenchMethod, scale: Scale, preset: Preset, data_ro
                       epochs: int) -> float:
     """FLOPs of one round counted on an eager copy of the run: torch.compile hides ops from FlopCounterMode."""
     cfg = fastkd_config(method, scale, preset.device, data_root, workdir / "runs-eager", epochs, ["train.compile=off"])
-    twin = FastkdRounds(Trainer(cfg, workdir / "runs-eager" / method.name, quiet=True, checkpoints=False),
-                        scale.iters_per_epoch)
+    twin = FastkdRounds(Trainer(cfg, workdir / "runs-eager" / method.name, quiet=True), scale.iters_per_epoch)
     return count_flops(twin.train_epoch)
 
 

@@ -127,7 +127,7 @@ def _time_epochs(method_name: str, preset_name: str, rounds: int, data_root: Pat
     scale = preset.scales[method_name]
     cfg = fastkd_config(method, scale, preset.device, data_root, workdir, preset.warmup_rounds + rounds,
                         [f"train.sync_bn={sync_bn}"])
-    trainer = Trainer(cfg, workdir / method_name, quiet=True, checkpoints=False)
+    trainer = Trainer(cfg, workdir / method_name, quiet=True)
     rounds_driver = FastkdRounds(trainer, scale.iters_per_epoch)
     device = trainer.runtime.device
     for _ in range(preset.warmup_rounds):

@@ -208,6 +208,9 @@ class TrainConfig(_Section):
     """Epochs between test-set evaluations (the last epoch is always evaluated)."""
     max_steps: Optional[int] = Field(None, ge=1)
     """Stop (with a checkpoint) after this many global iterations; for smoke tests and exact-resume checks."""
+    checkpoints: bool = True
+    """Write last.pt (every epoch end and at a stop) and best.pt. `false` writes none, so the run cannot be
+    resumed: for timing runs (`fastkd bench`, the time probes of `fastkd reproduce --dry-run`)."""
     nonfinite: Literal["stop", "skip"] = "stop"
     """A NaN/inf training loss: `stop` ends the run (exit 1, the last good checkpoint kept); `skip` leaves that
     optimizer step out (weights, buffers and optimizer state unchanged) and counts it in metrics.csv."""

@@ -63,9 +63,10 @@ RUN_STATE_KEYS = {"version": int, "config": dict, "epoch": int, "batch_index": i
                   "best": dict, "history": list, "learners": dict, "method": dict, "rng": dict}
 """What a run checkpoint holds (and its type): all of it is needed to continue a run exactly."""
 
-RESUME_MAY_CHANGE = ("output_dir", "train.epochs", "train.max_steps", "train.nonfinite", "train.progress",
-                     "train.tensorboard", "train.log_every", "train.log_every_step", "train.dist_timeout", "data.root",
-                     "data.download", "data.cache_dir", "log.wandb.project", "log.wandb.entity", "log.wandb.name", "log.wandb.mode")
+RESUME_MAY_CHANGE = ("output_dir", "train.epochs", "train.max_steps", "train.checkpoints", "train.nonfinite",
+                     "train.progress", "train.tensorboard", "train.log_every", "train.log_every_step",
+                     "train.dist_timeout", "data.root", "data.download", "data.cache_dir", "log.wandb.project",
+                     "log.wandb.entity", "log.wandb.name", "log.wandb.mode")
 """Keys `--resume` accepts overrides of: none changes what the resumed steps compute (train.epochs only upward;
 output_dir only says where the run folder lives, which changes when a grid folder is moved).
 Everything else (model, data, batch size, method, kd/ema/dropout, optimizer, seed, semantics, device, precision,

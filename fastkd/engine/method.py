@@ -116,6 +116,11 @@ class Method:
         """Event counts logged per epoch in metrics.csv and in summary.json (e.g. replay events)."""
         return {}
 
+    def replay_peak_bytes(self) -> int | None:
+        """The most bytes the method's replay log has held at once (`fastkd bench` reports it as the replay buffer);
+        None: the method keeps no replay log."""
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

@@ -30,7 +30,6 @@ from .checkpoint import (CHECKPOINT_VERSION, RESUME_MAY_CHANGE, CheckpointError,
 from .loggers import RunLog, build_run_log, check_log_packages
 from .method import Method, build_method
 from .metrics import DeviceMeter, topk_correct
-from .replay import ReplayLog
 from .runtime import Runtime, build_runtime, resolve_channels_last, rng_state, seed_everything, set_rng_state
 from .steps import Batch, Learner, StepContext, build_learner, ce_loss, guard_nonfinite_steps, set_optimizer
 
@@ -55,10 +54,8 @@ class Trainer:
     method: Method
     learners: dict[str, Learner]
 
-    def __init__(self, cfg: ExperimentConfig, run_dir: Path, *, resume: bool = False, quiet: bool = False,
-                 checkpoints: bool = True):
-        """`checkpoints=False` writes no last.pt/best.pt (for `fastkd bench`: the reference loops write none).
-        Under torchrun every rank builds the same Trainer; only rank 0 writes (engine/distributed.py)."""
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path, *, resume: bool = False, quiet: bool = False):
+        """Under torchrun every rank builds the same Trainer; only rank 0 writes (engine/distributed.py)."""
         join_process_group(cfg)
         if distributed.is_main():
             prepare_run_dir(run_dir)  # before any work: an unwritable folder fails now, not at the first save
@@ -69,7 +66,6 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = run_dir
         self.quiet = quiet or not distributed.is_main()
-        self.checkpoints = checkpoints
         self.runtime = build_runtime(cfg.train)
         seed_everything(cfg.seed, cfg.train.deterministic)
 
@@ -310,12 +306,6 @@ class Trainer:
         learners = list(self.learners.values())
         return next((learner for learner in learners if learner.stepped), learners[0]).lr
 
-    @property
-    def replay_peak_bytes(self) -> int | None:
-        """The most bytes the method's replay log has held (None: the method keeps no replay log)."""
-        logs = [value for value in vars(self.method).values() if isinstance(value, ReplayLog)]
-        return max((log.peak_nbytes for log in logs), default=None)
-
     @torch.no_grad()
     def evaluate(self, epochs_trained: int | None = None) -> dict[str, float]:
         """Top-1/top-5 and mean CE of every output the method names, on the test split (one host read).
@@ -362,8 +352,8 @@ class Trainer:
         }
 
     def save(self, name: str) -> Path | None:
-        """Write the checkpoint atomically; None when the Trainer was built with `checkpoints=False`."""
-        if not self.checkpoints:
+        """Write the checkpoint atomically; None under `train.checkpoints: false`."""
+        if not self.cfg.train.checkpoints:
             return None
         self._settle_nonfinite()
         self.meter.read()

@@ -119,6 +119,9 @@ class OnlineKDFamily(Method):
     def counters(self) -> dict[str, int]:
         return {"replay_events": self.replay_events}
 
+    def replay_peak_bytes(self) -> int | None:
+        return self.replay.peak_nbytes
+
     def state_dict(self) -> dict:
         return {"replay": self.replay.state_dict(), "replay_events": self.replay_events}
 

@@ -148,6 +148,9 @@ class SelfKD(Method):
     def counters(self) -> dict[str, int]:
         return {"kd_events": self.kd_events}
 
+    def replay_peak_bytes(self) -> int | None:
+        return self.replay.peak_nbytes
+
     def state_dict(self) -> dict:
         return {"replay": self.replay.state_dict(), "kd_events": self.kd_events}
 

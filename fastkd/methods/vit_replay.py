@@ -82,6 +82,9 @@ class ViTReplay:
             return {}
         return {"replay_events": self.replay_events, "replay_steps": self.replay_steps}
 
+    def replay_peak_bytes(self) -> int | None:
+        return self.replay.peak_nbytes
+
     def state_dict(self) -> dict[str, Any]:
         return {"space_counter": self.space_counter, "replay_passes": self.replay_passes,
                 "replay": self.replay.state_dict(), "replay_events": self.replay_events,

@@ -184,10 +184,13 @@ def _estimate(cfg, plan, probes: dict, probe_steps: int) -> float | str:
 
 
 def _probe(cfg, steps: int) -> float | str:
-    """Seconds per iteration of `cfg` over `steps` iterations after one warm-up, in a scratch folder."""
+    """Seconds per iteration of `cfg` over `steps` iterations after one warm-up, in a scratch folder, writing no
+    checkpoint."""
+    cfg = without_external_logs(cfg)
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"checkpoints": False})})
     with tempfile.TemporaryDirectory(prefix="fastkd-probe-") as scratch:
         try:
-            trainer = Trainer(without_external_logs(cfg), Path(scratch), quiet=True, checkpoints=False)
+            trainer = Trainer(cfg, Path(scratch), quiet=True)
         except DataError:
             return "no data (--data-root)"
         trainer.fit(max_steps=1)

@@ -69,7 +69,7 @@ def trainer_for(method: str, semantics: str, overrides: list[str], data_root, tm
     cfg = bench.fastkd_config(bench.BENCH_METHODS[method], scale, "cpu", data_root, tmp_path / "runs", epochs=4, extra=[
         f"semantics={semantics}", "train.compile=on", "train.eval_every=1", "data.eval_batch_size=8",
         "data.drop_last=false", *overrides, *extra])
-    return Trainer(cfg, tmp_path / "runs" / method, quiet=True, checkpoints=False)
+    return Trainer(cfg, tmp_path / "runs" / method, quiet=True)
 
 
 @pytest.mark.slow

@@ -73,7 +73,7 @@ def test_compiled_bf16_step_without_host_syncs(method, data_root, tmp_path):
         *INTERVALS[method], "train.compile=on", "train.amp=bf16", "train.channels_last=true",
         f"train.log_every={10 * SCALE.iters_per_epoch}",
     ])
-    trainer = Trainer(cfg, tmp_path / "runs" / method, quiet=True, checkpoints=False)
+    trainer = Trainer(cfg, tmp_path / "runs" / method, quiet=True)
     runtime = trainer.runtime.describe()
     for setting in ("device=cuda", "precision=bfloat16", "compile=on", "channels_last=on"):
         assert setting in runtime, runtime
