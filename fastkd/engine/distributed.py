@@ -27,6 +27,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from .. import launch
+from ..kernels.batch_norm import swap_batchnorm
 from ..kernels.global_batch import sum_across_ranks
 
 
@@ -214,21 +215,12 @@ def convert_batchnorm(module: nn.Module, on_cuda: bool) -> nn.Module:
     elsewhere. Parameters are moved over (the same objects), so build the optimizer after this."""
     if on_cuda:
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, AllReduceBatchNorm):
-        new = AllReduceBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                                 module.track_running_stats)
-        if module.affine:
-            new.weight, new.bias = module.weight, module.bias
-        if module.track_running_stats:
-            new.running_mean, new.running_var = module.running_mean, module.running_var
-            new.num_batches_tracked = module.num_batches_tracked
-        new.train(module.training)
-        return new
-    for name, child in module.named_children():
-        converted = convert_batchnorm(child, on_cuda)
-        if converted is not child:
-            setattr(module, name, converted)
-    return module
+
+    def make(bn: nn.modules.batchnorm._BatchNorm) -> nn.Module | None:
+        if isinstance(bn, AllReduceBatchNorm):
+            return None
+        return AllReduceBatchNorm(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
+    return swap_batchnorm(module, make)
 
 
 # ----------------------------------------------------------------------------------------------- failure

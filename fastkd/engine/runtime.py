@@ -83,12 +83,13 @@ def build_runtime(cfg: TrainConfig) -> Runtime:
                    sync_bn=distributed.is_active() and cfg.sync_bn != "off", compile_mode=cfg.compile_mode)
 
 
-CHANNELS_LAST_MIN_WIDTH = 16
+CHANNELS_LAST_MIN_WIDTH = 8
 """`auto` on CPU turns channels_last on iff no conv or batch norm of the models is narrower than this. ResNet-18
-forward+backward, 2 cores: on the earlier Intel Cascade Lake channels_last was ~1.5x faster at full width and the
-faster layout at widths 16-128, but up to ~7x slower at widths 8-64 (batch norm over 8 channels); on the AMD EPYC
-it is 1.15-1.3x faster at widths >= 16 and 1.0-1.3x at widths 8-10. The threshold keeps the gains at >= 16 and
-avoids the large loss below it on either machine."""
+forward+backward, 2 cores, AVX-512 Xeon, NCHW vs channels_last with kernels/batch_norm.py's row batch norm (which
+build_learner swaps in on CPU: ATen's own channels-last batch norm is up to 7x slower over 8-45 channels):
+channels_last 1.18-1.31x faster with the narrowest layer 8-32 channels wide (self-KD ResNet 1.15-1.20x), even at 4
+(0.99-1.21x). The
+earlier AMD EPYC measured native channels_last 1.0-1.3x faster at widths >= 8."""
 
 
 def resolve_channels_last(runtime: Runtime, models: list[torch.nn.Module]) -> Runtime:

@@ -22,7 +22,8 @@ WALL_CLOCK_COLUMNS = {"images_per_s", "epoch_seconds", "data_wait_share"}
 @pytest.mark.parametrize("downsample_factor, float64, expected", [
     (1.0, False, True),  # widths 64-512
     (16.0, False, True),  # widths 16-128
-    (64.0, False, False),  # widths 8-64: batch norm over 8 channels
+    (64.0, False, True),  # widths 8-64 (batch norm over 8 channels: kernels/batch_norm.py)
+    (256.0, False, False),  # widths 4-32
     (1.0, True, False),  # float64 stays NCHW
 ])
 def test_auto_layout_follows_the_narrowest_width(downsample_factor, float64, expected):
@@ -32,7 +33,7 @@ def test_auto_layout_follows_the_narrowest_width(downsample_factor, float64, exp
 
 
 def test_explicit_layout_is_kept():
-    narrow = create_model("resnet18", num_classes=10, downsample_factor=64.0)
+    narrow = create_model("resnet18", num_classes=10, downsample_factor=256.0)
     runtime = build_runtime(TrainConfig(device="cpu", channels_last=True))
     assert resolve_channels_last(runtime, [narrow]).channels_last is True
 
@@ -57,7 +58,7 @@ def test_same_config_and_seed_give_identical_metrics_with_the_defaults(tmp_path)
         layouts.append(yaml.safe_load((tmp_path / name / "config.yaml").read_text())["train"]["channels_last"])
     assert len(rows[0]) == 2 and "eval_student_top1" in rows[0][0]
     assert rows[0] == rows[1]
-    assert layouts == [False, False]  # the student's 8-channel batch norms rule channels_last out
+    assert layouts == [True, True]  # widths 8-64 and 16-128
 
 
 def config(root, out, name, extra=()):
