@@ -4,8 +4,9 @@ Why: ATen's channels-last batch-norm kernels vectorise along C, and a C that is 
 (16 floats under AVX-512, 8 under AVX2) sends every row through the masked tail path: on a 2-core AVX-512 Xeon the
 forward+backward of a (64, 22, 32, 32) batch took 12.0 ms channels-last against 2.8 ms contiguous, which cancels
 channels-last's faster convolutions for nets of such widths (the self-KD ResNet at width/8: 22, 45, 90, 181).
-Here the same statistics come from column sums of the row matrix folded into wide rows (one vectorised reduction
-each) and the normalisation from two `addcmul`s, so channels-last stays the faster layout at every width.
+Here the same statistics come from sums over the row matrix regrouped into wide rows (one vectorised reduction
+each) and the normalisation from `addcmul`s over those rows, so channels-last stays the faster layout at every
+width.
 
 `RowBatchNorm2d` is an `nn.BatchNorm2d` (same parameters, buffers and state_dict keys) that takes this path only
 where ATen's is slow (training, CPU, float32/float64, channels-last, `native_channels_last_is_slow(C)`, a batch of
@@ -37,51 +38,54 @@ def native_channels_last_is_slow(num_features: int) -> bool:
     return num_features % lanes != 0 and num_features < 4 * lanes
 
 
-def _rows(t: torch.Tensor) -> torch.Tensor:
-    """The (N*H*W, C) view of a channels-last (N, C, H, W) tensor."""
-    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
-
-
-def _column_sums(rows: torch.Tensor) -> torch.Tensor:
-    """Per-column sums of an (M, C) matrix: the rows are regrouped k at a time into (M/k, k*C), reduced along
-    the long contiguous dimension, then the k partial sums folded (a plain sum(0) over C < 16 columns is ~8x
-    slower)."""
-    m, c = rows.shape
+def _wide_rows(t: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The channels-last (N, C, H, W) tensor `t` as its (N*H*W, C) row matrix regrouped k rows at a time into
+    (N*H*W/k, k*C), and k: reductions and per-channel scalings then run along rows of k*C contiguous values (over
+    C < 16 columns a plain sum(0) is ~8x slower, and broadcasting a C-vector several times slower than a k*C one)."""
+    c = t.shape[1]
+    m = t.numel() // c
     k = next(k for k in (64, 32, 16, 8, 4, 2, 1) if m % k == 0)
-    return rows.view(m // k, k * c).sum(0).view(k, c).sum(0)
+    return t.permute(0, 2, 3, 1).reshape(m // k, k * c), k
+
+
+def _channel_sums(wide: torch.Tensor, k: int) -> torch.Tensor:
+    return wide.sum(0).view(k, -1).sum(0)
 
 
 class _RowBatchNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, running_mean: torch.Tensor,
                 running_var: torch.Tensor, factor: float, eps: float) -> torch.Tensor:
-        rows = _rows(x)
-        m = rows.shape[0]
-        mean = _column_sums(rows) / m
-        centred = rows - mean
-        var = _column_sums(centred * centred) / m
+        wide, k = _wide_rows(x)
+        m = x.numel() // x.shape[1]
+        mean = _channel_sums(wide, k) / m
+        centred = wide - mean.repeat(k)
+        var = _channel_sums(centred * centred, k) / m
         invstd = torch.rsqrt(var + eps)
         out = torch.empty_like(x, memory_format=torch.channels_last)
-        torch.addcmul(bias, centred, weight * invstd, out=_rows(out))
+        torch.addcmul(bias.repeat(k), centred, (weight * invstd).repeat(k), out=_wide_rows(out)[0])
         running_mean.lerp_(mean, factor)
         running_var.lerp_(var * (m / max(m - 1, 1)), factor)
         ctx.save_for_backward(centred, weight, invstd)
+        ctx.k = k
         return out
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         centred, weight, invstd = ctx.saved_tensors
-        grad_rows = _rows(grad_out.contiguous(memory_format=torch.channels_last))
-        m = centred.shape[0]
-        grad_bias = _column_sums(grad_rows)
-        grad_scale = _column_sums(grad_rows * centred)  # sum_i g_i (x_i - mean)
+        k = ctx.k
+        grad_wide, _ = _wide_rows(grad_out.contiguous(memory_format=torch.channels_last))
+        m = centred.numel() // weight.numel()
+        grad_bias = _channel_sums(grad_wide, k)
+        grad_scale = _channel_sums(grad_wide * centred, k)  # sum_i g_i (x_i - mean)
         grad_x = None
         if ctx.needs_input_grad[0]:
             scale = weight * invstd
             # dx = scale * (g - mean(g) - xhat * mean(g * xhat)), xhat = centred * invstd
             grad_x = torch.empty_like(grad_out, memory_format=torch.channels_last)
-            torch.addcmul(scale * grad_bias / -m, grad_rows, scale, out=_rows(grad_x))
-            _rows(grad_x).addcmul_(centred, scale * invstd * invstd * grad_scale / -m)
+            out = _wide_rows(grad_x)[0]
+            torch.addcmul((scale * grad_bias / -m).repeat(k), grad_wide, scale.repeat(k), out=out)
+            out.addcmul_(centred, (scale * invstd * invstd * grad_scale / -m).repeat(k))
         return grad_x, grad_scale * invstd, grad_bias, None, None, None, None
 
 

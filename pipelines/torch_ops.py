@@ -8,6 +8,7 @@ kernel it is named after, so a sample comes out as torchvision would make it wit
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import torch
@@ -49,26 +50,25 @@ def inverse_affine_matrices(
     shear: torch.Tensor,
     center: torch.Tensor,
 ) -> torch.Tensor:
-    """Per-sample inverse affine matrices (B, 2, 3) in float64, as torchvision's ``_get_inverse_affine_matrix``.
+    """Per-sample inverse affine matrices (B, 2, 3) in float64, torchvision's ``_get_inverse_affine_matrix`` with
+    Python's math per sample as it computes them (a batch's few samples per op: a dozen scalar lines each cost less
+    than the ~20 tensor ops a vectorised form launches).
 
     ``angles`` (B,) and ``shear`` (B, 2) in degrees, ``translate`` (B, 2) in pixels, ``center`` (B, 2) relative to
     the image centre; scale is 1.
     """
-    rot = torch.deg2rad(angles)
-    sx, sy = torch.deg2rad(shear).unbind(1)
-    cx, cy = center.unbind(1)
-    tx, ty = translate.unbind(1)
-    cos_sy = torch.cos(sy)
-    tan_sx = torch.tan(sx)
-    a = torch.cos(rot - sy) / cos_sy
-    b = -(a * tan_sx + torch.sin(rot))
-    c = torch.sin(rot - sy) / cos_sy
-    d = torch.cos(rot) - c * tan_sx
-    m0, m1, m3, m4 = d, -b, -c, a
-    cx_plus_tx, cy_plus_ty = cx + tx, cy + ty
-    m2 = cx - m0 * cx_plus_tx - m1 * cy_plus_ty
-    m5 = cy - m3 * cx_plus_tx - m4 * cy_plus_ty
-    return torch.stack([m0, m1, m2, m3, m4, m5], dim=1).view(-1, 2, 3)
+    matrices = []
+    for rot, (sx, sy), (cx, cy), (tx, ty) in zip(angles.tolist(), shear.tolist(), center.tolist(), translate.tolist()):
+        rot, sx, sy = math.radians(rot), math.radians(sx), math.radians(sy)
+        cos_sy, tan_sx = math.cos(sy), math.tan(sx)
+        a = math.cos(rot - sy) / cos_sy
+        b = -(a * tan_sx + math.sin(rot))
+        c = math.sin(rot - sy) / cos_sy
+        d = math.cos(rot) - c * tan_sx
+        cx_plus_tx, cy_plus_ty = cx + tx, cy + ty
+        matrices.append([d, -b, cx - d * cx_plus_tx + b * cy_plus_ty,
+                         -c, a, cy + c * cx_plus_tx - a * cy_plus_ty])
+    return torch.tensor(matrices, dtype=torch.float64).view(-1, 2, 3)
 
 
 def rotation_matrices(angles: torch.Tensor) -> torch.Tensor:
@@ -371,16 +371,22 @@ def antialiased_bicubic_weights(starts: torch.Tensor, lengths: torch.Tensor, in_
 
     The weights are PIL's bicubic filter (as torch's ``interpolate(mode="bicubic", antialias=True)`` computes
     them): taps limited to the window and renormalised, widened by the scale when shrinking.
+    Only the window's taps are evaluated ((B, out_size, taps), taps = the widest window), then scattered into
+    the dense matrices the batched products take.
     """
-    scale = (lengths.double() / out_size).view(-1, 1, 1)
+    lengths = lengths.double().view(-1, 1, 1)
+    scale = lengths / out_size
     support = torch.where(scale >= 1, 2.0 * scale, torch.full_like(scale, 2.0))
     invscale = torch.where(scale >= 1, 1.0 / scale, torch.ones_like(scale))
     centre = scale * (torch.arange(out_size, dtype=torch.float64).view(1, -1, 1) + 0.5)
     first = torch.clamp(torch.trunc(centre - support + 0.5), min=0)
-    stop = torch.minimum(torch.trunc(centre + support + 0.5), lengths.double().view(-1, 1, 1))
-    offset = torch.arange(in_size, dtype=torch.float64).view(1, 1, -1) - starts.double().view(-1, 1, 1)
-    weights = _bicubic((offset - centre + 0.5) * invscale) * ((offset >= first) & (offset < stop))
-    return weights / weights.sum(-1, keepdim=True)
+    stop = torch.minimum(torch.trunc(centre + support + 0.5), lengths)
+    taps = int(math.ceil(2 * float(support.max()))) + 1  # stop - first <= 2 * support + 1
+    offset = first + torch.arange(taps, dtype=torch.float64)  # (B, out_size, taps), from the window's start
+    weights = _bicubic((offset - centre + 0.5) * invscale) * (offset < stop)
+    weights = weights / weights.sum(-1, keepdim=True)
+    columns = (offset + starts.double().view(-1, 1, 1)).clamp_(max=in_size - 1).long()  # taps past stop weigh 0
+    return torch.zeros(len(weights), out_size, in_size, dtype=torch.float64).scatter_add_(2, columns, weights)
 
 
 def resized_crops(images: torch.Tensor, indices: torch.Tensor, boxes: torch.Tensor, size: int,

@@ -87,9 +87,8 @@ CHANNELS_LAST_MIN_WIDTH = 8
 """`auto` on CPU turns channels_last on iff no conv or batch norm of the models is narrower than this. ResNet-18
 forward+backward, 2 cores, AVX-512 Xeon, NCHW vs channels_last with kernels/batch_norm.py's row batch norm (which
 build_learner swaps in on CPU: ATen's own channels-last batch norm is up to 7x slower over 8-45 channels):
-channels_last 1.18-1.31x faster with the narrowest layer 8-32 channels wide (self-KD ResNet 1.15-1.20x), even at 4
-(0.99-1.21x). The
-earlier AMD EPYC measured native channels_last 1.0-1.3x faster at widths >= 8."""
+channels_last 1.17-1.36x faster with the narrowest layer 8-32 channels wide (the self-KD ResNet: 1.17-1.20x), 1.03-1.40x
+at 4. The earlier AMD EPYC measured native channels_last 1.0-1.3x faster at widths >= 8."""
 
 
 def resolve_channels_last(runtime: Runtime, models: list[torch.nn.Module]) -> Runtime:
