@@ -16,6 +16,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..kernels.batch_norm import use_row_batchnorm
+from ..kernels.pointwise_conv import subsample_strided_pointwise_convs
 from ..models import create_model
 from .presets import NUM_CLASSES, Preset, Scale
 
@@ -159,8 +160,8 @@ def _resnet18_ceiling(scale: Scale, device: torch.device, steps: int, sweep_thre
             fmt = torch.channels_last if channels_last else torch.contiguous_format
             model = create_model("resnet18", num_classes=NUM_CLASSES, downsample_factor=scale.width_divisor)
             model = model.to(device=device, memory_format=fmt).train()
-            if channels_last and not on_cuda:
-                model = use_row_batchnorm(model)  # as build_learner runs channels_last on CPU
+            if channels_last and not on_cuda:  # as build_learner runs channels_last on CPU
+                model = use_row_batchnorm(subsample_strided_pointwise_convs(model))
             x = torch.randn(scale.batch_size, 3, 32, 32, device=device).contiguous(memory_format=fmt)
             y = torch.randint(0, NUM_CLASSES, (scale.batch_size,), device=device)
 

@@ -18,6 +18,7 @@ from torch.profiler import record_function
 from ..config import OptimConfig
 from ..kernels import cross_entropy
 from ..kernels.batch_norm import use_row_batchnorm
+from ..kernels.pointwise_conv import subsample_strided_pointwise_convs
 from ..kernels.global_batch import GlobalBatchOp, Shard, global_batch_ops
 from . import distributed
 from .nonfinite import SkipNonFinite
@@ -245,8 +246,10 @@ def build_learner(name: str, model: nn.Module, optim_cfg: OptimConfig, epochs: i
         model = distributed.convert_batchnorm(model, runtime.device.type == "cuda")
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
-        if runtime.device.type == "cpu" and not runtime.compile and not runtime.sync_bn:
-            model = use_row_batchnorm(model)  # ATen's channels-last batch norm is slow at some widths on CPU
+        if runtime.device.type == "cpu":
+            model = subsample_strided_pointwise_convs(model)  # oneDNN crashes on some of them (kernels/pointwise_conv.py)
+            if not runtime.compile and not runtime.sync_bn:
+                model = use_row_batchnorm(model)  # ATen's channels-last batch norm is slow at some widths on CPU
     optimizer = build_optimizer(model.parameters(), optim_cfg)
     if runtime.compile:
         model.compile(**runtime.compile_options)  # in place: state_dict keys stay those of the reference layout
